@@ -1,0 +1,46 @@
+# meshnet — build, test, demo, bench.
+#
+#   make demo    the main job: builds everything and shows it working
+#   make test    the whole suite (needs root: network namespaces)
+#   make bench   the benchmarks whose figures are in the README
+
+export GOTOOLCHAIN := local
+GO ?= go
+GOTEST_TIMEOUT ?= 25m
+
+.PHONY: all build vet test bench demo consul tidy clean check-root
+
+all: build
+
+build:
+	$(GO) build ./...
+
+vet:
+	$(GO) vet ./...
+	cd testenv/consulbin && $(GO) vet .
+
+# The Consul server used by the tests, built once from its Go module and
+# cached outside the repository (a few minutes the first time).
+consul:
+	@$(GO) run ./cmd/testenv consul
+
+check-root:
+	@if [ "$$(id -u)" != 0 ]; then echo "make: the tests create network namespaces and need root (sudo make test)" >&2; exit 1; fi
+
+test: check-root vet consul
+	$(GO) test -count=1 -timeout $(GOTEST_TIMEOUT) ./...
+
+bench: check-root consul
+	$(GO) test -run XXX -bench . -benchtime 2s ./kvstore/
+	$(GO) test -run XXX -bench . ./overlay/
+	$(GO) test -run XXX -bench Convergence ./gossip/
+
+demo:
+	$(GO) run ./cmd/testenv kvdemo
+
+tidy:
+	$(GO) mod tidy
+	cd testenv/consulbin && $(GO) mod tidy
+
+clean:
+	$(GO) clean -testcache

@@ -1,0 +1,199 @@
+package kvstore
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Backend names a kind of cluster store.
+type Backend string
+
+// The backends a cluster-store URL can name.
+const (
+	BackendEtcd     Backend = "etcd"
+	BackendConsul   Backend = "consul"
+	BackendEmbedded Backend = "embedded"
+)
+
+// DefaultPrefix is the root under which meshnet keeps its keys when the
+// cluster-store URL names no prefix.
+const DefaultPrefix = "meshnet/v1/"
+
+// DefaultTimeout bounds every store call whose context has no earlier
+// deadline.
+const DefaultTimeout = 5 * time.Second
+
+// Config is a parsed cluster-store URL plus its options
+// (cluster-store-opt).
+type Config struct {
+	Backend   Backend
+	Endpoints []string // host:port; set by the agent for the embedded store
+	Prefix    string   // root prefix, always ending in "/"
+
+	CAFile, CertFile, KeyFile string // TLS
+	Token                     string // Consul ACL token
+	Username, Password        string // etcd authentication
+	Timeout                   time.Duration
+}
+
+// String renders the config as a URL, without secrets.
+func (c Config) String() string {
+	if c.Backend == BackendEmbedded {
+		return string(BackendEmbedded)
+	}
+	return string(c.Backend) + "://" + strings.Join(c.Endpoints, ",") + "/" + strings.TrimSuffix(c.Prefix, "/")
+}
+
+// ParseURL parses a cluster-store URL — consul://HOST:PORT[/PREFIX],
+// etcd://HOST:PORT[,HOST:PORT…][/PREFIX] or embedded — and its key=value
+// options (ca, cert, key, token, username, password, timeout). The error,
+// if any, is one sentence naming what is wrong.
+func ParseURL(raw string, opts []string) (Config, error) {
+	cfg, err := parseURL(strings.TrimSpace(raw))
+	if err != nil {
+		return Config{}, fmt.Errorf("invalid cluster store URL %q: %w", raw, err)
+	}
+	if err := cfg.applyOptions(opts); err != nil {
+		return Config{}, fmt.Errorf("invalid cluster-store-opt: %w", err)
+	}
+	return cfg, nil
+}
+
+func parseURL(raw string) (Config, error) {
+	cfg := Config{Prefix: DefaultPrefix, Timeout: DefaultTimeout}
+	if raw == "" {
+		return cfg, errors.New("it is empty; use consul://HOST:PORT, etcd://HOST:PORT or embedded")
+	}
+	if raw == "embedded" || raw == "embedded://" {
+		cfg.Backend = BackendEmbedded
+		return cfg, nil
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return cfg, errors.New("it has no scheme; use consul://HOST:PORT, etcd://HOST:PORT or embedded")
+	}
+	switch Backend(scheme) {
+	case BackendEtcd, BackendConsul:
+		cfg.Backend = Backend(scheme)
+	default:
+		return cfg, fmt.Errorf("unknown scheme %q (known: consul, etcd, embedded)", scheme)
+	}
+	if strings.ContainsAny(rest, "?#@") {
+		return cfg, errors.New("queries, fragments and user info are not allowed; pass options with cluster-store-opt")
+	}
+	hosts, prefix, _ := strings.Cut(rest, "/")
+	if hosts == "" {
+		return cfg, errors.New("it names no HOST:PORT")
+	}
+	for _, hp := range strings.Split(hosts, ",") {
+		if err := checkHostPort(hp); err != nil {
+			return cfg, err
+		}
+		cfg.Endpoints = append(cfg.Endpoints, hp)
+	}
+	if cfg.Backend == BackendConsul && len(cfg.Endpoints) > 1 {
+		return cfg, errors.New("consul takes one HOST:PORT (the local Consul agent)")
+	}
+	prefix = strings.Trim(prefix, "/")
+	if prefix != "" {
+		for _, seg := range strings.Split(prefix, "/") {
+			if seg == "" || seg == "." || seg == ".." || strings.ContainsAny(seg, " \t\n") {
+				return cfg, fmt.Errorf("prefix %q is not a clean key path", prefix)
+			}
+		}
+		cfg.Prefix = prefix + "/"
+	}
+	return cfg, nil
+}
+
+func checkHostPort(hp string) error {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", hp)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", hp)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q has an invalid port (1-65535)", hp)
+	}
+	return nil
+}
+
+func (c *Config) applyOptions(opts []string) error {
+	for _, o := range opts {
+		k, v, ok := strings.Cut(o, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return fmt.Errorf("%q is not key=value", o)
+		}
+		switch k {
+		case "ca":
+			c.CAFile = v
+		case "cert":
+			c.CertFile = v
+		case "key":
+			c.KeyFile = v
+		case "token":
+			c.Token = v
+		case "username":
+			c.Username = v
+		case "password":
+			c.Password = v
+		case "timeout":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("timeout %q is not a positive duration such as 5s", v)
+			}
+			c.Timeout = d
+		default:
+			return fmt.Errorf("unknown option %q (known: ca, cert, key, token, username, password, timeout)", k)
+		}
+	}
+	switch {
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		return errors.New("cert and key must be given together")
+	case c.Token != "" && c.Backend != BackendConsul:
+		return errors.New("token applies to consul only")
+	case (c.Username != "" || c.Password != "") && c.Backend == BackendConsul:
+		return errors.New("username and password apply to etcd only; use token for consul")
+	case c.Password != "" && c.Username == "":
+		return errors.New("password given without username")
+	}
+	return nil
+}
+
+// TLSConfig loads the configured CA and client certificate. It returns nil
+// when no TLS option is set.
+func (c Config) TLSConfig() (*tls.Config, error) {
+	if c.CAFile == "" && c.CertFile == "" {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		t.RootCAs = x509.NewCertPool()
+		if !t.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading client certificate: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}

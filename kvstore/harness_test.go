@@ -1,0 +1,181 @@
+package kvstore_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshnet/meshnet/kvstore"
+	"github.com/meshnet/meshnet/kvstore/backends"
+	"github.com/meshnet/meshnet/testenv"
+)
+
+// onlyBackends narrows a run while developing (-args -backends=consul);
+// by default, and in CI, every backend runs.
+var onlyBackends = flag.String("backends", "embedded,etcd,consul", "comma-separated backends to test")
+
+type starter func(context.Context, string) (testenv.StoreServer, error)
+
+var allStarters = map[string]starter{
+	"embedded": func(ctx context.Context, dir string) (testenv.StoreServer, error) {
+		return testenv.StartEmbedded(ctx, dir)
+	},
+	"etcd": func(ctx context.Context, dir string) (testenv.StoreServer, error) {
+		return testenv.StartEtcdProcess(ctx, dir)
+	},
+	"consul": func(ctx context.Context, dir string) (testenv.StoreServer, error) {
+		return testenv.StartConsul(ctx, dir)
+	},
+}
+
+// startServers starts one real server per backend, in parallel, and stops
+// them when the test ends.
+func startServers(t testing.TB) []testenv.StoreServer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	var starters []starter
+	for _, name := range strings.Split(*onlyBackends, ",") {
+		st, ok := allStarters[name]
+		if !ok {
+			t.Fatalf("unknown backend %q", name)
+		}
+		starters = append(starters, st)
+	}
+	servers := make([]testenv.StoreServer, len(starters))
+	errs := make([]error, len(starters))
+	var wg sync.WaitGroup
+	for i, start := range starters {
+		dir := t.TempDir()
+		wg.Go(func() { servers[i], errs[i] = start(ctx, dir) })
+	}
+	wg.Wait()
+	for i, s := range servers {
+		if errs[i] != nil {
+			t.Fatalf("starting store server: %v", errs[i])
+		}
+		t.Cleanup(func() { s.Close() })
+	}
+	return servers
+}
+
+// open returns a client of srv rooted at a prefix of its own, closed when
+// the test ends.
+func open(t testing.TB, srv testenv.StoreServer, prefix string) kvstore.Store {
+	t.Helper()
+	cfg := srv.Config()
+	cfg.Prefix = "meshnet-test/" + prefix + "/"
+	s, err := backends.Open(cfg)
+	if err != nil {
+		t.Fatalf("opening %s: %v", srv.Name(), err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// must checks a (value, error) result: v := must(s.Get(ctx, k))(t).
+func must[T any](v T, err error) func(testing.TB) T {
+	return func(t testing.TB) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func ok(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantErr(t testing.TB, err, sentinel error) {
+	t.Helper()
+	if !errors.Is(err, sentinel) {
+		t.Fatalf("got error %v, want %v", err, sentinel)
+	}
+}
+
+// eventually polls cond until it holds or a generous deadline passes; the
+// deadline guards against hangs, it is not a performance assertion.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// nextEvent reads one event or fails after a generous deadline.
+func nextEvent(t testing.TB, ch <-chan kvstore.Event) kvstore.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("watch channel closed")
+		}
+		return ev
+	case <-time.After(30 * time.Second):
+		t.Fatal("timed out waiting for a watch event")
+	}
+	panic("unreachable")
+}
+
+// view is a consumer's picture of a prefix built from watch events.
+type view map[string]string
+
+func (v view) apply(ev kvstore.Event) {
+	switch ev.Type {
+	case kvstore.EventPut:
+		v[ev.Key] = string(ev.Value)
+	case kvstore.EventDelete:
+		delete(v, ev.Key)
+	case kvstore.EventReset:
+		clear(v)
+		for _, kv := range ev.Snapshot {
+			v[kv.Key] = string(kv.Value)
+		}
+	}
+}
+
+func (v view) String() string {
+	var b strings.Builder
+	for k, val := range v {
+		b.WriteString(k + "=" + val + " ")
+	}
+	return b.String()
+}
+
+func listView(t testing.TB, s kvstore.Store, prefix string) view {
+	t.Helper()
+	kvs, _ := must2(t, s, prefix)
+	v := view{}
+	for _, kv := range kvs {
+		v[kv.Key] = string(kv.Value)
+	}
+	return v
+}
+
+func must2(t testing.TB, s kvstore.Store, prefix string) ([]kvstore.KVPair, uint64) {
+	t.Helper()
+	kvs, rev, err := s.List(testCtx(t), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kvs, rev
+}

@@ -1,0 +1,247 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Datapath programs the overlay networks of one host namespace.
+//
+// Its methods are safe for concurrent use; they are serialised, and each
+// blocks until the kernel has answered every request it made.
+type Datapath struct {
+	mu     sync.Mutex      // serialises Apply, ApplyNetwork, RemoveNetwork, Close
+	h      *netlink.Handle // guarded by mu; netlink socket in the host namespace
+	closed bool            // guarded by mu
+}
+
+// New returns a Datapath that programs the network namespace hostNS
+// (netns.None() for the caller's own). The namespace handle may be closed
+// once New returns.
+func New(hostNS netns.NsHandle) (*Datapath, error) {
+	h, err := netlink.NewHandleAt(hostNS)
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink handle: %w", err)
+	}
+	return &Datapath{h: h}, nil
+}
+
+// Close releases the netlink socket. It leaves the kernel state alone and is
+// idempotent.
+func (d *Datapath) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.closed {
+		d.closed = true
+		d.h.Close()
+	}
+	return nil
+}
+
+var errClosed = errors.New("datapath closed")
+
+// Apply makes the kernel hold exactly the desired networks: it creates and
+// repairs them, and tears down every network we created that is not in
+// desired. Errors of single networks, endpoints or entries are joined; all
+// the rest is still applied.
+func (d *Datapath) Apply(desired []Network) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errClosed
+	}
+	links, err := listLinks(d.h)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	want := make(map[string]*Network, len(desired))
+	vnis := make(map[uint32]string, len(desired))
+	for i := range desired {
+		n := &desired[i]
+		if err := n.validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if want[n.ID] != nil {
+			errs = append(errs, fmt.Errorf("%w: network %s listed twice", ErrInvalid, n.ID))
+			continue
+		}
+		if other, dup := vnis[n.VNI]; dup {
+			errs = append(errs, fmt.Errorf("%w: networks %s and %s share VNI %d", ErrInvalid, other, n.ID, n.VNI))
+			continue
+		}
+		want[n.ID], vnis[n.VNI] = n, n.ID
+	}
+	removed := false
+	for id := range ownedNetworks(links) {
+		if want[id] == nil {
+			errs = append(errs, d.teardown(links, id))
+			removed = true
+		}
+	}
+	if removed {
+		if links, err = listLinks(d.h); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+	}
+	idx := newLinkIndex(links)
+	for i := range desired {
+		if n := &desired[i]; want[n.ID] == n {
+			errs = append(errs, d.applyNetwork(idx, n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ApplyNetwork makes the kernel match one network and leaves the others
+// alone.
+func (d *Datapath) ApplyNetwork(n Network) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errClosed
+	}
+	if err := n.validate(); err != nil {
+		return err
+	}
+	links, err := listLinks(d.h)
+	if err != nil {
+		return err
+	}
+	return d.applyNetwork(newLinkIndex(links), &n)
+}
+
+// RemoveNetwork deletes every device (and so every entry) we made for the
+// network with the given id. Removing an absent network is not an error.
+func (d *Datapath) RemoveNetwork(id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errClosed
+	}
+	links, err := listLinks(d.h)
+	if err != nil {
+		return err
+	}
+	return d.teardown(links, id)
+}
+
+// applyNetwork reconciles one validated network.
+func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
+	under, err := d.underlay(idx, n.VTEP)
+	if err != nil {
+		return fmt.Errorf("network %s: %w", n.ID, err)
+	}
+	mtu := n.MTU
+	if mtu == 0 {
+		mtu = under.Attrs().MTU - EncapOverhead
+	}
+	br, err := d.ensureBridge(idx, n, mtu)
+	if err != nil {
+		return fmt.Errorf("network %s: %w", n.ID, err)
+	}
+	vx, fresh, err := d.ensureVXLAN(idx, n, under, br, mtu)
+	if err != nil {
+		return fmt.Errorf("network %s: %w", n.ID, err)
+	}
+	var errs []error
+	if err := d.syncRemote(n, vx.Attrs().Index, fresh); err != nil {
+		errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
+	}
+	if err := d.syncLocal(idx, n, br, mtu); err != nil {
+		errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
+	}
+	return errors.Join(errs...)
+}
+
+// teardown deletes the devices carrying network id's aliases: veths first
+// (which takes their sandbox ends with them), then the VXLAN device and the
+// bridge. Equivalent to: `ip link del DEV` for each.
+func (d *Datapath) teardown(links []netlink.Link, id string) error {
+	var errs []error
+	var devices []netlink.Link
+	for _, l := range links {
+		nid, eid, ok := parseAlias(l.Attrs().Alias)
+		if !ok || nid != id {
+			continue
+		}
+		if eid != "" {
+			devices = append([]netlink.Link{l}, devices...)
+		} else {
+			devices = append(devices, l)
+		}
+	}
+	for _, l := range devices {
+		if err := d.h.LinkDel(l); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting %s of network %s: %w", l.Attrs().Name, id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// underlay returns the link holding the VTEP address.
+func (d *Datapath) underlay(idx *linkIndex, vtep netip.Addr) (netlink.Link, error) {
+	family := netlink.FAMILY_V4
+	if vtep.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := listAddrs(d.h, nil, family)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == vtep.Unmap() {
+			if l := idx.byIndex[a.LinkIndex]; l != nil {
+				return l, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("finding underlay device: no link has VTEP address %s", vtep)
+}
+
+// ownedNetworks returns the ids of the networks whose devices carry our alias.
+func ownedNetworks(links []netlink.Link) map[string]bool {
+	ids := make(map[string]bool)
+	for _, l := range links {
+		if id, _, ok := parseAlias(l.Attrs().Alias); ok {
+			ids[id] = true
+		}
+	}
+	return ids
+}
+
+// linkIndex is one link dump indexed for lookups.
+type linkIndex struct {
+	all     []netlink.Link
+	byName  map[string]netlink.Link
+	byIndex map[int]netlink.Link
+}
+
+func newLinkIndex(links []netlink.Link) *linkIndex {
+	idx := &linkIndex{all: links, byName: make(map[string]netlink.Link, len(links)), byIndex: make(map[int]netlink.Link, len(links))}
+	for _, l := range links {
+		idx.byName[l.Attrs().Name] = l
+		idx.byIndex[l.Attrs().Index] = l
+	}
+	return idx
+}
+
+// checkOwned reports ErrForeignDevice unless l is of type typ and carries alias.
+func checkOwned(l netlink.Link, typ, alias string) error {
+	if l.Type() != typ || l.Attrs().Alias != alias {
+		return fmt.Errorf("checking %s: %w (type %s, alias %q; want type %s, alias %q)",
+			l.Attrs().Name, ErrForeignDevice, l.Type(), l.Attrs().Alias, typ, alias)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, errNoDevice)
+}

@@ -1,0 +1,46 @@
+// Package overlay turns "network N with VNI V exists on this host, these
+// sandboxes are attached here and these remote endpoints live behind these
+// VTEPs" into kernel state: a Linux bridge and a VXLAN device per network,
+// permanent FDB and neighbour entries per remote endpoint, and a veth pair per
+// local endpoint. It knows nothing of the cluster store or gossip.
+//
+// # Model
+//
+// The caller describes the desired state ([Network]) and calls
+// [Datapath.Apply] (all networks of this host) or [Datapath.ApplyNetwork]
+// (one network). Apply reads what the kernel has — one link dump, one FDB dump
+// and one neighbour dump per family per network — computes the difference and
+// writes only that, with replace semantics (`bridge fdb replace`, `ip neigh
+// replace`). It is safe to call any number of times; a call that changes
+// nothing writes nothing. Drift is repaired on the next call: a device
+// deleted behind our back is recreated, a device whose VXLAN parameters
+// differ is recreated, wrong VTEPs, MACs and MTUs are rewritten, foreign FDB
+// and neighbour entries on our devices are removed. Errors of one entry or
+// one endpoint do not stop the rest: they are joined ([errors.Join]) and the
+// next Apply finishes the job.
+//
+// The kernel is the only state. Reference counting of FDB entries shared by
+// several endpoints (same MAC, for example an endpoint's IPv4 and IPv6
+// addresses, or endpoints behind one MAC) falls out of the diff: an FDB entry
+// stays as long as one desired endpoint references it.
+//
+// # Ownership and names
+//
+// Device names derive from the VNI, which the cluster leases uniquely:
+// bridge "mnbr-<vni>", VXLAN "mnvx-<vni>" (at most 13 bytes, within
+// IFNAMSIZ). Host ends of veth pairs are "mnve" followed by 10 hex digits of
+// a SHA-256 of the network and endpoint ids. Every device we create carries
+// a link alias ("meshnet:net=<id>" or "meshnet:net=<id>:ep=<id>", see
+// `ip link show`); a device with one of our names but without our alias, or
+// of the wrong type, is reported as [ErrForeignDevice] and left alone.
+// Teardown deletes exactly the devices that carry our alias.
+//
+// # Addresses
+//
+// MACs derive from IPv4 addresses ([MACFromIPv4]): 02:6d:a.b.c.d, a locally
+// administered unicast prefix ("m" = 0x6d for meshnet) followed by the four
+// address bytes, so every host computes the same MAC for an endpoint without
+// asking. When a network has a gateway, every host's bridge holds the gateway
+// address with the MAC derived from it (a distributed gateway): sandboxes'
+// default routes point at it and ARP for it is answered on the local host.
+package overlay

@@ -1,0 +1,75 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// dumpAttempts bounds the retries of a netlink dump that the kernel reports
+// as interrupted (NLM_F_DUMP_INTR: the table changed while it was read).
+const dumpAttempts = 5
+
+// retryDump calls dump until it returns a consistent result, at most
+// dumpAttempts times. An interrupted dump may be incomplete, so its result is
+// never used to decide what to delete.
+func retryDump[T any](what string, dump func() ([]T, error)) ([]T, error) {
+	var err error
+	for range dumpAttempts {
+		var res []T
+		res, err = dump()
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, fmt.Errorf("listing %s: %w", what, err)
+		}
+	}
+	return nil, fmt.Errorf("listing %s: %d attempts: %w", what, dumpAttempts, err)
+}
+
+// listLinks lists every link. Equivalent to: `ip -d link show`.
+func listLinks(h *netlink.Handle) ([]netlink.Link, error) {
+	return retryDump("links", h.LinkList)
+}
+
+// listAddrs lists the addresses of link (nil: all links) in family.
+// Equivalent to: `ip addr show [dev LINK]`.
+func listAddrs(h *netlink.Handle, link netlink.Link, family int) ([]netlink.Addr, error) {
+	return retryDump("addresses", func() ([]netlink.Addr, error) { return h.AddrList(link, family) })
+}
+
+// listFDB lists the VXLAN device's own forwarding entries, leaving out the
+// bridge's entries for the port ("master" entries).
+// Equivalent to: `bridge fdb show dev VXLAN self`.
+func listFDB(h *netlink.Handle, index int) ([]netlink.Neigh, error) {
+	all, err := retryDump("fdb entries", func() ([]netlink.Neigh, error) {
+		return h.NeighList(index, unix.AF_BRIDGE)
+	})
+	if err != nil {
+		return nil, err
+	}
+	own := all[:0]
+	for _, n := range all {
+		if n.Flags&netlink.NTF_SELF != 0 && n.Flags&netlink.NTF_MASTER == 0 && n.MasterIndex == 0 {
+			own = append(own, n)
+		}
+	}
+	return own, nil
+}
+
+// listNeighs lists the neighbour entries of a link in family.
+// Equivalent to: `ip neigh show dev LINK`.
+func listNeighs(h *netlink.Handle, index, family int) ([]netlink.Neigh, error) {
+	return retryDump("neighbours", func() ([]netlink.Neigh, error) {
+		return h.NeighList(index, family)
+	})
+}
+
+// listRoutes lists the routes through link in family.
+// Equivalent to: `ip route show dev LINK`.
+func listRoutes(h *netlink.Handle, link netlink.Link, family int) ([]netlink.Route, error) {
+	return retryDump("routes", func() ([]netlink.Route, error) { return h.RouteList(link, family) })
+}

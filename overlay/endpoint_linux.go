@@ -1,0 +1,204 @@
+package overlay
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// syncLocal makes the veth pairs of n's local endpoints exactly the desired
+// ones: it deletes ours that are no longer wanted and creates or repairs the
+// others. One endpoint's failure does not stop the others.
+func (d *Datapath) syncLocal(idx *linkIndex, n *Network, br netlink.Link, mtu int) error {
+	var errs []error
+	want := make(map[string]*LocalEndpoint, len(n.Local))
+	for i := range n.Local {
+		ep := &n.Local[i]
+		if err := ep.validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if want[ep.ID] != nil {
+			errs = append(errs, fmt.Errorf("%w: local endpoint %s listed twice", ErrInvalid, ep.ID))
+			continue
+		}
+		want[ep.ID] = ep
+	}
+	for _, l := range idx.all {
+		nid, eid, ok := parseAlias(l.Attrs().Alias)
+		if ok && nid == n.ID && eid != "" && want[eid] == nil {
+			// Equivalent to: `ip link del VETH` (takes the sandbox end along).
+			if err := d.h.LinkDel(l); err != nil && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("deleting %s of endpoint %s: %w", l.Attrs().Name, eid, err))
+			}
+		}
+	}
+	for i := range n.Local {
+		ep := &n.Local[i]
+		if want[ep.ID] != ep {
+			continue
+		}
+		if err := d.ensureEndpoint(idx, n, ep, br, mtu); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", ep.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureEndpoint creates or repairs one local endpoint. The sandbox is
+// programmed through a netlink socket opened in it; no thread changes
+// namespace.
+func (d *Datapath) ensureEndpoint(idx *linkIndex, n *Network, ep *LocalEndpoint, br netlink.Link, mtu int) error {
+	ns, err := netns.GetFromPath(ep.Sandbox)
+	if err != nil {
+		return fmt.Errorf("opening sandbox %s: %w", ep.Sandbox, err)
+	}
+	defer ns.Close()
+	sh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("opening netlink handle in sandbox %s: %w", ep.Sandbox, err)
+	}
+	defer sh.Close()
+
+	hostName, alias := VethName(n.ID, ep.ID), endpointAlias(n.ID, ep.ID)
+	host := idx.byName[hostName]
+	peer, err := sh.LinkByName(ep.IfName)
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("reading %s in sandbox %s: %w", ep.IfName, ep.Sandbox, err)
+	}
+	if peer != nil && checkOwned(peer, "veth", alias) != nil {
+		return fmt.Errorf("sandbox %s: %w", ep.Sandbox, checkOwned(peer, "veth", alias))
+	}
+	if host != nil {
+		if err := checkOwned(host, "veth", alias); err != nil {
+			return err
+		}
+		if peer == nil {
+			// Our host end leads elsewhere (the endpoint moved to another
+			// sandbox): start over.
+			if err := d.h.LinkDel(host); err != nil && !isNotFound(err) {
+				return fmt.Errorf("deleting stale %s: %w", hostName, err)
+			}
+			host = nil
+		}
+	} else if peer != nil {
+		// A sandbox end of ours whose host end is gone or renamed.
+		if err := sh.LinkDel(peer); err != nil && !isNotFound(err) {
+			return fmt.Errorf("deleting stale %s in sandbox %s: %w", ep.IfName, ep.Sandbox, err)
+		}
+		peer = nil
+	}
+	if host == nil {
+		if host, peer, err = d.addVeth(sh, ns, hostName, alias, ep, mtu); err != nil {
+			return err
+		}
+	}
+	errs := []error{d.attach(host, br, mtu)}
+	errs = append(errs, configureSandboxEnd(sh, peer, n, ep, mtu))
+	return errors.Join(errs...)
+}
+
+// addVeth creates the pair with its sandbox end directly inside the sandbox,
+// already named, so that no half-made device is ever visible in the host
+// namespace under a temporary name.
+// Equivalent to: `ip link add VETH mtu MTU type veth peer name IFNAME netns
+// SANDBOX address MAC mtu MTU; ip link set VETH alias A; ip -n SANDBOX link
+// set IFNAME alias A`.
+func (d *Datapath) addVeth(sh *netlink.Handle, ns netns.NsHandle, hostName, alias string, ep *LocalEndpoint, mtu int) (host, peer netlink.Link, err error) {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.Alias, attrs.MTU = hostName, alias, mtu
+	veth := &netlink.Veth{
+		LinkAttrs:        attrs,
+		PeerName:         ep.IfName,
+		PeerNamespace:    netlink.NsFd(int(ns)),
+		PeerHardwareAddr: ep.mac(),
+		PeerMTU:          uint32(mtu),
+	}
+	if host, err = d.addLink(veth); err != nil {
+		return nil, nil, err
+	}
+	peer, err = sh.LinkByName(ep.IfName)
+	if err == nil {
+		err = sh.LinkSetAlias(peer, alias)
+	}
+	if err != nil {
+		_ = d.h.LinkDel(host) // takes the peer along
+		return nil, nil, fmt.Errorf("marking %s in sandbox %s: %w", ep.IfName, ep.Sandbox, err)
+	}
+	peer.Attrs().Alias = alias
+	return host, peer, nil
+}
+
+// configureSandboxEnd sets the sandbox end's MAC, MTU, addresses, state and
+// default routes.
+// Equivalent to: `ip -n SANDBOX link set IFNAME address MAC mtu MTU up;
+// ip -n SANDBOX addr replace ADDR dev IFNAME; ip -n SANDBOX route replace
+// default via GW dev IFNAME`.
+func configureSandboxEnd(sh *netlink.Handle, peer netlink.Link, n *Network, ep *LocalEndpoint, mtu int) error {
+	var errs []error
+	if mac := ep.mac(); !bytes.Equal(peer.Attrs().HardwareAddr, mac) {
+		if err := sh.LinkSetHardwareAddr(peer, mac); err != nil {
+			errs = append(errs, fmt.Errorf("setting address of %s: %w", ep.IfName, err))
+		}
+	}
+	if err := ensureMTUUp(sh, peer, mtu); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if err := syncAddrs(sh, peer, ep.Addr, ep.Addr6); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	var gw4, gw6 netip.Addr
+	if ep.DefaultRoute && n.Gateway.IsValid() {
+		gw4 = n.Gateway.Addr()
+	}
+	if ep.DefaultRoute && n.Gateway6.IsValid() && ep.Addr6.IsValid() {
+		gw6 = n.Gateway6.Addr()
+	}
+	errs = append(errs, syncDefaultRoute(sh, peer, netlink.FAMILY_V4, gw4))
+	errs = append(errs, syncDefaultRoute(sh, peer, netlink.FAMILY_V6, gw6))
+	return errors.Join(errs...)
+}
+
+// syncDefaultRoute makes the default route of family through l go via gw,
+// or removes it when gw is not valid.
+// Equivalent to: `ip route replace default via GW dev DEV` / `ip route del
+// default dev DEV`.
+func syncDefaultRoute(h *netlink.Handle, l netlink.Link, family int, gw netip.Addr) error {
+	routes, err := listRoutes(h, l, family)
+	if err != nil {
+		return err
+	}
+	found := false
+	for i := range routes {
+		r := &routes[i]
+		if r.Dst != nil && !isDefault(r.Dst) {
+			continue
+		}
+		cur, _ := netip.AddrFromSlice(r.Gw)
+		if gw.IsValid() && cur.Unmap() == gw {
+			found = true
+			continue
+		}
+		if err := h.RouteDel(r); err != nil {
+			return fmt.Errorf("deleting default route via %s: %w", cur, err)
+		}
+	}
+	if found || !gw.IsValid() {
+		return nil
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(gw.AsSlice())}
+	if err := h.RouteReplace(r); err != nil {
+		return fmt.Errorf("adding default route via %s: %w", gw, err)
+	}
+	return nil
+}
+
+func isDefault(n *net.IPNet) bool {
+	ones, _ := n.Mask.Size()
+	return ones == 0
+}

@@ -1,0 +1,207 @@
+package overlay
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+)
+
+// DefaultPort is the IANA VXLAN UDP port, used when Network.Port is 0.
+const DefaultPort = 4789
+
+// EncapOverhead is what VXLAN over IPv4 adds to a frame (outer IP 20 + UDP 8 +
+// VXLAN 8 + inner Ethernet 14); the overlay MTU defaults to underlay − 50.
+const EncapOverhead = 50
+
+// maxVNI is the largest 24-bit VXLAN network identifier.
+const maxVNI = 1<<24 - 1
+
+var (
+	// ErrForeignDevice reports a device that has one of our names but that
+	// we did not create (no meshnet alias, another network's alias, or the
+	// wrong type). It is never modified or deleted.
+	ErrForeignDevice = errors.New("device exists and is not ours")
+	// ErrConflict reports desired endpoints that contradict each other, such
+	// as one MAC behind two VTEPs or one IP with two MACs.
+	ErrConflict = errors.New("conflicting endpoints")
+	// ErrInvalid reports a malformed desired state.
+	ErrInvalid = errors.New("invalid desired state")
+)
+
+// Network is the desired state of one overlay network on this host.
+type Network struct {
+	// ID is the network's cluster-wide id; ownership marks derive from it.
+	ID string
+	// VNI is the VXLAN network identifier (1…16777215); device names derive
+	// from it.
+	VNI uint32
+	// VTEP is this host's underlay address; the underlay device is the one
+	// holding it.
+	VTEP netip.Addr
+	// Port is the VXLAN UDP port; 0 means DefaultPort.
+	Port uint16
+	// MTU of the bridge, VXLAN device and veths; 0 means the underlay
+	// device's MTU minus EncapOverhead.
+	MTU int
+	// Gateway, when valid, is put on the bridge (address and prefix length)
+	// and is the next hop of every local endpoint's default route.
+	Gateway netip.Prefix
+	// Gateway6 is the same for IPv6.
+	Gateway6 netip.Prefix
+	// Remote lists endpoints on other hosts.
+	Remote []RemoteEndpoint
+	// Local lists endpoints attached to sandboxes on this host.
+	Local []LocalEndpoint
+}
+
+// RemoteEndpoint is an endpoint on another host, reached through VTEP.
+type RemoteEndpoint struct {
+	IP   netip.Addr       // IPv4 address
+	IP6  netip.Addr       // optional IPv6 address
+	MAC  net.HardwareAddr // optional; MACFromIPv4(IP) when nil
+	VTEP netip.Addr       // underlay address of the endpoint's host
+}
+
+// LocalEndpoint is an endpoint attached to a sandbox on this host.
+type LocalEndpoint struct {
+	// ID is the endpoint's id; the host end of the veth is named after it.
+	ID string
+	// Sandbox is the path of the sandbox's network namespace
+	// (/run/netns/NAME or /proc/PID/ns/net).
+	Sandbox string
+	// IfName is the interface name inside the sandbox (eth0, eth1, …).
+	IfName string
+	// Addr is the IPv4 address with the subnet's prefix length.
+	Addr netip.Prefix
+	// Addr6 is an optional IPv6 address with prefix length.
+	Addr6 netip.Prefix
+	// MAC is optional; MACFromIPv4(Addr.Addr()) when nil.
+	MAC net.HardwareAddr
+	// DefaultRoute asks for the sandbox's default routes via the network's
+	// gateways through this interface. A sandbox has one default route per
+	// family, so the caller sets it on at most one of a sandbox's endpoints;
+	// without it, default routes through this interface are removed.
+	DefaultRoute bool
+}
+
+// MACFromIPv4 returns the MAC meshnet gives an endpoint with IPv4 address ip:
+// 02:6d followed by the four bytes of the address (locally administered,
+// unicast). It returns nil when ip is not IPv4.
+func MACFromIPv4(ip netip.Addr) net.HardwareAddr {
+	if !ip.Is4() && !ip.Is4In6() {
+		return nil
+	}
+	b := ip.Unmap().As4()
+	return net.HardwareAddr{0x02, 0x6d, b[0], b[1], b[2], b[3]}
+}
+
+// BridgeName returns the name of the bridge of the network with the given VNI.
+func BridgeName(vni uint32) string { return fmt.Sprintf("mnbr-%d", vni) }
+
+// VXLANName returns the name of the VXLAN device of the network with the
+// given VNI.
+func VXLANName(vni uint32) string { return fmt.Sprintf("mnvx-%d", vni) }
+
+// VethName returns the name of the host end of a local endpoint's veth pair.
+func VethName(networkID, endpointID string) string {
+	sum := sha256.Sum256([]byte(networkID + "/" + endpointID))
+	return "mnve" + hex.EncodeToString(sum[:])[:10]
+}
+
+const aliasPrefix = "meshnet:net="
+
+// networkAlias is the alias marking the bridge and VXLAN device of a network.
+func networkAlias(networkID string) string { return aliasPrefix + networkID }
+
+// endpointAlias marks both ends of a local endpoint's veth pair.
+func endpointAlias(networkID, endpointID string) string {
+	return aliasPrefix + networkID + ":ep=" + endpointID
+}
+
+// parseAlias splits one of our aliases; ok is false for anything else.
+func parseAlias(alias string) (networkID, endpointID string, ok bool) {
+	rest, found := strings.CutPrefix(alias, aliasPrefix)
+	if !found || rest == "" {
+		return "", "", false
+	}
+	networkID, endpointID, _ = strings.Cut(rest, ":ep=")
+	return networkID, endpointID, true
+}
+
+func (n *Network) port() int {
+	if n.Port == 0 {
+		return DefaultPort
+	}
+	return int(n.Port)
+}
+
+func (e *RemoteEndpoint) mac() net.HardwareAddr {
+	if e.MAC != nil {
+		return e.MAC
+	}
+	return MACFromIPv4(e.IP)
+}
+
+func (e *LocalEndpoint) mac() net.HardwareAddr {
+	if e.MAC != nil {
+		return e.MAC
+	}
+	return MACFromIPv4(e.Addr.Addr())
+}
+
+// validate checks what the whole network depends on; endpoint problems are
+// reported per endpoint while applying, so that one bad entry does not stop
+// the rest.
+func (n *Network) validate() error {
+	switch {
+	case n.ID == "" || strings.ContainsAny(n.ID, ":\x00"):
+		return fmt.Errorf("%w: network id %q", ErrInvalid, n.ID)
+	case n.VNI == 0 || n.VNI > maxVNI:
+		return fmt.Errorf("%w: network %s: VNI %d out of range", ErrInvalid, n.ID, n.VNI)
+	case !n.VTEP.IsValid():
+		return fmt.Errorf("%w: network %s: no VTEP address", ErrInvalid, n.ID)
+	case n.MTU < 0 || (n.MTU > 0 && n.MTU < 68):
+		return fmt.Errorf("%w: network %s: MTU %d", ErrInvalid, n.ID, n.MTU)
+	case n.Gateway.IsValid() && !n.Gateway.Addr().Is4():
+		return fmt.Errorf("%w: network %s: gateway %s is not IPv4", ErrInvalid, n.ID, n.Gateway)
+	case n.Gateway6.IsValid() && !n.Gateway6.Addr().Is6():
+		return fmt.Errorf("%w: network %s: gateway %s is not IPv6", ErrInvalid, n.ID, n.Gateway6)
+	}
+	return nil
+}
+
+func (e *RemoteEndpoint) validate(vtepIs4 bool) error {
+	switch {
+	case !e.IP.Is4():
+		return fmt.Errorf("%w: remote endpoint IP %s is not IPv4", ErrInvalid, e.IP)
+	case e.IP6.IsValid() && !e.IP6.Is6():
+		return fmt.Errorf("%w: remote endpoint %s: IPv6 address %s", ErrInvalid, e.IP, e.IP6)
+	case !e.VTEP.IsValid() || e.VTEP.Is4() != vtepIs4:
+		return fmt.Errorf("%w: remote endpoint %s: VTEP %s is not of the local VTEP's family", ErrInvalid, e.IP, e.VTEP)
+	case len(e.mac()) != 6:
+		return fmt.Errorf("%w: remote endpoint %s: MAC %s", ErrInvalid, e.IP, e.MAC)
+	}
+	return nil
+}
+
+func (e *LocalEndpoint) validate() error {
+	switch {
+	case e.ID == "" || strings.ContainsRune(e.ID, 0):
+		return fmt.Errorf("%w: local endpoint id %q", ErrInvalid, e.ID)
+	case e.Sandbox == "":
+		return fmt.Errorf("%w: local endpoint %s: no sandbox", ErrInvalid, e.ID)
+	case e.IfName == "" || len(e.IfName) > 15 || strings.ContainsAny(e.IfName, "/ :"):
+		return fmt.Errorf("%w: local endpoint %s: interface name %q", ErrInvalid, e.ID, e.IfName)
+	case !e.Addr.IsValid() || !e.Addr.Addr().Is4():
+		return fmt.Errorf("%w: local endpoint %s: address %s is not IPv4", ErrInvalid, e.ID, e.Addr)
+	case e.Addr6.IsValid() && !e.Addr6.Addr().Is6():
+		return fmt.Errorf("%w: local endpoint %s: address %s is not IPv6", ErrInvalid, e.ID, e.Addr6)
+	case len(e.mac()) != 6:
+		return fmt.Errorf("%w: local endpoint %s: MAC %s", ErrInvalid, e.ID, e.MAC)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+package overlay_test
+
+import (
+	"math/rand/v2"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshnet/meshnet/overlay"
+)
+
+// stateCase is a desired state of one host and the kernel state it must
+// produce, whatever state came before.
+type stateCase struct {
+	name      string
+	nets      func(tb *testbed) []overlay.Network
+	host      string            // render of the host
+	sandboxes map[string]string // render of each sandbox
+}
+
+var sharedMAC = net.HardwareAddr{0x02, 0x6d, 0xaa, 0x00, 0x00, 0x01}
+
+func blue(tb *testbed, remotes []overlay.RemoteEndpoint, locals ...overlay.LocalEndpoint) overlay.Network {
+	return overlay.Network{
+		ID: "blue", VNI: 100, VTEP: ip("192.0.2.1"),
+		Gateway: pfx("10.1.0.1/24"), Gateway6: pfx("fd00:1::1/64"),
+		Remote: remotes, Local: locals,
+	}
+}
+
+func red(remotes []overlay.RemoteEndpoint) overlay.Network {
+	return overlay.Network{ID: "red", VNI: 200, VTEP: ip("192.0.2.1"), MTU: 1400, Remote: remotes}
+}
+
+func local(tb *testbed, id, sandbox, ifname, addr, addr6 string, defaultRoute bool) overlay.LocalEndpoint {
+	ep := overlay.LocalEndpoint{
+		ID: id, Sandbox: tb.sandbox(sandbox).Path(), IfName: ifname, Addr: pfx(addr), DefaultRoute: defaultRoute,
+	}
+	if addr6 != "" {
+		ep.Addr6 = pfx(addr6)
+	}
+	return ep
+}
+
+var stateCases = []stateCase{
+	{
+		name: "empty",
+		nets: func(*testbed) []overlay.Network { return nil },
+	},
+	{
+		name: "blue with one remote and a local endpoint",
+		nets: func(tb *testbed) []overlay.Network {
+			return []overlay.Network{blue(tb,
+				[]overlay.RemoteEndpoint{{IP: ip("10.1.0.3"), IP6: ip("fd00:1::3"), VTEP: ip("192.0.2.2")}},
+				local(tb, "a", "s1", "eth0", "10.1.0.2/24", "fd00:1::2/64", true))}
+		},
+		host: `
+bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64
+fdb mnvx-100 02:6d:0a:01:00:03 dst=192.0.2.2 permanent
+neigh mnvx-100 10.1.0.3 02:6d:0a:01:00:03 permanent
+neigh mnvx-100 fd00:1::3 02:6d:0a:01:00:03 permanent
+veth alias=meshnet:net=blue:ep=a mtu=1450 master=mnbr-100 up
+vxlan mnvx-100 vni=100 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=blue mtu=1450 master=mnbr-100 up`,
+		sandboxes: map[string]string{
+			"s1": `
+eth0 veth alias=meshnet:net=blue:ep=a mac=02:6d:0a:01:00:02 mtu=1450 up addrs=10.1.0.2/24,fd00:1::2/64 default=10.1.0.1 default=fd00:1::1`,
+		},
+	},
+	{
+		name: "blue with a moved remote, a second remote and the endpoint in another sandbox",
+		nets: func(tb *testbed) []overlay.Network {
+			return []overlay.Network{blue(tb,
+				[]overlay.RemoteEndpoint{
+					{IP: ip("10.1.0.3"), VTEP: ip("192.0.2.3")},
+					{IP: ip("10.1.0.4"), VTEP: ip("192.0.2.2")},
+				},
+				local(tb, "a", "s2", "eth1", "10.1.0.2/24", "", true))}
+		},
+		host: `
+bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64
+fdb mnvx-100 02:6d:0a:01:00:03 dst=192.0.2.3 permanent
+fdb mnvx-100 02:6d:0a:01:00:04 dst=192.0.2.2 permanent
+neigh mnvx-100 10.1.0.3 02:6d:0a:01:00:03 permanent
+neigh mnvx-100 10.1.0.4 02:6d:0a:01:00:04 permanent
+veth alias=meshnet:net=blue:ep=a mtu=1450 master=mnbr-100 up
+vxlan mnvx-100 vni=100 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=blue mtu=1450 master=mnbr-100 up`,
+		sandboxes: map[string]string{
+			"s2": `
+eth1 veth alias=meshnet:net=blue:ep=a mac=02:6d:0a:01:00:02 mtu=1450 up addrs=10.1.0.2/24 default=10.1.0.1`,
+		},
+	},
+	{
+		name: "red with two endpoints sharing a MAC, blue without endpoints",
+		nets: func(tb *testbed) []overlay.Network {
+			return []overlay.Network{
+				red([]overlay.RemoteEndpoint{
+					{IP: ip("10.2.0.3"), MAC: sharedMAC, VTEP: ip("192.0.2.2")},
+					{IP: ip("10.2.0.4"), MAC: sharedMAC, VTEP: ip("192.0.2.2")},
+				}),
+				blue(tb, nil),
+			}
+		},
+		host: `
+bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64
+bridge mnbr-200 alias=meshnet:net=red mtu=1400 up
+fdb mnvx-200 02:6d:aa:00:00:01 dst=192.0.2.2 permanent
+neigh mnvx-200 10.2.0.3 02:6d:aa:00:00:01 permanent
+neigh mnvx-200 10.2.0.4 02:6d:aa:00:00:01 permanent
+vxlan mnvx-100 vni=100 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=blue mtu=1450 master=mnbr-100 up
+vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=red mtu=1400 master=mnbr-200 up`,
+	},
+	{
+		name: "red with one of the endpoints sharing a MAC",
+		nets: func(tb *testbed) []overlay.Network {
+			return []overlay.Network{red([]overlay.RemoteEndpoint{
+				{IP: ip("10.2.0.4"), MAC: sharedMAC, VTEP: ip("192.0.2.2")},
+			})}
+		},
+		host: `
+bridge mnbr-200 alias=meshnet:net=red mtu=1400 up
+fdb mnvx-200 02:6d:aa:00:00:01 dst=192.0.2.2 permanent
+neigh mnvx-200 10.2.0.4 02:6d:aa:00:00:01 permanent
+vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=red mtu=1400 master=mnbr-200 up`,
+	},
+	{
+		name: "blue with two local endpoints in one sandbox",
+		nets: func(tb *testbed) []overlay.Network {
+			return []overlay.Network{blue(tb, nil,
+				local(tb, "a", "s1", "eth0", "10.1.0.2/24", "", true),
+				local(tb, "b", "s1", "eth1", "10.1.0.5/24", "fd00:1::5/64", false))}
+		},
+		host: `
+bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64
+veth alias=meshnet:net=blue:ep=a mtu=1450 master=mnbr-100 up
+veth alias=meshnet:net=blue:ep=b mtu=1450 master=mnbr-100 up
+vxlan mnvx-100 vni=100 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=blue mtu=1450 master=mnbr-100 up`,
+		sandboxes: map[string]string{
+			"s1": `
+eth0 veth alias=meshnet:net=blue:ep=a mac=02:6d:0a:01:00:02 mtu=1450 up addrs=10.1.0.2/24 default=10.1.0.1
+eth1 veth alias=meshnet:net=blue:ep=b mac=02:6d:0a:01:00:05 mtu=1450 up addrs=10.1.0.5/24,fd00:1::5/64`,
+		},
+	},
+}
+
+// TestStates replays the table in random order, twice over, checking the
+// kernel's state after each step (tailscale's TestRouterStates pattern).
+func TestStates(t *testing.T) {
+	tb := newTestbed(t, "ovst", 1)
+	tb.sandbox("s1")
+	tb.sandbox("s2")
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	order := append(rng.Perm(len(stateCases)), rng.Perm(len(stateCases))...)
+	prev := "(start)"
+	for _, i := range order {
+		c := stateCases[i]
+		if err := tb.dps[0].Apply(c.nets(tb)); err != nil {
+			t.Fatalf("%s → %s: Apply: %v", prev, c.name, err)
+		}
+		if got := render(t, tb.hosts[0].NS); got != strings.TrimSpace(c.host) {
+			t.Errorf("%s → %s: host state:\n%s\nwant:\n%s", prev, c.name, got, c.host)
+		}
+		for _, sb := range []string{"s1", "s2"} {
+			if got := renderSandbox(t, tb.sandbox(sb)); got != strings.TrimSpace(c.sandboxes[sb]) {
+				t.Errorf("%s → %s: sandbox %s:\n%s\nwant:\n%s", prev, c.name, sb, got, c.sandboxes[sb])
+			}
+		}
+		prev = c.name
+	}
+}
