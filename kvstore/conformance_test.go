@@ -193,7 +193,7 @@ func testTxn(t *testing.T, srv testenv.StoreServer) {
 		kvstore.Op{Kind: kvstore.OpCompareDelete, Key: "names/free", Version: free.Version},
 		kvstore.Op{Kind: kvstore.OpDelete, Key: "names/taken"},
 		kvstore.Op{Kind: kvstore.OpPut, Key: "plain", Value: []byte("p")}))
-	if got := listView(t, s, ""); fmt.Sprint(got) != fmt.Sprint(view{"networks/n1": "net2", "plain": "p"}) {
+	if got := listView(t, s, ""); !maps.Equal(got, view{"networks/n1": "net2", "plain": "p"}) {
 		t.Fatalf("after the txn: %v", got)
 	}
 

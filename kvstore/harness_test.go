@@ -153,14 +153,6 @@ func (v view) apply(ev kvstore.Event) {
 	}
 }
 
-func (v view) String() string {
-	var b strings.Builder
-	for k, val := range v {
-		b.WriteString(k + "=" + val + " ")
-	}
-	return b.String()
-}
-
 func listView(t testing.TB, s kvstore.Store, prefix string) view {
 	t.Helper()
 	kvs, _ := must2(t, s, prefix)
