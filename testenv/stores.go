@@ -263,8 +263,12 @@ func (s *ConsulServer) Config() kvstore.Config {
 		Prefix: kvstore.DefaultPrefix, Token: ConsulToken, Timeout: kvstore.DefaultTimeout}
 }
 
+// Every test client connects from 127.0.0.1, so Consul's per-client
+// connection limit (200 by default, meant for one agent per host) is
+// raised for the test server.
 const consulHCL = `
 session_ttl_min = "1s"
+limits { http_max_conns_per_client = 4096 }
 acl {
   enabled        = true
   default_policy = "deny"

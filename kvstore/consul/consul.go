@@ -48,6 +48,10 @@ func New(cfg kvstore.Config) (*Store, error) {
 	ac.Address = cfg.Endpoints[0]
 	ac.Scheme = "http"
 	ac.Token = cfg.Token
+	// Keep enough idle connections for many concurrent callers; the
+	// default (GOMAXPROCS+1) makes a busy agent open a connection per call
+	// and run into Consul's per-client connection limit (429).
+	ac.Transport.MaxIdleConnsPerHost = 64
 	if cfg.CAFile != "" || cfg.CertFile != "" {
 		if _, err := cfg.TLSConfig(); err != nil { // check the files now, with a clear error
 			return nil, err
@@ -98,7 +102,7 @@ func (s *Store) mapErr(err error) error {
 		switch {
 		case se.Code == 401 || se.Code == 403:
 			return fmt.Errorf("%w: %s: %s", kvstore.ErrPermission, s.endpoint, se.Body)
-		case se.Code >= 500:
+		case se.Code == 429 || se.Code >= 500:
 			return fmt.Errorf("%w: %s: %s", kvstore.ErrUnavailable, s.endpoint, se.Body)
 		}
 		return fmt.Errorf("%s: %s", s.endpoint, se.Body)
@@ -112,7 +116,8 @@ func (s *Store) mapErr(err error) error {
 	switch {
 	case strings.Contains(msg, "Permission denied") || strings.Contains(msg, "ACL not found"):
 		return fmt.Errorf("%w: %s: %s", kvstore.ErrPermission, s.endpoint, msg)
-	case strings.Contains(msg, "No cluster leader") || strings.Contains(msg, "leader"):
+	case strings.Contains(msg, "No cluster leader") || strings.Contains(msg, "leader") ||
+		strings.Contains(msg, "Too Many Requests") || strings.Contains(msg, "rate limit"):
 		return fmt.Errorf("%w: %s: %s", kvstore.ErrUnavailable, s.endpoint, msg)
 	}
 	return fmt.Errorf("%s: %w", s.endpoint, err)
@@ -265,7 +270,7 @@ func (s *Store) classify(ctx context.Context, op kvstore.Op, what string) error 
 		}
 		return kvstore.ErrKeyNotFound
 	case err != nil:
-		return fmt.Errorf("%w (consul: %s)", kvstore.ErrKeyModified, what)
+		return err // could not tell; most likely the store is unreachable
 	case op.Kind == kvstore.OpCreate && kv.Version != 0:
 		return kvstore.ErrKeyExists
 	}

@@ -1,0 +1,307 @@
+package agent
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+	"gopkg.in/yaml.v3"
+
+	"github.com/meshnet/meshnet/agent/ipam"
+	"github.com/meshnet/meshnet/kvstore"
+)
+
+// DefaultConfigFile is read when --config is not given and the file exists.
+const DefaultConfigFile = "/etc/meshnet/agent.yaml"
+
+// DefaultGossipPort is the gossip port when cluster-advertise names none.
+const DefaultGossipPort = 7946
+
+// Config is the agent's configuration (DESIGN.md §2), after validation.
+type Config struct {
+	NodeName       string
+	Store          kvstore.Config
+	StoreURL       string
+	AdvertiseIface string     // set when cluster-advertise names an interface
+	AdvertiseAddr  netip.Addr // set when it names an address
+	GossipPort     int
+	DataDir        string
+	Hosts          []string
+	Bridge         string
+	BIP            netip.Prefix
+	ICC            bool
+	IPForward      bool
+	IPTables       bool
+	MTU            int
+	DNS            []netip.Addr
+	DNSOpts        []string
+	DNSSearch      []string
+	VXLANPort      int
+	GlobalPools    []ipam.AddressPool // subnets of overlay networks
+	LocalPools     []ipam.AddressPool // subnets of bridge networks
+	GossipKey      []byte
+	LogLevel       string
+	LogFormat      string
+}
+
+// Flags are meshagent's flags: every configuration key is a flag of the
+// same name, an environment variable MESHNET_<KEY>, and a key of the YAML
+// file. Flags beat the environment, which beats the file, which beats the
+// defaults.
+func Flags() []cli.Flag {
+	env := func(name string) []string {
+		return []string{"MESHNET_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+	}
+	str := func(name, value, usage string, aliases ...string) cli.Flag {
+		return altsrc.NewStringFlag(&cli.StringFlag{Name: name, Aliases: aliases, Value: value, Usage: usage, EnvVars: env(name)})
+	}
+	list := func(name string, value []string, usage string, aliases ...string) cli.Flag {
+		f := &cli.StringSliceFlag{Name: name, Aliases: aliases, Usage: usage, EnvVars: env(name)}
+		if value != nil {
+			f.Value = cli.NewStringSlice(value...)
+		}
+		return altsrc.NewStringSliceFlag(f)
+	}
+	boolean := func(name string, value bool, usage string) cli.Flag {
+		return altsrc.NewBoolFlag(&cli.BoolFlag{Name: name, Value: value, Usage: usage, EnvVars: env(name)})
+	}
+	num := func(name string, value int, usage string) cli.Flag {
+		return altsrc.NewIntFlag(&cli.IntFlag{Name: name, Value: value, Usage: usage, EnvVars: env(name)})
+	}
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "YAML configuration file (default " + DefaultConfigFile + " if present)", EnvVars: env("config")},
+		str("node-name", "", "unique name of this host in the cluster (default: the hostname)"),
+		str("cluster-store", "embedded", "cluster store: consul://HOST:PORT[/PREFIX], etcd://HOST:PORT[,HOST:PORT…][/PREFIX] or embedded"),
+		list("cluster-store-opt", nil, "cluster store option key=value: ca, cert, key, token, username, password, timeout"),
+		str("cluster-advertise", "", "IFACE[:PORT] or IP[:PORT]: this host's VTEP and gossip address (default: first non-loopback interface, port 7946)"),
+		str("data-dir", "/var/lib/meshnet", "local state directory"),
+		list("host", []string{"unix:///run/meshnet/agent.sock"}, "API listen address (unix:// or tcp:// with TLS)", "H"),
+		str("bridge", "mesh0", "Linux bridge of the default bridge network; none disables it", "b"),
+		str("bip", "", "default bridge's gateway address in CIDR form (default: first free of 172.17.0.0/16…172.31.0.0/16)"),
+		boolean("icc", true, "allow traffic between sandboxes on the same bridge network"),
+		boolean("ip-forward", true, "set net.ipv4.ip_forward=1"),
+		boolean("iptables", true, "manage packet-filter and NAT rules (nftables, own table)"),
+		num("mtu", 0, "default bridge MTU (default: the underlay MTU)"),
+		list("dns", nil, "default DNS server of every sandbox (default: the host's)"),
+		list("dns-opt", nil, "default resolver option of every sandbox"),
+		list("dns-search", nil, "default DNS search domain of every sandbox"),
+		num("vxlan-port", 4789, "VXLAN UDP port"),
+		list("default-address-pools", nil, "base=CIDR,size=N[,scope=global|local]: where automatic subnets come from"),
+		str("gossip-key", "", "base64 AES key (16, 24 or 32 bytes); gossip is encrypted when set"),
+		str("log-level", "info", "debug, info, warn or error"),
+		str("log-format", "text", "text or json"),
+	}
+}
+
+// LoadFile applies the YAML configuration file to the flags that neither
+// the command line nor the environment set. It is meant as the app's
+// Before function. A missing default file is fine; a missing named file,
+// bad YAML or an unknown key is one clear error.
+func LoadFile(c *cli.Context) error {
+	path, named := c.String("config"), c.IsSet("config")
+	if !named {
+		path = DefaultConfigFile
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading configuration file: %w", err)
+	}
+	var keys map[string]any
+	if err := yaml.Unmarshal(b, &keys); err != nil {
+		return fmt.Errorf("configuration file %s is not valid YAML: %s", path, oneLine(err.Error()))
+	}
+	known := map[string]bool{}
+	for _, f := range Flags() {
+		known[f.Names()[0]] = true
+	}
+	for k := range keys {
+		if !known[k] || k == "config" {
+			return fmt.Errorf("configuration file %s: unknown key %q", path, k)
+		}
+	}
+	src, err := altsrc.NewYamlSourceFromFile(path)
+	if err != nil {
+		return fmt.Errorf("reading configuration file %s: %s", path, oneLine(err.Error()))
+	}
+	if err := altsrc.ApplyInputSourceValues(c, src, c.Command.Flags); err != nil {
+		return fmt.Errorf("configuration file %s: %s", path, oneLine(err.Error()))
+	}
+	return nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// ConfigFromCLI validates the flags into a Config. Every error names the
+// key and what is wrong with it.
+func ConfigFromCLI(c *cli.Context) (Config, error) {
+	cfg := Config{
+		NodeName:  c.String("node-name"),
+		StoreURL:  c.String("cluster-store"),
+		DataDir:   c.String("data-dir"),
+		Hosts:     c.StringSlice("host"),
+		Bridge:    c.String("bridge"),
+		ICC:       c.Bool("icc"),
+		IPForward: c.Bool("ip-forward"),
+		IPTables:  c.Bool("iptables"),
+		MTU:       c.Int("mtu"),
+		DNSOpts:   c.StringSlice("dns-opt"),
+		DNSSearch: c.StringSlice("dns-search"),
+		VXLANPort: c.Int("vxlan-port"),
+		LogLevel:  c.String("log-level"),
+		LogFormat: c.String("log-format"),
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("invalid %s: "+format, append([]any{key}, args...)...))
+	}
+	if cfg.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			bad("node-name", "no node name given and the hostname is unknown")
+		}
+		cfg.NodeName = h
+	}
+	if strings.ContainsAny(cfg.NodeName, "/ \t\n") {
+		bad("node-name", "%q must not contain '/' or spaces", cfg.NodeName)
+	}
+	store, err := kvstore.ParseURL(cfg.StoreURL, c.StringSlice("cluster-store-opt"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.Store = store
+	if err := cfg.parseAdvertise(c.String("cluster-advertise")); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.DataDir == "" {
+		bad("data-dir", "it is empty")
+	}
+	for _, h := range cfg.Hosts {
+		if !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") {
+			bad("host", "%q must start with unix:// or tcp://", h)
+		}
+	}
+	if v := c.String("bip"); v != "" {
+		if cfg.BIP, err = netip.ParsePrefix(v); err != nil || !cfg.BIP.Addr().Is4() {
+			bad("bip", "%q is not an IPv4 address in CIDR form such as 172.17.0.1/16", v)
+		}
+	}
+	if cfg.MTU != 0 && (cfg.MTU < 1280 || cfg.MTU > 65535) {
+		bad("mtu", "%d is outside 1280–65535", cfg.MTU)
+	}
+	for _, d := range c.StringSlice("dns") {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			bad("dns", "%q is not an IP address", d)
+		}
+		cfg.DNS = append(cfg.DNS, a)
+	}
+	if cfg.VXLANPort < 1 || cfg.VXLANPort > 65535 {
+		bad("vxlan-port", "%d is outside 1–65535", cfg.VXLANPort)
+	}
+	if cfg.GlobalPools, cfg.LocalPools, err = ParseAddressPools(c.StringSlice("default-address-pools")); err != nil {
+		errs = append(errs, err)
+	}
+	if k := c.String("gossip-key"); k != "" {
+		key, err := base64.StdEncoding.DecodeString(k)
+		if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
+			bad("gossip-key", "it must be base64 of 16, 24 or 32 bytes")
+		}
+		cfg.GossipKey = key
+	}
+	switch cfg.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "%q is not debug, info, warn or error", cfg.LogLevel)
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		bad("log-format", "%q is not text or json", cfg.LogFormat)
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// parseAdvertise reads IFACE[:PORT] or IP[:PORT]; the interface is
+// resolved to its address when the agent starts.
+func (cfg *Config) parseAdvertise(v string) error {
+	cfg.GossipPort = DefaultGossipPort
+	if v == "" {
+		return nil
+	}
+	host, port := v, ""
+	if h, p, err := net.SplitHostPort(v); err == nil {
+		host, port = h, p
+	} else if strings.Count(v, ":") == 1 {
+		return fmt.Errorf("invalid cluster-advertise: %q is not IFACE[:PORT] or IP[:PORT]", v)
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("invalid cluster-advertise: port %q is outside 1–65535", port)
+		}
+		cfg.GossipPort = n
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.IsUnspecified() {
+			return fmt.Errorf("invalid cluster-advertise: %s is not an address other hosts can reach", a)
+		}
+		cfg.AdvertiseAddr = a
+		return nil
+	}
+	if host == "" || len(host) > 15 || strings.ContainsAny(host, "/ \t") {
+		return fmt.Errorf("invalid cluster-advertise: %q is neither an IP address nor an interface name", host)
+	}
+	cfg.AdvertiseIface = host
+	return nil
+}
+
+// ParseAddressPools reads entries of the form base=CIDR,size=N[,scope=…]
+// (Docker's --default-address-pool syntax plus a scope, default global).
+// No entries gives the default pools: 10.0.0.0/8 by /24 for global
+// networks, 172.17.0.0/12 by /16 and 192.168.0.0/16 by /20 for local ones.
+func ParseAddressPools(entries []string) (global, local []ipam.AddressPool, err error) {
+	if len(entries) == 0 {
+		return ipam.DefaultGlobalPools(), ipam.DefaultLocalPools(), nil
+	}
+	// The flag library splits repeated values at commas, so pools are
+	// re-assembled: each starts at its base= field.
+	var pools []string
+	for _, field := range strings.Split(strings.Join(entries, ","), ",") {
+		if strings.HasPrefix(strings.TrimSpace(field), "base=") || len(pools) == 0 {
+			pools = append(pools, field)
+		} else {
+			pools[len(pools)-1] += "," + field
+		}
+	}
+	for _, e := range pools {
+		scope, rest := "global", make([]string, 0, 2)
+		for _, field := range strings.Split(e, ",") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(field), "scope="); ok {
+				scope = v
+				continue
+			}
+			rest = append(rest, field)
+		}
+		p, err := ipam.ParseAddressPool(strings.Join(rest, ","))
+		if err != nil {
+			return nil, nil, fmt.Errorf("invalid default-address-pools: %w", err)
+		}
+		switch scope {
+		case "global":
+			global = append(global, p)
+		case "local":
+			local = append(local, p)
+		default:
+			return nil, nil, fmt.Errorf("invalid default-address-pools entry %q: scope is global or local", e)
+		}
+	}
+	return global, local, nil
+}

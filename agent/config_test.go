@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+// load runs a meshagent-like app on args and returns the validated config.
+func load(t *testing.T, args ...string) (Config, error) {
+	t.Helper()
+	var cfg Config
+	var cfgErr error
+	app := &cli.App{
+		Name:   "meshagent",
+		Flags:  Flags(),
+		Before: LoadFile,
+		Action: func(c *cli.Context) error {
+			cfg, cfgErr = ConfigFromCLI(c)
+			return nil
+		},
+	}
+	if err := app.Run(append([]string{"meshagent"}, args...)); err != nil {
+		return cfg, err
+	}
+	return cfg, cfgErr
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := load(t, "--config", writeFile(t, "{}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	if cfg.NodeName != host || cfg.StoreURL != "embedded" || cfg.GossipPort != 7946 ||
+		cfg.DataDir != "/var/lib/meshnet" || cfg.Hosts[0] != "unix:///run/meshnet/agent.sock" ||
+		cfg.Bridge != "mesh0" || !cfg.ICC || !cfg.IPForward || !cfg.IPTables || cfg.VXLANPort != 4789 ||
+		len(cfg.GlobalPools) != 1 || len(cfg.LocalPools) != 2 || cfg.LogLevel != "info" || cfg.LogFormat != "text" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	if cfg.Store.Prefix != "meshnet/v1/" {
+		t.Fatalf("store prefix %q", cfg.Store.Prefix)
+	}
+}
+
+// TestConfigPrecedence: flags beat the environment, which beats the file,
+// which beats the defaults.
+func TestConfigPrecedence(t *testing.T) {
+	file := writeFile(t, `
+node-name: from-file
+cluster-store: consul://10.0.0.5:8500
+cluster-advertise: eth0:7000
+vxlan-port: 4800
+icc: false
+dns: [192.0.2.53]
+bridge: br-file
+default-address-pools:
+  - base=10.10.0.0/16,size=24
+`)
+	t.Setenv("MESHNET_NODE_NAME", "from-env")
+	t.Setenv("MESHNET_BRIDGE", "br-env")
+	cfg, err := load(t, "--config", file, "-b", "br-flag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NodeName != "from-env" || cfg.Bridge != "br-flag" || cfg.StoreURL != "consul://10.0.0.5:8500" ||
+		cfg.AdvertiseIface != "eth0" || cfg.GossipPort != 7000 || cfg.VXLANPort != 4800 || cfg.ICC ||
+		len(cfg.DNS) != 1 || cfg.DNS[0] != netip.MustParseAddr("192.0.2.53") ||
+		len(cfg.GlobalPools) != 1 || cfg.GlobalPools[0].Size != 24 || len(cfg.LocalPools) != 0 {
+		t.Fatalf("precedence: %+v", cfg)
+	}
+}
+
+func TestConfigAdvertise(t *testing.T) {
+	for in, want := range map[string]string{
+		"eth0":            "eth0 7946",
+		"eth0:2376":       "eth0 2376",
+		"192.0.2.1":       "192.0.2.1 7946",
+		"192.0.2.1:7000":  "192.0.2.1 7000",
+		"[2001:db8::1]:9": "2001:db8::1 9",
+	} {
+		cfg, err := load(t, "--config", writeFile(t, "{}"), "--cluster-advertise", in)
+		if err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		got := cfg.AdvertiseIface
+		if cfg.AdvertiseAddr.IsValid() {
+			got = cfg.AdvertiseAddr.String()
+		}
+		if got += " " + strconv.Itoa(cfg.GossipPort); got != want {
+			t.Errorf("%s: got %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestConfigBadInput(t *testing.T) {
+	empty := writeFile(t, "{}")
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--config", "/nonexistent/agent.yaml"}, "reading configuration file"},
+		{[]string{"--config", writeFile(t, "node-name: [unclosed")}, "not valid YAML"},
+		{[]string{"--config", writeFile(t, "clustr-store: embedded")}, `unknown key "clustr-store"`},
+		{[]string{"--config", empty, "--cluster-store", "zk://h:1"}, `unknown scheme "zk"`},
+		{[]string{"--config", empty, "--cluster-store-opt", "colour=blue"}, `unknown option "colour"`},
+		{[]string{"--config", empty, "--cluster-advertise", "eth0:99999"}, "cluster-advertise"},
+		{[]string{"--config", empty, "--cluster-advertise", "0.0.0.0"}, "cluster-advertise"},
+		{[]string{"--config", empty, "--bip", "172.17.0.1"}, "invalid bip"},
+		{[]string{"--config", empty, "--mtu", "100"}, "invalid mtu"},
+		{[]string{"--config", empty, "--dns", "resolver"}, "invalid dns"},
+		{[]string{"--config", empty, "--vxlan-port", "0"}, "invalid vxlan-port"},
+		{[]string{"--config", empty, "--default-address-pools", "base=10.0.0.0/8"}, "default-address-pools"},
+		{[]string{"--config", empty, "--default-address-pools", "base=10.0.0.1/8,size=24"}, "host bits"},
+		{[]string{"--config", empty, "--default-address-pools", "base=10.0.0.0/8,size=24,scope=site"}, "scope is global or local"},
+		{[]string{"--config", empty, "--gossip-key", "short"}, "invalid gossip-key"},
+		{[]string{"--config", empty, "--log-level", "loud"}, "invalid log-level"},
+		{[]string{"--config", empty, "-H", "http://x"}, "invalid host"},
+		{[]string{"--config", empty, "--node-name", "a/b"}, "invalid node-name"},
+	} {
+		_, err := load(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: got %v, want one line mentioning %q", c.args, err, c.msg)
+		}
+	}
+}
+
+func TestConfigAddressPoolsFromFlags(t *testing.T) {
+	cfg, err := load(t, "--config", writeFile(t, "{}"),
+		"--default-address-pools", "base=10.10.0.0/16,size=24",
+		"--default-address-pools", "base=172.30.0.0/16,size=20,scope=local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.GlobalPools) != 1 || cfg.GlobalPools[0].String() != "base=10.10.0.0/16,size=24" ||
+		len(cfg.LocalPools) != 1 || cfg.LocalPools[0].String() != "base=172.30.0.0/16,size=20" {
+		t.Fatalf("pools: global %v, local %v", cfg.GlobalPools, cfg.LocalPools)
+	}
+}

@@ -1,0 +1,380 @@
+package ipam
+
+// Address leases: ips/<network-id>/<ip> → {endpoint id, node}.
+//
+// An automatic lease lists the network's leases once, walks its range
+// locally from the lowest address skipping leased and reserved ones, and
+// creates the first free key. A racer that loses marks that address taken
+// in its own view and tries a random one of the next few free addresses,
+// so a crowd of concurrent leases spreads out instead of all fighting over
+// the same lowest address; it re-lists only when its view has gone stale.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/meshnet/meshnet/kvstore"
+)
+
+// Owner is the value of an address lease: which endpoint on which node
+// holds it. The node is what Reclaim judges by.
+type Owner struct {
+	EndpointID string `json:"endpoint_id"`
+	Node       string `json:"node"`
+}
+
+// AddressRequest asks for one address of a network.
+type AddressRequest struct {
+	// Addr is a requested address (--ip, --ip6); the zero Addr means the
+	// lowest free one.
+	Addr netip.Addr
+	// IPv6, with a zero Addr, leases from the network's IPv6 subnets
+	// instead of its IPv4 ones.
+	IPv6  bool
+	Owner Owner
+}
+
+// AddressLease is one leased address.
+type AddressLease struct {
+	NetworkID string
+	Addr      netip.Addr
+	Owner     Owner
+	Version   uint64 // store version that wrote it
+}
+
+// pickWindow is how many of the lowest free addresses a retry chooses
+// among at random, so that racers who all lost stop chasing the same one.
+const pickWindow = 32
+
+// relistAfter is how many lost races an automatic lease absorbs in its
+// local view before it lists the network's leases again.
+const relistAfter = 8
+
+// LeaseAddress leases an address of a network whose subnets (as leased by
+// LeaseNetwork) are given, and returns it with its subnet's prefix length.
+// A requested address must be a host address of one of the subnets; it may
+// lie outside the IP range. It fails with ErrAddressInUse if it is the
+// gateway, an auxiliary address or leased by another endpoint. Leasing
+// again for the endpoint that already holds the address (or, for an
+// automatic lease, any address of that family) returns that address, so a
+// retry after an unclear store failure is safe.
+func (a *Allocator) LeaseAddress(ctx context.Context, networkID string, subnets []SubnetConfig, req AddressRequest) (netip.Prefix, error) {
+	if networkID == "" || strings.Contains(networkID, "/") {
+		return netip.Prefix{}, failf(ErrInvalid, "network id %q is empty or contains '/'", networkID)
+	}
+	if req.Owner.EndpointID == "" || req.Owner.Node == "" {
+		return netip.Prefix{}, failf(ErrInvalid, "an address lease needs an endpoint id and a node")
+	}
+	value, err := json.Marshal(req.Owner)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("encoding lease owner: %w", err)
+	}
+	subnets, err = normalizeAll(subnets)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if req.Addr.IsValid() {
+		return a.leaseRequested(ctx, networkID, subnets, req, value)
+	}
+	v4 := !req.IPv6
+	family := slices.DeleteFunc(slices.Clone(subnets), func(c SubnetConfig) bool { return c.Subnet.Addr().Is4() != v4 })
+	if len(family) == 0 {
+		return netip.Prefix{}, failf(ErrInvalid, "network %s has no %s subnet", networkID, familyName(v4))
+	}
+	var (
+		taken   map[netip.Addr]bool
+		stale   int // lost races since the last listing
+		pending netip.Addr
+	)
+	err = a.retry(ctx, "leasing an address in network "+networkID, func(n int) (bool, error) {
+		if taken == nil || stale >= relistAfter {
+			leases, err := a.Addresses(ctx, networkID)
+			if err != nil {
+				return false, err
+			}
+			taken, stale = make(map[netip.Addr]bool, len(leases)), 0
+			for _, l := range leases {
+				if l.Owner.EndpointID == req.Owner.EndpointID && l.Addr.Is4() == v4 {
+					pending = l.Addr // already ours
+					return true, nil
+				}
+				taken[l.Addr] = true
+			}
+		}
+		free := freeAddrs(family, taken, n > 0)
+		if len(free) == 0 {
+			if stale > 0 {
+				stale = relistAfter // our view may be stale; look again
+				return false, nil
+			}
+			return false, failf(ErrPoolExhausted, "no free address left in network %s (%s)", networkID, rangesOf(family))
+		}
+		addr := free[rand.IntN(len(free))]
+		_, err := a.store.Create(ctx, IPKey(networkID, addr), value)
+		switch {
+		case err == nil:
+			pending = addr
+			return true, nil
+		case errors.Is(err, kvstore.ErrKeyExists), errors.Is(err, kvstore.ErrKeyModified):
+			// Taken by a racer (modified: taken and released again).
+			taken[addr] = true
+			stale++
+			return false, nil
+		}
+		return false, fmt.Errorf("leasing address %s: %w", addr, err)
+	})
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return prefixOf(family, pending), nil
+}
+
+// leaseRequested leases the one address the caller asked for.
+func (a *Allocator) leaseRequested(ctx context.Context, networkID string, subnets []SubnetConfig,
+	req AddressRequest, value []byte) (netip.Prefix, error) {
+	addr := req.Addr
+	i := slices.IndexFunc(subnets, func(c SubnetConfig) bool {
+		return c.Subnet.Addr().Is4() == addr.Is4() && c.Subnet.Contains(addr)
+	})
+	if i < 0 {
+		return netip.Prefix{}, failf(ErrInvalid, "address %s is not in any subnet of network %s (%s)",
+			addr, networkID, rangesOf(subnets))
+	}
+	c := subnets[i]
+	if err := checkHostAddr(c.Subnet, addr, "address"); err != nil {
+		return netip.Prefix{}, err
+	}
+	if why := c.reserved(addr); why != "" {
+		return netip.Prefix{}, failf(ErrAddressInUse, "address %s is reserved as the %s of network %s", addr, why, networkID)
+	}
+	key := IPKey(networkID, addr)
+	err := a.retry(ctx, "leasing address "+addr.String(), func(int) (bool, error) {
+		_, err := a.store.Create(ctx, key, value)
+		if err == nil {
+			return true, nil
+		}
+		if errors.Is(err, kvstore.ErrKeyModified) {
+			return false, nil // taken and released meanwhile; try again
+		}
+		if !errors.Is(err, kvstore.ErrKeyExists) {
+			return false, fmt.Errorf("leasing address %s: %w", addr, err)
+		}
+		kv, err := a.store.Get(ctx, key)
+		switch {
+		case errors.Is(err, kvstore.ErrKeyNotFound):
+			return false, nil // released in between; try again
+		case err != nil:
+			return false, fmt.Errorf("reading lease of %s: %w", addr, err)
+		}
+		var o Owner
+		if json.Unmarshal(kv.Value, &o) == nil && o.EndpointID == req.Owner.EndpointID {
+			return true, nil
+		}
+		return false, failf(ErrAddressInUse, "address %s is already in use by endpoint %s on node %s in network %s",
+			addr, o.EndpointID, o.Node, networkID)
+	})
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(addr, c.Subnet.Bits()), nil
+}
+
+// freeAddrs walks the ranges of subnets from the bottom and returns the
+// lowest free address, or with spread the lowest pickWindow of them. The
+// walk only steps over taken or reserved addresses, so it costs
+// O(leases + reserved) however large the subnet.
+func freeAddrs(subnets []SubnetConfig, taken map[netip.Addr]bool, spread bool) []netip.Addr {
+	want := 1
+	if spread {
+		want = pickWindow
+	}
+	var free []netip.Addr
+	for _, c := range subnets {
+		r := c.Subnet
+		if c.IPRange.IsValid() {
+			r = c.IPRange
+		}
+		last := lastAddr(r)
+		for a := r.Masked().Addr(); a.IsValid(); a = a.Next() {
+			if !taken[a] && c.reserved(a) == "" {
+				free = append(free, a)
+				if len(free) == want {
+					return free
+				}
+			}
+			if a == last {
+				break
+			}
+		}
+	}
+	return free
+}
+
+// Addresses lists the address leases of a network, in key order. Leases
+// whose value cannot be read are reported with an empty Owner.
+func (a *Allocator) Addresses(ctx context.Context, networkID string) ([]AddressLease, error) {
+	kvs, _, err := a.store.List(ctx, IPKeyPrefix(networkID))
+	if err != nil {
+		return nil, fmt.Errorf("listing address leases of network %s: %w", networkID, err)
+	}
+	leases := make([]AddressLease, 0, len(kvs))
+	for _, kv := range kvs {
+		if l, ok := parseAddressLease(kv); ok {
+			leases = append(leases, l)
+		}
+	}
+	return leases, nil
+}
+
+// parseAddressLease reads an ips/<network-id>/<ip> pair.
+func parseAddressLease(kv kvstore.KVPair) (AddressLease, bool) {
+	rest, ok := strings.CutPrefix(kv.Key, ipPrefix)
+	if !ok {
+		return AddressLease{}, false
+	}
+	netID, ip, ok := strings.Cut(rest, "/")
+	addr, err := netip.ParseAddr(ip)
+	if !ok || err != nil {
+		return AddressLease{}, false
+	}
+	l := AddressLease{NetworkID: netID, Addr: addr, Version: kv.Version}
+	json.Unmarshal(kv.Value, &l.Owner) // an unreadable owner stays empty
+	return l, true
+}
+
+// ReleaseAddress deletes the lease of addr if endpointID holds it. It is
+// idempotent.
+func (a *Allocator) ReleaseAddress(ctx context.Context, networkID string, addr netip.Addr, endpointID string) error {
+	return a.releaseOwned(ctx, IPKey(networkID, addr), func(v []byte) bool {
+		var o Owner
+		return json.Unmarshal(v, &o) == nil && o.EndpointID == endpointID
+	})
+}
+
+// ReleaseEndpoint deletes every address lease endpointID holds in the
+// network (its IPv4 and IPv6 addresses). It is idempotent.
+func (a *Allocator) ReleaseEndpoint(ctx context.Context, networkID, endpointID string) error {
+	leases, err := a.Addresses(ctx, networkID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range leases {
+		if l.Owner.EndpointID == endpointID {
+			errs = append(errs, a.ReleaseAddress(ctx, networkID, l.Addr, endpointID))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReleaseNetworkAddresses deletes every address lease of the network,
+// whoever holds it; for a network being removed. It is idempotent.
+func (a *Allocator) ReleaseNetworkAddresses(ctx context.Context, networkID string) error {
+	if networkID == "" || strings.Contains(networkID, "/") {
+		return failf(ErrInvalid, "network id %q is empty or contains '/'", networkID)
+	}
+	leases, err := a.Addresses(ctx, networkID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range leases {
+		err := a.store.CompareAndDelete(ctx, IPKey(networkID, l.Addr), l.Version)
+		if err != nil && !errors.Is(err, kvstore.ErrKeyNotFound) && !errors.Is(err, kvstore.ErrKeyModified) {
+			errs = append(errs, fmt.Errorf("deleting lease of %s: %w", l.Addr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Reclaim deletes the address leases, in every network, held by nodes not
+// in live (the nodes registered under nodes/), and returns what it
+// deleted. asOf is the store version at which live was read (List's
+// version); leases written after it are left alone, since their node may
+// have registered after the listing. 0 means no such bound. Each lease is
+// deleted by compare-and-delete at the version read, so one re-leased
+// meanwhile survives. live must not be empty: the caller's own node is
+// always alive, and an empty set more likely means a failed read.
+func (a *Allocator) Reclaim(ctx context.Context, live []string, asOf uint64) ([]AddressLease, error) {
+	if len(live) == 0 {
+		return nil, failf(ErrInvalid, "refusing to reclaim with no live nodes: at least the caller's node is alive")
+	}
+	kvs, _, err := a.store.List(ctx, ipPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing address leases: %w", err)
+	}
+	alive := make(map[string]bool, len(live))
+	for _, n := range live {
+		alive[n] = true
+	}
+	var (
+		reclaimed []AddressLease
+		errs      []error
+	)
+	for _, kv := range kvs {
+		l, ok := parseAddressLease(kv)
+		if !ok || l.Owner.Node == "" || alive[l.Owner.Node] || (asOf != 0 && l.Version > asOf) {
+			continue
+		}
+		err := a.store.CompareAndDelete(ctx, kv.Key, kv.Version)
+		switch {
+		case err == nil:
+			reclaimed = append(reclaimed, l)
+		case errors.Is(err, kvstore.ErrKeyNotFound), errors.Is(err, kvstore.ErrKeyModified):
+		default:
+			errs = append(errs, fmt.Errorf("reclaiming %s: %w", kv.Key, err))
+		}
+	}
+	return reclaimed, errors.Join(errs...)
+}
+
+// normalizeAll normalizes a network's subnets, so that a caller passing
+// them as configured (without the default gateway) still gets the gateway
+// reserved.
+func normalizeAll(subnets []SubnetConfig) ([]SubnetConfig, error) {
+	out := make([]SubnetConfig, len(subnets))
+	for i, c := range subnets {
+		n, err := c.Normalize()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+func familyName(v4 bool) string {
+	if v4 {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// rangesOf renders the subnets (and IP ranges) for a message.
+func rangesOf(subnets []SubnetConfig) string {
+	var parts []string
+	for _, c := range subnets {
+		s := c.Subnet.String()
+		if c.IPRange.IsValid() {
+			s += " range " + c.IPRange.String()
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// prefixOf returns addr with the prefix length of the subnet holding it.
+func prefixOf(subnets []SubnetConfig, addr netip.Addr) netip.Prefix {
+	for _, c := range subnets {
+		if c.Subnet.Contains(addr) {
+			return netip.PrefixFrom(addr, c.Subnet.Bits())
+		}
+	}
+	return netip.PrefixFrom(addr, addr.BitLen())
+}
