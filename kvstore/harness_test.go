@@ -3,78 +3,19 @@ package kvstore_test
 import (
 	"context"
 	"errors"
-	"flag"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshnet/meshnet/kvstore"
-	"github.com/meshnet/meshnet/kvstore/backends"
 	"github.com/meshnet/meshnet/testenv"
 )
 
-// onlyBackends narrows a run while developing (-args -backends=consul);
-// by default, and in CI, every backend runs.
-var onlyBackends = flag.String("backends", "embedded,etcd,consul", "comma-separated backends to test")
+// startServers starts a real server per backend (see testenv.StartStores).
+func startServers(t testing.TB) []testenv.StoreServer { return testenv.StartStores(t, "") }
 
-type starter func(context.Context, string) (testenv.StoreServer, error)
-
-var allStarters = map[string]starter{
-	"embedded": func(ctx context.Context, dir string) (testenv.StoreServer, error) {
-		return testenv.StartEmbedded(ctx, dir)
-	},
-	"etcd": func(ctx context.Context, dir string) (testenv.StoreServer, error) {
-		return testenv.StartEtcdProcess(ctx, dir)
-	},
-	"consul": func(ctx context.Context, dir string) (testenv.StoreServer, error) {
-		return testenv.StartConsul(ctx, dir)
-	},
-}
-
-// startServers starts one real server per backend, in parallel, and stops
-// them when the test ends.
-func startServers(t testing.TB) []testenv.StoreServer {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	var starters []starter
-	for _, name := range strings.Split(*onlyBackends, ",") {
-		st, ok := allStarters[name]
-		if !ok {
-			t.Fatalf("unknown backend %q", name)
-		}
-		starters = append(starters, st)
-	}
-	servers := make([]testenv.StoreServer, len(starters))
-	errs := make([]error, len(starters))
-	var wg sync.WaitGroup
-	for i, start := range starters {
-		dir := t.TempDir()
-		wg.Go(func() { servers[i], errs[i] = start(ctx, dir) })
-	}
-	wg.Wait()
-	for i, s := range servers {
-		if errs[i] != nil {
-			t.Fatalf("starting store server: %v", errs[i])
-		}
-		t.Cleanup(func() { s.Close() })
-	}
-	return servers
-}
-
-// open returns a client of srv rooted at a prefix of its own, closed when
-// the test ends.
+// open returns a client of srv rooted at a prefix of its own.
 func open(t testing.TB, srv testenv.StoreServer, prefix string) kvstore.Store {
-	t.Helper()
-	cfg := srv.Config()
-	cfg.Prefix = "meshnet-test/" + prefix + "/"
-	s, err := backends.Open(cfg)
-	if err != nil {
-		t.Fatalf("opening %s: %v", srv.Name(), err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return testenv.OpenStore(t, srv, prefix)
 }
 
 func testCtx(t testing.TB) context.Context {

@@ -6,138 +6,38 @@ import (
 	"flag"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/kvstore"
-	"github.com/meshnet/meshnet/kvstore/backends"
 	"github.com/meshnet/meshnet/testenv"
 )
-
-// onlyBackends narrows a run while developing (-args -backends=consul);
-// by default, and in CI, every backend runs.
-var onlyBackends = flag.String("backends", "embedded,etcd,consul", "comma-separated backends to test")
 
 // benchBackend is the backend the benchmarks run on.
 var benchBackend = flag.String("bench-backend", "embedded", "backend for benchmarks")
 
-type starter func(context.Context, string) (testenv.StoreServer, error)
-
-var allStarters = map[string]starter{
-	"embedded": func(ctx context.Context, dir string) (testenv.StoreServer, error) {
-		return testenv.StartEmbedded(ctx, dir)
-	},
-	"etcd": func(ctx context.Context, dir string) (testenv.StoreServer, error) {
-		return testenv.StartEtcdProcess(ctx, dir)
-	},
-	"consul": func(ctx context.Context, dir string) (testenv.StoreServer, error) {
-		return testenv.StartConsul(ctx, dir)
-	},
-}
-
-// startServers starts one real server per backend, in parallel, and stops
-// them when the test ends.
+// startServers starts a real server per backend (see testenv.StartStores).
 func startServers(t testing.TB, names string) []testenv.StoreServer {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	var starters []starter
-	for _, name := range strings.Split(names, ",") {
-		st, ok := allStarters[name]
-		if !ok {
-			t.Fatalf("unknown backend %q", name)
-		}
-		starters = append(starters, st)
-	}
-	servers := make([]testenv.StoreServer, len(starters))
-	errs := make([]error, len(starters))
-	var wg sync.WaitGroup
-	for i, start := range starters {
-		dir := t.TempDir()
-		wg.Go(func() { servers[i], errs[i] = start(ctx, dir) })
-	}
-	wg.Wait()
-	for i, s := range servers {
-		if errs[i] != nil {
-			t.Fatalf("starting store server: %v", errs[i])
-		}
-		t.Cleanup(func() { s.Close() })
-	}
-	return servers
+	return testenv.StartStores(t, names)
 }
 
 // open returns a new client of srv rooted at the test's own prefix,
-// meshnet-test/<test name>/, closed when the test ends. Each call is a
-// separate connection, like another host's agent.
+// meshnet-test/<test name>/. Each call is a separate connection, like
+// another host's agent.
 func open(t testing.TB, srv testenv.StoreServer) kvstore.Store {
-	t.Helper()
-	cfg := srv.Config()
-	cfg.Prefix = "meshnet-test/" + t.Name() + "/"
-	s, err := backends.Open(cfg)
-	if err != nil {
-		t.Fatalf("opening %s: %v", srv.Name(), err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return testenv.OpenStore(t, srv, t.Name())
 }
 
-// newAllocator returns an Allocator over a new client of srv, with at
-// most maxInFlight calls in flight.
+// newAllocator returns an Allocator over a new client of srv.
 func newAllocator(t testing.TB, srv testenv.StoreServer, cfg ipam.Config) (*ipam.Allocator, kvstore.Store) {
 	t.Helper()
 	s := open(t, srv)
-	a, err := ipam.New(limited{Store: s, sem: make(chan struct{}, maxInFlight)}, cfg)
+	a, err := ipam.New(s, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a, s
-}
-
-// maxInFlight bounds each test client's concurrent store calls. All test
-// clients share 127.0.0.1, and Consul refuses more than 200 connections
-// from one address (limits.http_max_conns_per_client) with 429, while the
-// Consul client keeps only GOMAXPROCS+1 idle connections and so opens and
-// closes one per call under load; real hosts each have their own address.
-// The goroutines of a concurrency test all start at once; this only
-// queues their store calls.
-const maxInFlight = 16
-
-// limited is a Store that lets at most cap(sem) calls run at once.
-type limited struct {
-	kvstore.Store
-	sem chan struct{}
-}
-
-func (l limited) acquire() func() {
-	l.sem <- struct{}{}
-	return func() { <-l.sem }
-}
-
-func (l limited) Get(ctx context.Context, key string) (kvstore.KVPair, error) {
-	defer l.acquire()()
-	return l.Store.Get(ctx, key)
-}
-
-func (l limited) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	defer l.acquire()()
-	return l.Store.Create(ctx, key, value)
-}
-
-func (l limited) CompareAndDelete(ctx context.Context, key string, version uint64) error {
-	defer l.acquire()()
-	return l.Store.CompareAndDelete(ctx, key, version)
-}
-
-func (l limited) List(ctx context.Context, prefix string) ([]kvstore.KVPair, uint64, error) {
-	defer l.acquire()()
-	return l.Store.List(ctx, prefix)
-}
-
-func (l limited) Txn(ctx context.Context, ops ...kvstore.Op) error {
-	defer l.acquire()()
-	return l.Store.Txn(ctx, ops...)
 }
 
 func testCtx(t testing.TB) context.Context {

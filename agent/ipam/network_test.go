@@ -15,7 +15,7 @@ import (
 // TestIPAM runs one suite against every backend, each on a real server:
 // an embedded etcd, an etcd server process, and Consul.
 func TestIPAM(t *testing.T) {
-	for _, srv := range startServers(t, *onlyBackends) {
+	for _, srv := range startServers(t, "") {
 		t.Run(srv.Name(), func(t *testing.T) {
 			t.Parallel()
 			for _, c := range suite {
