@@ -1,0 +1,148 @@
+package gossip
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// benchCluster starts n nodes with the package's LAN timing (memberlist LAN
+// settings, 50ms gossip interval) on the in-memory network.
+func benchCluster(b *testing.B, n int) []*testNode {
+	h := newHarness(b)
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		nodes[i] = h.start(fmt.Sprintf("n%02d", i), func(c *Config) { c.Timing = LANTiming() })
+		if i > 0 {
+			h.join(nodes[i], nodes[0])
+		}
+	}
+	h.waitMembers(nodes, n)
+	return nodes
+}
+
+// arrivals records, per key, when each node's subscription delivered it.
+type arrivals struct {
+	mu sync.Mutex
+	// Guarded by mu:
+	seen map[string][]time.Time
+}
+
+func watch(b *testing.B, nodes []*testNode, network string) *arrivals {
+	a := &arrivals{seen: make(map[string][]time.Time)}
+	for _, n := range nodes {
+		sub, err := n.Subscribe(network)
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() { // ends when the node closes (harness cleanup)
+			for ev := range sub.C() {
+				if ev.Kind == EventAdd {
+					now := time.Now()
+					a.mu.Lock()
+					a.seen[ev.Endpoint.ID] = append(a.seen[ev.Endpoint.ID], now)
+					a.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return a
+}
+
+// BenchmarkConvergence measures the time from a Put on one node until every
+// node's subscription has delivered it (p50, p99 over all puts), and the
+// gossip traffic a node sends for a table of 1,000 endpoints.
+func BenchmarkConvergence(b *testing.B) {
+	for _, size := range []int{3, 20, 100} {
+		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
+			nodes := benchCluster(b, size)
+			arr := watch(b, nodes, "bench")
+			const perIter = 50 // puts per b.N iteration, for stable percentiles
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				for j := range perIter {
+					id := fmt.Sprintf("e%d-%d", i, j)
+					start := time.Now()
+					if err := nodes[(i*perIter+j)%size].Put(ep("bench", id, j)); err != nil {
+						b.Fatal(err)
+					}
+					var last time.Time
+					waitFor(b, 30*time.Second, func() (bool, string) {
+						arr.mu.Lock()
+						defer arr.mu.Unlock()
+						ts := arr.seen[id]
+						if len(ts) < size {
+							return false, fmt.Sprintf("%s seen by %d of %d nodes", id, len(ts), size)
+						}
+						last = slices.MaxFunc(ts, time.Time.Compare)
+						return true, ""
+					})
+					lat = append(lat, last.Sub(start))
+				}
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			pct := func(p float64) float64 {
+				return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000
+			}
+			b.ReportMetric(pct(0.50), "p50-ms")
+			b.ReportMetric(pct(0.99), "p99-ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+	b.Run("traffic/nodes=20/endpoints=1000", benchTraffic)
+}
+
+// benchTraffic puts 1,000 endpoints (50 per node on 20 nodes), waits until
+// every node holds all of them, and reports what an average node sent: all
+// memberlist traffic (probes, gossip, push/pull) during convergence, the
+// push/pull snapshot size, and the resulting steady-state repair traffic.
+func benchTraffic(b *testing.B) {
+	const size, total = 20, 1000
+	for range b.N {
+		b.StopTimer()
+		nodes := benchCluster(b, size)
+		var before int64
+		var pktBefore int64
+		for _, n := range nodes {
+			before += n.tr.sentBytes.Load()
+			pktBefore += n.tr.sentPackets.Load()
+		}
+		b.StartTimer()
+		start := time.Now()
+		for i := range total {
+			if err := nodes[i%size].Put(ep("bench", fmt.Sprintf("ep%04d", i), i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		waitFor(b, 120*time.Second, func() (bool, string) {
+			for _, n := range nodes {
+				if got := len(n.Endpoints("bench")); got != total {
+					return false, fmt.Sprintf("%s has %d of %d", n.Name(), got, total)
+				}
+			}
+			return true, ""
+		})
+		elapsed := time.Since(start)
+		b.StopTimer()
+		var after, pktAfter int64
+		for _, n := range nodes {
+			after += n.tr.sentBytes.Load()
+			pktAfter += n.tr.sentPackets.Load()
+		}
+		state := len((&delegate{c: nodes[0].Cluster}).LocalState(false))
+		pp := LANTiming().PushPullInterval
+		b.ReportMetric(float64(after-before)/size/1024, "KiB-sent/node")
+		b.ReportMetric(float64(pktAfter-pktBefore)/size/elapsed.Seconds(), "pkts/s/node")
+		b.ReportMetric(elapsed.Seconds()*1000, "converge-ms")
+		b.ReportMetric(float64(state)/1024, "KiB-state")
+		// Each node starts one push/pull per interval and answers about one:
+		// two snapshots each way.
+		b.ReportMetric(float64(4*state)/pp.Seconds()/1024, "KiB/s/node-pushpull")
+		b.ReportMetric(0, "ns/op")
+		b.StartTimer()
+	}
+}

@@ -1,0 +1,412 @@
+package gossip
+
+// The replicated endpoint table.
+//
+// Every key (network, endpoint ID) holds at most one entry, in one of three
+// states:
+//
+//   - live: the endpoint exists;
+//   - tombstone: it was deleted. The tombstone is gossiped like a live record
+//     so that the delete beats every older put still travelling, and it is
+//     reaped after TombstoneTTL. A tombstone carries its remaining life on the
+//     wire, so a receiver reaps it no later than the sender: tombstones cannot
+//     bounce between nodes forever;
+//   - purged: the node that wrote the record left or failed. The entry stays
+//     locally (never gossiped) until reaped, so that copies still held by
+//     peers that have not noticed the failure yet are refused. When the node
+//     comes back, its purged entries are forgotten and its records flow again.
+//
+// Conflicts resolve by version: Lamport time, then writer name. A node is the
+// authority on its own writes: if it receives a newer write of its own that
+// it does not hold (made by an earlier incarnation before a restart), it
+// overrides it with a fresh write of what it holds now.
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+type entryState uint8
+
+const (
+	stateLive entryState = iota
+	stateTombstone
+	statePurged
+)
+
+type entry struct {
+	ver    version
+	state  entryState
+	ep     Endpoint  // live: the record; otherwise the last known record (for Delete events)
+	reapAt time.Time // tombstone and purged only
+}
+
+// table is safe for concurrent use. Its methods never block on anything but
+// mu, and never call out of the package while holding it; they return the
+// records to broadcast and let the caller queue them.
+type table struct {
+	self         string
+	tombstoneTTL time.Duration
+	now          func() time.Time
+
+	mu sync.Mutex
+	// Guarded by mu:
+	clock       uint64                                // Lamport clock
+	nets        map[string]map[string]*entry          // network → endpoint ID → entry
+	subs        map[string]map[*Subscription]struct{} // network → subscribers
+	absentSince map[string]time.Time                  // record owners missing from the member list
+}
+
+func newTable(self string, tombstoneTTL time.Duration) *table {
+	return &table{
+		self:         self,
+		tombstoneTTL: tombstoneTTL,
+		now:          time.Now,
+		nets:         make(map[string]map[string]*entry),
+		subs:         make(map[string]map[*Subscription]struct{}),
+		absentSince:  make(map[string]time.Time),
+	}
+}
+
+func (t *table) tickLocked() uint64 {
+	t.clock++
+	return t.clock
+}
+
+func (t *table) witnessLocked(lt uint64) {
+	if lt > t.clock {
+		t.clock = lt
+	}
+}
+
+func (t *table) getLocked(k key) *entry {
+	return t.nets[k.Network][k.ID]
+}
+
+func (t *table) setLocked(k key, e *entry) {
+	n := t.nets[k.Network]
+	if n == nil {
+		n = make(map[string]*entry)
+		t.nets[k.Network] = n
+	}
+	n[k.ID] = e
+}
+
+func (t *table) emitLocked(kind EventKind, ep *Endpoint) {
+	for s := range t.subs[ep.Network] {
+		s.push(Event{Kind: kind, Network: ep.Network, Endpoint: ep.clone()})
+	}
+}
+
+// replaceLocked installs e under k and tells subscribers what became visible.
+func (t *table) replaceLocked(k key, e *entry) {
+	old := t.getLocked(k)
+	wasLive := old != nil && old.state == stateLive
+	switch {
+	case e.state == stateLive && !wasLive:
+		t.emitLocked(EventAdd, &e.ep)
+	case e.state == stateLive && !old.ep.Equal(&e.ep):
+		t.emitLocked(EventUpdate, &e.ep)
+	case e.state != stateLive && wasLive:
+		e.ep = old.ep
+		t.emitLocked(EventDelete, &old.ep)
+	}
+	t.setLocked(k, e)
+}
+
+// wireLocked returns the record to send for e, and false if e is not to be
+// gossiped (purged, or a tombstone about to be reaped).
+func (t *table) wireLocked(e *entry, now time.Time) (wireRecord, bool) {
+	switch e.state {
+	case stateLive:
+		return wireRecord{Version: e.ver, Endpoint: e.ep}, true
+	case stateTombstone:
+		left := e.reapAt.Sub(now)
+		if left <= 0 {
+			return wireRecord{}, false
+		}
+		return wireRecord{Version: e.ver, Deleted: true, Residual: left,
+			Endpoint: Endpoint{Network: e.ep.Network, ID: e.ep.ID}}, true
+	}
+	return wireRecord{}, false
+}
+
+// writeLocked makes a local write (live record or tombstone) with a fresh
+// Lamport time and returns it for broadcast.
+func (t *table) writeLocked(ep Endpoint, deleted bool) wireRecord {
+	e := &entry{ver: version{LTime: t.tickLocked(), Writer: t.self}, ep: ep}
+	if deleted {
+		e.state = stateTombstone
+		e.reapAt = t.now().Add(t.tombstoneTTL)
+	}
+	t.replaceLocked(ep.key(), e)
+	r, _ := t.wireLocked(e, t.now())
+	return r
+}
+
+// put stores a local write. It reports false, and nothing to broadcast, when
+// this node already holds exactly this record as its own write.
+func (t *table) put(ep Endpoint) (wireRecord, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur := t.getLocked(ep.key()); cur != nil && cur.state == stateLive &&
+		cur.ver.Writer == t.self && cur.ep.Equal(&ep) {
+		return wireRecord{}, false
+	}
+	return t.writeLocked(ep.clone(), false), true
+}
+
+// del stores a local delete.
+func (t *table) del(network, id string) wireRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.writeLocked(Endpoint{Network: network, ID: id}, true)
+}
+
+// apply merges a record received from a peer. It returns the records to
+// broadcast: the received one if it was news and rebroadcast is set (the
+// epidemic step of the fast path), or this node's fresh override of a stale
+// write of its own.
+func (t *table) apply(r wireRecord, rebroadcast bool) []wireRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.applyLocked(r, rebroadcast, t.now())
+}
+
+func (t *table) applyLocked(r wireRecord, rebroadcast bool, now time.Time) []wireRecord {
+	t.witnessLocked(r.Version.LTime)
+	k := r.Endpoint.key()
+	cur := t.getLocked(k)
+	if cur != nil && !r.Version.newer(cur.ver) {
+		return nil
+	}
+	if r.Version.Writer == t.self {
+		// A write of ours we do not know: an earlier incarnation made it.
+		if cur != nil && cur.state == stateLive {
+			return []wireRecord{t.writeLocked(cur.ep, false)}
+		}
+		if !r.Deleted {
+			return []wireRecord{t.writeLocked(Endpoint{Network: k.Network, ID: k.ID}, true)}
+		}
+	}
+	e := &entry{ver: r.Version, ep: r.Endpoint}
+	if r.Deleted {
+		e.state = stateTombstone
+		e.reapAt = now.Add(min(r.Residual, t.tombstoneTTL))
+	}
+	t.replaceLocked(k, e)
+	if !rebroadcast {
+		return nil
+	}
+	out, ok := t.wireLocked(e, now)
+	if !ok {
+		return nil
+	}
+	return []wireRecord{out}
+}
+
+// merge folds a peer's full snapshot into the table. Accepted records are not
+// rebroadcast: the peer that sent them already has them and push/pull spreads
+// them further; only this node's overrides of stale own writes are.
+func (t *table) merge(clock uint64, recs []wireRecord) []wireRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.witnessLocked(clock)
+	now := t.now()
+	var out []wireRecord
+	for _, r := range recs {
+		out = append(out, t.applyLocked(r, false, now)...)
+	}
+	return out
+}
+
+// snapshot returns the Lamport clock and every record worth gossiping.
+func (t *table) snapshot() (uint64, []wireRecord) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	var recs []wireRecord
+	for _, n := range t.nets {
+		for _, e := range n {
+			if r, ok := t.wireLocked(e, now); ok {
+				recs = append(recs, r)
+			}
+		}
+	}
+	return t.clock, recs
+}
+
+// reannounce rewrites every live record this node owns with a fresh Lamport
+// time, so that it beats whatever peers remember of this node's earlier
+// incarnation or purged while it was away.
+func (t *table) reannounce() []wireRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []wireRecord
+	for _, n := range t.nets {
+		for _, e := range n {
+			if e.state == stateLive && e.ver.Writer == t.self {
+				e.ver.LTime = t.tickLocked()
+				r, _ := t.wireLocked(e, t.now())
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// purgeOwner removes every live record written by node, which has left or
+// failed.
+func (t *table) purgeOwner(node string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.purgeOwnerLocked(node)
+}
+
+func (t *table) purgeOwnerLocked(node string) int {
+	if node == t.self {
+		return 0
+	}
+	reapAt := t.now().Add(t.tombstoneTTL)
+	n := 0
+	for netID, m := range t.nets {
+		for id, e := range m {
+			if e.state == stateLive && e.ver.Writer == node {
+				t.replaceLocked(key{netID, id}, &entry{ver: e.ver, state: statePurged, reapAt: reapAt})
+				n++
+			}
+		}
+	}
+	delete(t.absentSince, node)
+	return n
+}
+
+// forgetPurged drops the purged entries of node, which is back, so that its
+// records are accepted again. It reports whether there were any.
+func (t *table) forgetPurged(node string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	found := false
+	for netID, m := range t.nets {
+		for id, e := range m {
+			if e.state == statePurged && e.ver.Writer == node {
+				delete(m, id)
+				found = true
+			}
+		}
+		if len(m) == 0 {
+			delete(t.nets, netID)
+		}
+	}
+	return found
+}
+
+// sweepOrphans purges the records of owners that have not been in the member
+// list for grace. Failure events alone are not enough: a node that joined
+// after another one failed never hears of the failure, yet may receive that
+// node's records from a peer that has not noticed it yet.
+func (t *table) sweepOrphans(alive map[string]bool, grace time.Duration) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	owners := make(map[string]bool)
+	for _, m := range t.nets {
+		for _, e := range m {
+			if e.state == stateLive && e.ver.Writer != t.self && !alive[e.ver.Writer] {
+				owners[e.ver.Writer] = true
+			}
+		}
+	}
+	purged := 0
+	for o := range owners {
+		since, ok := t.absentSince[o]
+		switch {
+		case !ok:
+			t.absentSince[o] = now
+		case now.Sub(since) >= grace:
+			purged += t.purgeOwnerLocked(o)
+		}
+	}
+	maps.DeleteFunc(t.absentSince, func(o string, _ time.Time) bool { return !owners[o] })
+	return purged
+}
+
+// reap drops tombstones and purged entries whose time is up.
+func (t *table) reap() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	n := 0
+	for netID, m := range t.nets {
+		for id, e := range m {
+			if e.state != stateLive && !now.Before(e.reapAt) {
+				delete(m, id)
+				n++
+			}
+		}
+		if len(m) == 0 {
+			delete(t.nets, netID)
+		}
+	}
+	return n
+}
+
+// endpointsLocked returns the live endpoints of network, sorted by ID.
+func (t *table) endpointsLocked(network string) []Endpoint {
+	m := t.nets[network]
+	out := make([]Endpoint, 0, len(m))
+	for _, id := range slices.Sorted(maps.Keys(m)) {
+		if e := m[id]; e.state == stateLive {
+			out = append(out, e.ep.clone())
+		}
+	}
+	return out
+}
+
+func (t *table) endpoints(network string) []Endpoint {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.endpointsLocked(network)
+}
+
+// networks returns the networks with at least one live endpoint, sorted.
+func (t *table) networks() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for netID, m := range t.nets {
+		for _, e := range m {
+			if e.state == stateLive {
+				out = append(out, netID)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// subscribe registers s and queues the snapshot as its first event, under
+// one lock so that no change falls between the snapshot and the stream.
+func (t *table) subscribe(s *Subscription) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s.push(Event{Kind: EventSnapshot, Network: s.network, Snapshot: t.endpointsLocked(s.network)})
+	m := t.subs[s.network]
+	if m == nil {
+		m = make(map[*Subscription]struct{})
+		t.subs[s.network] = m
+	}
+	m[s] = struct{}{}
+}
+
+func (t *table) unsubscribe(s *Subscription) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.subs[s.network], s)
+	if len(t.subs[s.network]) == 0 {
+		delete(t.subs, s.network)
+	}
+}
