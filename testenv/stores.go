@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -109,7 +110,7 @@ func StartEmbedded(ctx context.Context, dir string) (*EmbeddedServer, error) {
 func (s *EmbeddedServer) Name() string { return "embedded" }
 
 func (s *EmbeddedServer) Config() kvstore.Config {
-	return kvstore.Config{Backend: kvstore.BackendEmbedded, Endpoints: []string{s.cfg.ClientURL[len("http://"):]},
+	return kvstore.Config{Backend: kvstore.BackendEmbedded, Endpoints: []string{strings.TrimPrefix(s.cfg.ClientURL, "http://")},
 		Prefix: kvstore.DefaultPrefix, Timeout: kvstore.DefaultTimeout}
 }
 
@@ -201,7 +202,7 @@ func StartEtcdProcess(ctx context.Context, dir string) (*EtcdProcess, error) {
 func (s *EtcdProcess) Name() string { return "etcd" }
 
 func (s *EtcdProcess) Config() kvstore.Config {
-	return kvstore.Config{Backend: kvstore.BackendEtcd, Endpoints: []string{s.clientURL[len("http://"):]},
+	return kvstore.Config{Backend: kvstore.BackendEtcd, Endpoints: []string{strings.TrimPrefix(s.clientURL, "http://")},
 		Prefix: kvstore.DefaultPrefix, Timeout: kvstore.DefaultTimeout}
 }
 

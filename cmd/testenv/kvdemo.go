@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/backends"
 	"github.com/meshnet/meshnet/testenv"
@@ -19,8 +22,8 @@ import (
 
 // kvDemo runs the cluster-store part of meshnet on one machine: an
 // embedded etcd server, three "agents" that register with a TTL and race
-// to create networks (each taking a VNI lease and a name in one atomic
-// step), a watch that sees it all, and an agent that dies and drops out.
+// to create networks (each taking VNI and subnet leases and a name in one
+// atomic step), a watch that sees it all, and an agent that dies and drops out.
 // It returns an error unless every check holds.
 func kvDemo(ctx context.Context, w io.Writer) error {
 	dir, err := os.MkdirTemp("", "meshnet-kvdemo-")
@@ -68,7 +71,7 @@ func kvDemo(ctx context.Context, w io.Writer) error {
 	// Every agent creates "shared" and three networks of its own, at once.
 	type result struct {
 		agent, name string
-		vni         int
+		lease       ipam.NetworkLease
 		err         error
 	}
 	var mu sync.Mutex
@@ -77,23 +80,27 @@ func kvDemo(ctx context.Context, w io.Writer) error {
 	for i, s := range agents {
 		for _, name := range []string{"shared", fmt.Sprintf("net-%d-a", i+1), fmt.Sprintf("net-%d-b", i+1)} {
 			wg.Go(func() {
-				vni, err := createNetwork(ctx, s, name)
+				lease, err := createNetwork(ctx, s, name)
 				mu.Lock()
-				results = append(results, result{"n" + strconv.Itoa(i+1), name, vni, err})
+				results = append(results, result{"n" + strconv.Itoa(i+1), name, lease, err})
 				mu.Unlock()
 			})
 		}
 	}
 	wg.Wait()
-	created, vnis := 0, map[int]string{}
+	created, vnis, subnets := 0, map[uint32]string{}, map[netip.Prefix]string{}
 	for _, r := range results {
 		switch {
 		case r.err == nil:
-			fmt.Fprintf(w, "  %s created %-8s with VNI %d\n", r.agent, r.name, r.vni)
-			if other, dup := vnis[r.vni]; dup {
-				return fmt.Errorf("VNI %d given to both %s and %s", r.vni, other, r.name)
+			vni, subnet := r.lease.VNI, r.lease.Subnets[0].Subnet
+			fmt.Fprintf(w, "  %s created %-8s with VNI %d, subnet %s\n", r.agent, r.name, vni, subnet)
+			if other, dup := vnis[vni]; dup {
+				return fmt.Errorf("VNI %d given to both %s and %s", vni, other, r.name)
 			}
-			vnis[r.vni] = r.name
+			if other, dup := subnets[subnet]; dup {
+				return fmt.Errorf("subnet %s given to both %s and %s", subnet, other, r.name)
+			}
+			vnis[vni], subnets[subnet] = r.name, r.name
 			created++
 		case errors.Is(r.err, kvstore.ErrKeyExists):
 			fmt.Fprintf(w, "  %s: network %q already exists\n", r.agent, r.name)
@@ -132,26 +139,20 @@ func kvDemo(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
-// createNetwork takes the lowest free VNI from 4096 up and writes the
-// network record and its name index in one transaction, so that a lost
-// race on the name releases the VNI and leaves nothing behind.
-func createNetwork(ctx context.Context, s kvstore.Store, name string) (int, error) {
-	id := rand.Text()[:12]
-	for vni := 4096; vni < 4096+1000; vni++ {
-		if _, err := s.Create(ctx, "vni/"+strconv.Itoa(vni), []byte(id)); errors.Is(err, kvstore.ErrKeyExists) {
-			continue
-		} else if err != nil {
-			return 0, err
-		}
-		rec, _ := json.Marshal(map[string]any{"id": id, "name": name, "vni": vni})
-		err := s.Txn(ctx,
-			kvstore.Op{Kind: kvstore.OpCreate, Key: "networks/" + id, Value: rec},
-			kvstore.Op{Kind: kvstore.OpCreate, Key: "names/" + name, Value: []byte(id)})
-		if err != nil {
-			s.Delete(ctx, "vni/"+strconv.Itoa(vni)) // roll the lease back
-			return 0, err
-		}
-		return vni, nil
+// createNetwork leases a VNI and a subnet for a new network and writes its
+// record and name index in the same transaction (agent/ipam), so a lost
+// race on the name leaves nothing behind.
+func createNetwork(ctx context.Context, s kvstore.Store, name string) (ipam.NetworkLease, error) {
+	alloc, err := ipam.New(s, ipam.Config{})
+	if err != nil {
+		return ipam.NetworkLease{}, err
 	}
-	return 0, errors.New("no free VNI")
+	id := strings.ToLower(rand.Text()[:12])
+	return alloc.LeaseNetwork(ctx, ipam.NetworkRequest{ID: id}, func(l ipam.NetworkLease) ([]kvstore.Op, error) {
+		rec, err := json.Marshal(map[string]any{"id": id, "name": name, "vni": l.VNI, "subnet": l.Subnets[0].Subnet})
+		return []kvstore.Op{
+			{Kind: kvstore.OpCreate, Key: "networks/" + id, Value: rec},
+			{Kind: kvstore.OpCreate, Key: "names/" + name, Value: []byte(id)},
+		}, err
+	})
 }

@@ -262,7 +262,7 @@ func (s *Store) txn(ctx context.Context, ops []kvstore.Op) (uint64, error) {
 // classify reads the key of a failed condition to say why it failed;
 // Consul's own reason is a free-form sentence.
 func (s *Store) classify(ctx context.Context, op kvstore.Op, what string) error {
-	kv, err := s.Get(ctx, op.Key)
+	_, err := s.Get(ctx, op.Key)
 	switch {
 	case errors.Is(err, kvstore.ErrKeyNotFound):
 		if op.Kind == kvstore.OpCreate {
@@ -271,7 +271,7 @@ func (s *Store) classify(ctx context.Context, op kvstore.Op, what string) error 
 		return kvstore.ErrKeyNotFound
 	case err != nil:
 		return err // could not tell; most likely the store is unreachable
-	case op.Kind == kvstore.OpCreate && kv.Version != 0:
+	case op.Kind == kvstore.OpCreate:
 		return kvstore.ErrKeyExists
 	}
 	return kvstore.ErrKeyModified
