@@ -100,6 +100,21 @@ func Flags() []cli.Flag {
 	}
 }
 
+// NewApp returns meshagent's command-line app: Flags, the configuration
+// file (LoadFile), and repeated values kept whole, since one
+// default-address-pools value has commas of its own
+// (--default-address-pools base=10.10.0.0/16,size=24).
+func NewApp(action cli.ActionFunc) *cli.App {
+	return &cli.App{
+		Name:                      "meshagent",
+		Usage:                     "the meshnet agent: multi-host overlay networks on a cluster store",
+		Flags:                     Flags(),
+		Before:                    LoadFile,
+		Action:                    action,
+		DisableSliceFlagSeparator: true,
+	}
+}
+
 // LoadFile applies the YAML configuration file to the flags that neither
 // the command line nor the environment set. It is meant as the app's
 // Before function. A missing default file is fine; a missing named file,
@@ -118,6 +133,9 @@ func LoadFile(c *cli.Context) error {
 	}
 	var keys map[string]any
 	if err := yaml.Unmarshal(b, &keys); err != nil {
+		if _, ok := err.(*yaml.TypeError); ok {
+			return fmt.Errorf("configuration file %s must be a list of key: value lines", path)
+		}
 		return fmt.Errorf("configuration file %s is not valid YAML: %s", path, oneLine(err.Error()))
 	}
 	known := map[string]bool{}
@@ -193,6 +211,8 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 	if v := c.String("bip"); v != "" {
 		if cfg.BIP, err = netip.ParsePrefix(v); err != nil || !cfg.BIP.Addr().Is4() {
 			bad("bip", "%q is not an IPv4 address in CIDR form such as 172.17.0.1/16", v)
+		} else if _, err := (ipam.SubnetConfig{Subnet: cfg.BIP.Masked(), Gateway: cfg.BIP.Addr()}).Normalize(); err != nil {
+			bad("bip", "%v", err)
 		}
 	}
 	if cfg.MTU != 0 && (cfg.MTU < 1280 || cfg.MTU > 65535) {
@@ -208,8 +228,8 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 	if cfg.VXLANPort < 1 || cfg.VXLANPort > 65535 {
 		bad("vxlan-port", "%d is outside 1–65535", cfg.VXLANPort)
 	}
-	if cfg.GlobalPools, cfg.LocalPools, err = ParseAddressPools(c.StringSlice("default-address-pools")); err != nil {
-		errs = append(errs, err)
+	if cfg.GlobalPools, cfg.LocalPools, err = ipam.ParseAddressPools(c.StringSlice("default-address-pools")); err != nil {
+		errs = append(errs, fmt.Errorf("invalid default-address-pools: %w", err))
 	}
 	if k := c.String("gossip-key"); k != "" {
 		key, err := base64.StdEncoding.DecodeString(k)
@@ -261,47 +281,4 @@ func (cfg *Config) parseAdvertise(v string) error {
 	}
 	cfg.AdvertiseIface = host
 	return nil
-}
-
-// ParseAddressPools reads entries of the form base=CIDR,size=N[,scope=…]
-// (Docker's --default-address-pool syntax plus a scope, default global).
-// No entries gives the default pools: 10.0.0.0/8 by /24 for global
-// networks, 172.17.0.0/12 by /16 and 192.168.0.0/16 by /20 for local ones.
-func ParseAddressPools(entries []string) (global, local []ipam.AddressPool, err error) {
-	if len(entries) == 0 {
-		return ipam.DefaultGlobalPools(), ipam.DefaultLocalPools(), nil
-	}
-	// The flag library splits repeated values at commas, so pools are
-	// re-assembled: each starts at its base= field.
-	var pools []string
-	for _, field := range strings.Split(strings.Join(entries, ","), ",") {
-		if strings.HasPrefix(strings.TrimSpace(field), "base=") || len(pools) == 0 {
-			pools = append(pools, field)
-		} else {
-			pools[len(pools)-1] += "," + field
-		}
-	}
-	for _, e := range pools {
-		scope, rest := "global", make([]string, 0, 2)
-		for _, field := range strings.Split(e, ",") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(field), "scope="); ok {
-				scope = v
-				continue
-			}
-			rest = append(rest, field)
-		}
-		p, err := ipam.ParseAddressPool(strings.Join(rest, ","))
-		if err != nil {
-			return nil, nil, fmt.Errorf("invalid default-address-pools: %w", err)
-		}
-		switch scope {
-		case "global":
-			global = append(global, p)
-		case "local":
-			local = append(local, p)
-		default:
-			return nil, nil, fmt.Errorf("invalid default-address-pools entry %q: scope is global or local", e)
-		}
-	}
-	return global, local, nil
 }

@@ -16,15 +16,10 @@ func load(t *testing.T, args ...string) (Config, error) {
 	t.Helper()
 	var cfg Config
 	var cfgErr error
-	app := &cli.App{
-		Name:   "meshagent",
-		Flags:  Flags(),
-		Before: LoadFile,
-		Action: func(c *cli.Context) error {
-			cfg, cfgErr = ConfigFromCLI(c)
-			return nil
-		},
-	}
+	app := NewApp(func(c *cli.Context) error {
+		cfg, cfgErr = ConfigFromCLI(c)
+		return nil
+	})
 	if err := app.Run(append([]string{"meshagent"}, args...)); err != nil {
 		return cfg, err
 	}
@@ -80,7 +75,7 @@ default-address-pools:
 	if cfg.NodeName != "from-env" || cfg.Bridge != "br-flag" || cfg.StoreURL != "consul://10.0.0.5:8500" ||
 		cfg.AdvertiseIface != "eth0" || cfg.GossipPort != 7000 || cfg.VXLANPort != 4800 || cfg.ICC ||
 		len(cfg.DNS) != 1 || cfg.DNS[0] != netip.MustParseAddr("192.0.2.53") ||
-		len(cfg.GlobalPools) != 1 || cfg.GlobalPools[0].Size != 24 || len(cfg.LocalPools) != 0 {
+		len(cfg.GlobalPools) != 1 || cfg.GlobalPools[0].Size != 24 || len(cfg.LocalPools) != 2 {
 		t.Fatalf("precedence: %+v", cfg)
 	}
 }
@@ -150,5 +145,31 @@ func TestConfigAddressPoolsFromFlags(t *testing.T) {
 	if len(cfg.GlobalPools) != 1 || cfg.GlobalPools[0].String() != "base=10.10.0.0/16,size=24" ||
 		len(cfg.LocalPools) != 1 || cfg.LocalPools[0].String() != "base=172.30.0.0/16,size=20" {
 		t.Fatalf("pools: global %v, local %v", cfg.GlobalPools, cfg.LocalPools)
+	}
+}
+
+func TestConfigAddressPoolFieldOrder(t *testing.T) {
+	cfg, err := load(t, "--config", writeFile(t, "{}"),
+		"--default-address-pools", "size=24,base=10.10.0.0/16",
+		"--default-address-pools", "scope=local,base=172.30.0.0/16,size=20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.GlobalPools) != 1 || cfg.GlobalPools[0].String() != "base=10.10.0.0/16,size=24" ||
+		len(cfg.LocalPools) != 1 || cfg.LocalPools[0].String() != "base=172.30.0.0/16,size=20" {
+		t.Fatalf("pools: global %v, local %v", cfg.GlobalPools, cfg.LocalPools)
+	}
+	for _, bad := range [][]string{
+		{"--default-address-pools", "base=10.0.0.0/8,size=24,scope=local"}, // overlaps the default global pool
+		{"--default-address-pools", "base=0.0.0.0/0,size=8"},
+		{"--bip", "172.17.0.0/16"},
+		{"--bip", "172.17.0.1/32"},
+	} {
+		if _, err := load(t, append([]string{"--config", writeFile(t, "{}")}, bad...)...); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if _, err := load(t, "--config", writeFile(t, "- a\n- b\n")); err == nil || !strings.Contains(err.Error(), "key: value") {
+		t.Errorf("a YAML list as config: %v", err)
 	}
 }

@@ -65,8 +65,8 @@ const relistAfter = 8
 // automatic lease, any address of that family) returns that address, so a
 // retry after an unclear store failure is safe.
 func (a *Allocator) LeaseAddress(ctx context.Context, networkID string, subnets []SubnetConfig, req AddressRequest) (netip.Prefix, error) {
-	if networkID == "" || strings.Contains(networkID, "/") {
-		return netip.Prefix{}, failf(ErrInvalid, "network id %q is empty or contains '/'", networkID)
+	if err := checkID("network", networkID); err != nil {
+		return netip.Prefix{}, err
 	}
 	if req.Owner.EndpointID == "" || req.Owner.Node == "" {
 		return netip.Prefix{}, failf(ErrInvalid, "an address lease needs an endpoint id and a node")
@@ -121,9 +121,8 @@ func (a *Allocator) LeaseAddress(ctx context.Context, networkID string, subnets 
 		case err == nil:
 			pending = addr
 			return true, nil
-		case errors.Is(err, kvstore.ErrKeyExists), errors.Is(err, kvstore.ErrKeyModified):
-			// Taken by a racer (modified: taken and released again).
-			taken[addr] = true
+		case errors.Is(err, kvstore.ErrKeyExists):
+			taken[addr] = true // by a racer
 			stale++
 			return false, nil
 		}
@@ -158,9 +157,6 @@ func (a *Allocator) leaseRequested(ctx context.Context, networkID string, subnet
 		_, err := a.store.Create(ctx, key, value)
 		if err == nil {
 			return true, nil
-		}
-		if errors.Is(err, kvstore.ErrKeyModified) {
-			return false, nil // taken and released meanwhile; try again
 		}
 		if !errors.Is(err, kvstore.ErrKeyExists) {
 			return false, fmt.Errorf("leasing address %s: %w", addr, err)
@@ -219,6 +215,9 @@ func freeAddrs(subnets []SubnetConfig, taken map[netip.Addr]bool, spread bool) [
 // Addresses lists the address leases of a network, in key order. Leases
 // whose value cannot be read are reported with an empty Owner.
 func (a *Allocator) Addresses(ctx context.Context, networkID string) ([]AddressLease, error) {
+	if err := checkID("network", networkID); err != nil {
+		return nil, err
+	}
 	kvs, _, err := a.store.List(ctx, IPKeyPrefix(networkID))
 	if err != nil {
 		return nil, fmt.Errorf("listing address leases of network %s: %w", networkID, err)
@@ -251,6 +250,9 @@ func parseAddressLease(kv kvstore.KVPair) (AddressLease, bool) {
 // ReleaseAddress deletes the lease of addr if endpointID holds it. It is
 // idempotent.
 func (a *Allocator) ReleaseAddress(ctx context.Context, networkID string, addr netip.Addr, endpointID string) error {
+	if err := errors.Join(checkID("network", networkID), checkID("endpoint", endpointID)); err != nil {
+		return err
+	}
 	return a.releaseOwned(ctx, IPKey(networkID, addr), func(v []byte) bool {
 		var o Owner
 		return json.Unmarshal(v, &o) == nil && o.EndpointID == endpointID
@@ -260,37 +262,50 @@ func (a *Allocator) ReleaseAddress(ctx context.Context, networkID string, addr n
 // ReleaseEndpoint deletes every address lease endpointID holds in the
 // network (its IPv4 and IPv6 addresses). It is idempotent.
 func (a *Allocator) ReleaseEndpoint(ctx context.Context, networkID, endpointID string) error {
+	if err := checkID("endpoint", endpointID); err != nil {
+		return err
+	}
 	leases, err := a.Addresses(ctx, networkID)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, l := range leases {
-		if l.Owner.EndpointID == endpointID {
-			errs = append(errs, a.ReleaseAddress(ctx, networkID, l.Addr, endpointID))
+		if l.Owner.EndpointID != endpointID {
+			continue
 		}
+		// The listing has the version: delete at it, and re-read only if
+		// the lease changed since.
+		err := a.store.CompareAndDelete(ctx, IPKey(networkID, l.Addr), l.Version)
+		switch {
+		case errors.Is(err, kvstore.ErrKeyModified):
+			err = a.ReleaseAddress(ctx, networkID, l.Addr, endpointID)
+		case errors.Is(err, kvstore.ErrKeyNotFound):
+			err = nil
+		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
 // ReleaseNetworkAddresses deletes every address lease of the network,
-// whoever holds it; for a network being removed. It is idempotent.
+// whoever holds it; for a network being removed. It lists again until a
+// listing comes back empty, so a lease taken by a racing connect during
+// the release goes too. It is idempotent.
 func (a *Allocator) ReleaseNetworkAddresses(ctx context.Context, networkID string) error {
-	if networkID == "" || strings.Contains(networkID, "/") {
-		return failf(ErrInvalid, "network id %q is empty or contains '/'", networkID)
-	}
-	leases, err := a.Addresses(ctx, networkID)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, l := range leases {
-		err := a.store.CompareAndDelete(ctx, IPKey(networkID, l.Addr), l.Version)
-		if err != nil && !errors.Is(err, kvstore.ErrKeyNotFound) && !errors.Is(err, kvstore.ErrKeyModified) {
-			errs = append(errs, fmt.Errorf("deleting lease of %s: %w", l.Addr, err))
+	return a.retry(ctx, "releasing the addresses of network "+networkID, func(int) (bool, error) {
+		leases, err := a.Addresses(ctx, networkID)
+		if err != nil || len(leases) == 0 {
+			return err == nil, err
 		}
-	}
-	return errors.Join(errs...)
+		var errs []error
+		for _, l := range leases {
+			if err := a.store.Delete(ctx, IPKey(networkID, l.Addr)); err != nil && !errors.Is(err, kvstore.ErrKeyNotFound) {
+				errs = append(errs, fmt.Errorf("deleting lease of %s: %w", l.Addr, err))
+			}
+		}
+		return false, errors.Join(errs...)
+	})
 }
 
 // Reclaim deletes the address leases, in every network, held by nodes not

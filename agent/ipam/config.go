@@ -20,45 +20,97 @@ func (p AddressPool) String() string { return fmt.Sprintf("base=%s,size=%d", p.B
 // Validate checks that the pool can yield subnets with room for endpoints.
 func (p AddressPool) Validate() error {
 	if !p.Base.IsValid() || p.Base.Addr().Zone() != "" || p.Base.Addr().Is4In6() {
-		return failf(ErrInvalid, "address pool %q has no valid base prefix", p.String())
+		return failf(ErrInvalid, "address pool has no valid base prefix (want base=CIDR,size=N)")
 	}
 	if p.Base != p.Base.Masked() {
 		return failf(ErrInvalid, "address pool base %s has host bits set; did you mean %s?", p.Base, p.Base.Masked())
 	}
+	if p.Base.Bits() == 0 {
+		return failf(ErrInvalid, "address pool base %s is the whole address space; give a private range such as 10.0.0.0/8", p.Base)
+	}
 	if p.Size < p.Base.Bits() || p.Size > maxSubnetBits(p.Base.Addr()) {
-		return failf(ErrInvalid, "address pool %s: size must be between %d and %d",
-			p.Base, p.Base.Bits(), maxSubnetBits(p.Base.Addr()))
+		return failf(ErrInvalid, "address pool %s: size %d must be between %d and %d",
+			p.Base, p.Size, p.Base.Bits(), maxSubnetBits(p.Base.Addr()))
 	}
 	return nil
 }
 
 // ParseAddressPool parses Docker's notation of a pool, "base=CIDR,size=N".
 func ParseAddressPool(s string) (AddressPool, error) {
-	var p AddressPool
-	var haveBase, haveSize bool
+	p, _, err := parsePool(s, false)
+	return p, err
+}
+
+// parsePool reads one pool's key=value fields, in any order; scope
+// (global unless given) is allowed only withScope.
+func parsePool(s string, withScope bool) (p AddressPool, scope string, err error) {
+	want := "base=CIDR,size=N"
+	if withScope {
+		want += "[,scope=global|local]"
+	}
+	scope = "global"
+	seen := map[string]bool{}
 	for field := range strings.SplitSeq(s, ",") {
 		k, v, _ := strings.Cut(strings.TrimSpace(field), "=")
-		switch k {
-		case "base":
-			base, err := netip.ParsePrefix(v)
-			if err != nil {
-				return p, failf(ErrInvalid, "address pool %q: base %q is not a CIDR", s, v)
+		if seen[k] {
+			return p, "", failf(ErrInvalid, "address pool %q gives %s twice", s, k)
+		}
+		seen[k] = true
+		switch {
+		case k == "base":
+			if p.Base, err = netip.ParsePrefix(v); err != nil {
+				return p, "", failf(ErrInvalid, "address pool %q: base %q is not a CIDR", s, v)
 			}
-			p.Base, haveBase = base, true
-		case "size":
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return p, failf(ErrInvalid, "address pool %q: size %q is not a number", s, v)
+		case k == "size":
+			if p.Size, err = strconv.Atoi(v); err != nil {
+				return p, "", failf(ErrInvalid, "address pool %q: size %q is not a number", s, v)
 			}
-			p.Size, haveSize = n, true
+		case k == "scope" && withScope:
+			if v != "global" && v != "local" {
+				return p, "", failf(ErrInvalid, "address pool %q: scope is global or local", s)
+			}
+			scope = v
 		default:
-			return p, failf(ErrInvalid, "address pool %q: unknown field %q (want base=CIDR,size=N)", s, k)
+			return p, "", failf(ErrInvalid, "address pool %q: unknown field %q (want %s)", s, k, want)
 		}
 	}
-	if !haveBase || !haveSize {
-		return p, failf(ErrInvalid, "address pool %q needs both base=CIDR and size=N", s)
+	if !seen["base"] || !seen["size"] {
+		return p, "", failf(ErrInvalid, "address pool %q needs both base=CIDR and size=N", s)
 	}
-	return p, p.Validate()
+	return p, scope, p.Validate()
+}
+
+// ParseAddressPools reads default-address-pools entries, each
+// "base=CIDR,size=N[,scope=global|local]" with the fields in any order
+// (scope defaults to global), and returns the pools of each scope; a scope
+// with no entry gets its default pools. Global and local pools must not
+// overlap: local subnets are not leased in the cluster store.
+func ParseAddressPools(entries []string) (global, local []AddressPool, err error) {
+	for _, e := range entries {
+		p, scope, err := parsePool(e, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		if scope == "local" {
+			local = append(local, p)
+		} else {
+			global = append(global, p)
+		}
+	}
+	if len(global) == 0 {
+		global = DefaultGlobalPools()
+	}
+	if len(local) == 0 {
+		local = DefaultLocalPools()
+	}
+	for _, g := range global {
+		for _, l := range local {
+			if g.Base.Overlaps(l.Base) {
+				return nil, nil, failf(ErrInvalid, "global address pool %s overlaps local pool %s", g.Base, l.Base)
+			}
+		}
+	}
+	return global, local, nil
 }
 
 // DefaultGlobalPools are the pools of global (overlay) networks.
@@ -110,6 +162,9 @@ func (c SubnetConfig) Normalize() (SubnetConfig, error) {
 	if s.Addr().Zone() != "" || s.Addr().Is4In6() {
 		return c, failf(ErrInvalid, "subnet %s: write IPv4 subnets in plain dotted notation, without zones", s)
 	}
+	if s.Bits() == 0 {
+		return c, failf(ErrInvalid, "subnet %s is the whole address space; give a smaller subnet", s)
+	}
 	if s.Bits() > maxSubnetBits(s.Addr()) {
 		return c, failf(ErrInvalid, "subnet %s is too small: it leaves no address for endpoints (at most /%d)",
 			s, maxSubnetBits(s.Addr()))
@@ -136,12 +191,18 @@ func (c SubnetConfig) Normalize() (SubnetConfig, error) {
 			if name == "" {
 				return c, failf(ErrInvalid, "auxiliary address %s has no name (want NAME=IP)", a)
 			}
-			if !a.IsValid() || a.Zone() != "" || a.Is4() != s.Addr().Is4() || !s.Contains(a) {
+			if !a.IsValid() {
+				return c, failf(ErrInvalid, "auxiliary address %s has no IP (want NAME=IP)", name)
+			}
+			if a.Zone() != "" || a.Is4() != s.Addr().Is4() || !s.Contains(a) {
 				return c, failf(ErrInvalid, "auxiliary address %s=%s is not inside subnet %s", name, a, s)
 			}
 			aux[name] = a
 		}
 		c.AuxAddresses = aux
+	}
+	if c.IPRange.IsValid() && len(freeAddrs([]SubnetConfig{c}, nil, false)) == 0 {
+		return c, failf(ErrInvalid, "IP range %s holds no address to hand out (only the gateway or reserved addresses)", c.IPRange)
 	}
 	return c, nil
 }

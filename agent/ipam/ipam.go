@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/meshnet/meshnet/kvstore"
@@ -177,4 +178,13 @@ func conflictKey(err error) string {
 		return te.Key
 	}
 	return ""
+}
+
+// checkID refuses an id that is empty or would break the key layout
+// (ips/<network-id>/<ip>): no '/' and no white space.
+func checkID(what, id string) error {
+	if id == "" || strings.ContainsAny(id, "/ \t\n") {
+		return failf(ErrInvalid, "%s id %q is empty or contains '/' or white space", what, id)
+	}
+	return nil
 }

@@ -136,8 +136,8 @@ func (a *Allocator) LeaseNetwork(ctx context.Context, req NetworkRequest,
 // checkNetworkRequest validates req and returns its explicit subnets
 // normalized.
 func (a *Allocator) checkNetworkRequest(req NetworkRequest) ([]SubnetConfig, error) {
-	if req.ID == "" || strings.ContainsAny(req.ID, "/ ") {
-		return nil, failf(ErrInvalid, "network id %q is empty or contains '/' or a space", req.ID)
+	if err := checkID("network", req.ID); err != nil {
+		return nil, err
 	}
 	if req.VNI > DefaultVNIMax {
 		return nil, failf(ErrInvalid, "VNI %d is out of range: VXLAN ids go from 1 to %d", req.VNI, DefaultVNIMax)
@@ -219,11 +219,10 @@ func guardOp(kv kvstore.KVPair) kvstore.Op {
 	if kv.Version == 0 {
 		return kvstore.Op{Kind: kvstore.OpCreate, Key: GuardKey, Value: []byte("1")}
 	}
+	// n+1 never reads back as the value read, so the swap is never a
+	// no-op write (which Consul would drop without a new version).
 	n, _ := strconv.ParseUint(string(kv.Value), 10, 64)
 	next := []byte(strconv.FormatUint(n+1, 10))
-	if string(next) == string(kv.Value) { // cannot happen; never write what was read
-		next = append(next, '+')
-	}
 	return kvstore.Op{Kind: kvstore.OpSwap, Key: GuardKey, Value: next, Version: kv.Version}
 }
 
@@ -376,7 +375,10 @@ func (a *Allocator) vniInUse(ctx context.Context, vni uint32) error {
 // ReleaseOps again. Leases already gone or owned by another network are
 // left out.
 func (a *Allocator) ReleaseOps(ctx context.Context, lease NetworkLease) ([]kvstore.Op, error) {
-	keys := []string{VNIKey(lease.VNI)}
+	var keys []string
+	if lease.VNI != 0 {
+		keys = append(keys, VNIKey(lease.VNI))
+	}
 	for _, s := range lease.Subnets {
 		keys = append(keys, SubnetKey(s.Subnet))
 	}
