@@ -47,8 +47,10 @@ var errClosed = errors.New("datapath closed")
 
 // Apply makes the kernel hold exactly the desired networks: it creates and
 // repairs them, and tears down every network we created that is not in
-// desired. Errors of single networks, endpoints or entries are joined; all
-// the rest is still applied.
+// desired. A desired network that is invalid (or listed twice, or sharing
+// another's VNI) is reported and left as it is, never torn down: a bad update
+// must not cut off its live sandboxes. Errors of single networks, endpoints
+// or entries are joined; all the rest is still applied.
 func (d *Datapath) Apply(desired []Network) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -60,10 +62,14 @@ func (d *Datapath) Apply(desired []Network) error {
 		return err
 	}
 	var errs []error
+	keep := make(map[string]bool, len(desired))
 	want := make(map[string]*Network, len(desired))
 	vnis := make(map[uint32]string, len(desired))
 	for i := range desired {
 		n := &desired[i]
+		if n.ID != "" {
+			keep[n.ID] = true
+		}
 		if err := n.validate(); err != nil {
 			errs = append(errs, err)
 			continue
@@ -80,10 +86,17 @@ func (d *Datapath) Apply(desired []Network) error {
 	}
 	removed := false
 	for id := range ownedNetworks(links) {
-		if want[id] == nil {
+		if !keep[id] {
 			errs = append(errs, d.teardown(links, id))
 			removed = true
 		}
+	}
+	// Devices left behind by VNI changes go before any network is applied,
+	// so that networks swapping VNIs converge in one call.
+	for _, n := range want {
+		r, err := d.removeStale(links, n)
+		errs = append(errs, err)
+		removed = removed || r
 	}
 	if removed {
 		if links, err = listLinks(d.h); err != nil {
@@ -114,7 +127,13 @@ func (d *Datapath) ApplyNetwork(n Network) error {
 	if err != nil {
 		return err
 	}
-	return d.applyNetwork(newLinkIndex(links), &n)
+	removed, staleErr := d.removeStale(links, &n)
+	if removed {
+		if links, err = listLinks(d.h); err != nil {
+			return errors.Join(staleErr, err)
+		}
+	}
+	return errors.Join(staleErr, d.applyNetwork(newLinkIndex(links), &n))
 }
 
 // RemoveNetwork deletes every device (and so every entry) we made for the
@@ -132,27 +151,34 @@ func (d *Datapath) RemoveNetwork(id string) error {
 	return d.teardown(links, id)
 }
 
-// applyNetwork reconciles one validated network.
+// applyNetwork reconciles one validated network. A device that exists is
+// used even when repairing it failed (an address, the MTU, its state): the
+// rest of the network is still applied and the errors are joined.
 func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
-	under, err := d.underlay(idx, n.VTEP)
+	under, err := d.underlay(idx, n.vtep())
 	if err != nil {
 		return fmt.Errorf("network %s: %w", n.ID, err)
 	}
 	mtu := n.MTU
 	if mtu == 0 {
-		mtu = under.Attrs().MTU - EncapOverhead
+		mtu = under.Attrs().MTU - n.encapOverhead()
 	}
+	var errs []error
 	br, err := d.ensureBridge(idx, n, mtu)
 	if err != nil {
-		return fmt.Errorf("network %s: %w", n.ID, err)
+		errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
+	}
+	if br == nil {
+		return errors.Join(errs...)
 	}
 	vx, fresh, err := d.ensureVXLAN(idx, n, under, br, mtu)
 	if err != nil {
-		return fmt.Errorf("network %s: %w", n.ID, err)
-	}
-	var errs []error
-	if err := d.syncRemote(n, vx.Attrs().Index, fresh); err != nil {
 		errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
+	}
+	if vx != nil {
+		if err := d.syncRemote(n, vx.Attrs().Index, fresh); err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
+		}
 	}
 	if err := d.syncLocal(idx, n, br, mtu); err != nil {
 		errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
@@ -160,24 +186,45 @@ func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
 	return errors.Join(errs...)
 }
 
+// removeStale deletes the bridge and VXLAN devices of network n that carry
+// its alias under other names than the current VNI's, as left behind when
+// its VNI changed; they would hold that VNI against another network forever.
+// removed reports whether it deleted any. Equivalent to: `ip link del DEV`.
+func (d *Datapath) removeStale(links []netlink.Link, n *Network) (removed bool, err error) {
+	alias := networkAlias(n.ID)
+	br, vx := BridgeName(n.VNI), VXLANName(n.VNI)
+	var errs []error
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Alias != alias || a.Name == br || a.Name == vx {
+			continue
+		}
+		removed = true
+		if err := d.h.LinkDel(l); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting outdated %s of network %s: %w", a.Name, n.ID, err))
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
 // teardown deletes the devices carrying network id's aliases: veths first
 // (which takes their sandbox ends with them), then the VXLAN device and the
 // bridge. Equivalent to: `ip link del DEV` for each.
 func (d *Datapath) teardown(links []netlink.Link, id string) error {
 	var errs []error
-	var devices []netlink.Link
+	var veths, devices []netlink.Link
 	for _, l := range links {
 		nid, eid, ok := parseAlias(l.Attrs().Alias)
 		if !ok || nid != id {
 			continue
 		}
 		if eid != "" {
-			devices = append([]netlink.Link{l}, devices...)
+			veths = append(veths, l)
 		} else {
 			devices = append(devices, l)
 		}
 	}
-	for _, l := range devices {
+	for _, l := range append(veths, devices...) {
 		if err := d.h.LinkDel(l); err != nil && !isNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting %s of network %s: %w", l.Attrs().Name, id, err))
 		}
@@ -185,22 +232,25 @@ func (d *Datapath) teardown(links []netlink.Link, id string) error {
 	return errors.Join(errs...)
 }
 
-// underlay returns the link holding the VTEP address.
+// underlay returns the link holding the VTEP address. The addresses are
+// dumped once per link index, that is once per Apply.
 func (d *Datapath) underlay(idx *linkIndex, vtep netip.Addr) (netlink.Link, error) {
-	family := netlink.FAMILY_V4
-	if vtep.Is6() {
-		family = netlink.FAMILY_V6
-	}
-	addrs, err := listAddrs(d.h, nil, family)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == vtep.Unmap() {
-			if l := idx.byIndex[a.LinkIndex]; l != nil {
-				return l, nil
+	if idx.byAddr == nil {
+		addrs, err := listAddrs(d.h, nil, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, err
+		}
+		idx.byAddr = make(map[netip.Addr]netlink.Link, len(addrs))
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok {
+				if l := idx.byIndex[a.LinkIndex]; l != nil && idx.byAddr[ip.Unmap()] == nil {
+					idx.byAddr[ip.Unmap()] = l
+				}
 			}
 		}
+	}
+	if l := idx.byAddr[vtep]; l != nil {
+		return l, nil
 	}
 	return nil, fmt.Errorf("finding underlay device: no link has VTEP address %s", vtep)
 }
@@ -221,6 +271,7 @@ type linkIndex struct {
 	all     []netlink.Link
 	byName  map[string]netlink.Link
 	byIndex map[int]netlink.Link
+	byAddr  map[netip.Addr]netlink.Link // filled by the first underlay lookup
 }
 
 func newLinkIndex(links []netlink.Link) *linkIndex {

@@ -97,11 +97,30 @@ func (d *Datapath) addLink(l netlink.Link) (netlink.Link, error) {
 		err = d.h.LinkSetAlias(made, alias)
 	}
 	if err != nil {
-		_ = d.h.LinkDel(l)
-		return nil, fmt.Errorf("marking %s %s: %w", l.Type(), name, err)
+		err = fmt.Errorf("marking %s %s: %w", l.Type(), name, err)
+		return nil, errors.Join(err, d.delHalfMade(made, name))
 	}
 	made.Attrs().Alias = alias
 	return made, nil
+}
+
+// delHalfMade deletes a device made but not fully marked: made
+// when the lookup after creation succeeded, else the device called name.
+// Equivalent to: `ip link del NAME`.
+func (d *Datapath) delHalfMade(made netlink.Link, name string) error {
+	if made == nil {
+		var err error
+		if made, err = d.h.LinkByName(name); err != nil {
+			if isNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("reading half-made %s to delete it: %w", name, err)
+		}
+	}
+	if err := d.h.LinkDel(made); err != nil && !isNotFound(err) {
+		return fmt.Errorf("deleting half-made %s: %w", name, err)
+	}
+	return nil
 }
 
 // sameVXLAN compares the parameters that ensureVXLAN sets at creation.

@@ -8,8 +8,9 @@
 //
 // The caller describes the desired state ([Network]) and calls
 // [Datapath.Apply] (all networks of this host) or [Datapath.ApplyNetwork]
-// (one network). Apply reads what the kernel has — one link dump, one FDB dump
-// and one neighbour dump per family per network — computes the difference and
+// (one network). Apply reads what the kernel has — one link dump and one
+// address dump, then one FDB dump and one neighbour dump (both families) per
+// network — computes the difference and
 // writes only that, with replace semantics (`bridge fdb replace`, `ip neigh
 // replace`). It is safe to call any number of times; a call that changes
 // nothing writes nothing. Drift is repaired on the next call: a device

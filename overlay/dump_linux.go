@@ -60,8 +60,8 @@ func listFDB(h *netlink.Handle, index int) ([]netlink.Neigh, error) {
 	return own, nil
 }
 
-// listNeighs lists the neighbour entries of a link in family.
-// Equivalent to: `ip neigh show dev LINK`.
+// listNeighs lists the neighbour entries of a link in family (AF_UNSPEC:
+// every family). Equivalent to: `ip neigh show dev LINK`.
 func listNeighs(h *netlink.Handle, index, family int) ([]netlink.Neigh, error) {
 	return retryDump("neighbours", func() ([]netlink.Neigh, error) {
 		return h.NeighList(index, family)

@@ -71,8 +71,10 @@ func (d *Datapath) ensureEndpoint(idx *linkIndex, n *Network, ep *LocalEndpoint,
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("reading %s in sandbox %s: %w", ep.IfName, ep.Sandbox, err)
 	}
-	if peer != nil && checkOwned(peer, "veth", alias) != nil {
-		return fmt.Errorf("sandbox %s: %w", ep.Sandbox, checkOwned(peer, "veth", alias))
+	if peer != nil {
+		if err := checkOwned(peer, "veth", alias); err != nil {
+			return fmt.Errorf("sandbox %s: %w", ep.Sandbox, err)
+		}
 	}
 	if host != nil {
 		if err := checkOwned(host, "veth", alias); err != nil {
@@ -127,8 +129,8 @@ func (d *Datapath) addVeth(sh *netlink.Handle, ns netns.NsHandle, hostName, alia
 		err = sh.LinkSetAlias(peer, alias)
 	}
 	if err != nil {
-		_ = d.h.LinkDel(host) // takes the peer along
-		return nil, nil, fmt.Errorf("marking %s in sandbox %s: %w", ep.IfName, ep.Sandbox, err)
+		err = fmt.Errorf("marking %s in sandbox %s: %w", ep.IfName, ep.Sandbox, err)
+		return nil, nil, errors.Join(err, d.delHalfMade(host, hostName)) // takes the peer along
 	}
 	peer.Attrs().Alias = alias
 	return host, peer, nil

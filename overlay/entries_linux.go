@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -19,7 +20,7 @@ type fdbWant struct {
 
 // remoteWant is the desired FDB and neighbour entries of a network.
 type remoteWant struct {
-	fdb    map[string]*fdbWant             // by MAC string
+	fdb    map[string]*fdbWant             // by string(MAC)
 	neighs map[netip.Addr]net.HardwareAddr // IPv4 and IPv6
 }
 
@@ -33,14 +34,14 @@ func desiredRemote(n *Network) (remoteWant, error) {
 	var errs []error
 	for i := range n.Remote {
 		e := &n.Remote[i]
-		if err := e.validate(n.VTEP.Is4()); err != nil {
+		if err := e.validate(n.vtep()); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		mac := e.mac()
-		key := mac.String()
-		if f := w.fdb[key]; f != nil && f.vtep != e.VTEP {
-			errs = append(errs, fmt.Errorf("%w: MAC %s behind VTEPs %s and %s (endpoint %s)", ErrConflict, mac, f.vtep, e.VTEP, e.IP))
+		mac, vtep := e.mac(), e.vtep()
+		key := string(mac)
+		if f := w.fdb[key]; f != nil && f.vtep != vtep {
+			errs = append(errs, fmt.Errorf("%w: MAC %s behind VTEPs %s and %s (endpoint %s)", ErrConflict, mac, f.vtep, vtep, e.IP))
 			continue
 		}
 		if err := claimNeigh(w.neighs, e.IP, mac); err != nil {
@@ -56,7 +57,7 @@ func desiredRemote(n *Network) (remoteWant, error) {
 		if f := w.fdb[key]; f != nil {
 			f.refs++
 		} else {
-			w.fdb[key] = &fdbWant{mac: mac, vtep: e.VTEP, refs: 1}
+			w.fdb[key] = &fdbWant{mac: mac, vtep: vtep, refs: 1}
 		}
 	}
 	return w, errors.Join(errs...)
@@ -64,7 +65,7 @@ func desiredRemote(n *Network) (remoteWant, error) {
 
 func claimNeigh(m map[netip.Addr]net.HardwareAddr, ip netip.Addr, mac net.HardwareAddr) error {
 	if have, dup := m[ip]; dup {
-		if have.String() != mac.String() {
+		if !bytes.Equal(have, mac) {
 			return fmt.Errorf("%w: IP %s has MACs %s and %s", ErrConflict, ip, have, mac)
 		}
 		return nil
@@ -84,12 +85,10 @@ func (d *Datapath) syncRemote(n *Network, vx int, fresh bool) error {
 		if fdb, err = listFDB(d.h, vx); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
-		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-			ns, err := listNeighs(d.h, vx, fam)
-			if err != nil {
-				return errors.Join(append(errs, err)...)
-			}
-			neighs = append(neighs, ns...)
+		// One dump of both families (AF_UNSPEC): IPv4 and IPv6 entries
+		// are told apart by their addresses below.
+		if neighs, err = listNeighs(d.h, vx, unix.AF_UNSPEC); err != nil {
+			return errors.Join(append(errs, err)...)
 		}
 	}
 
@@ -99,7 +98,7 @@ func (d *Datapath) syncRemote(n *Network, vx int, fresh bool) error {
 	for i := range neighs {
 		nb := &neighs[i]
 		ip, ok := netip.AddrFromSlice(nb.IP)
-		if !ok {
+		if !ok || (nb.Family != unix.AF_INET && nb.Family != unix.AF_INET6) {
 			continue
 		}
 		ip = ip.Unmap()
@@ -115,7 +114,7 @@ func (d *Datapath) syncRemote(n *Network, vx int, fresh bool) error {
 
 	haveFDB := make(map[string][]*netlink.Neigh, len(fdb))
 	for i := range fdb {
-		key := fdb[i].HardwareAddr.String()
+		key := string(fdb[i].HardwareAddr)
 		haveFDB[key] = append(haveFDB[key], &fdb[i])
 	}
 	for key, entries := range haveFDB {
@@ -141,7 +140,7 @@ func (d *Datapath) syncRemote(n *Network, vx int, fresh bool) error {
 		}
 	}
 	for ip, mac := range want.neighs {
-		if nb := haveNeigh[ip]; nb != nil && nb.State&unix.NUD_PERMANENT != 0 && nb.HardwareAddr.String() == mac.String() {
+		if nb := haveNeigh[ip]; nb != nil && nb.State&unix.NUD_PERMANENT != 0 && bytes.Equal(nb.HardwareAddr, mac) {
 			continue
 		}
 		errs = append(errs, d.setNeigh(vx, ip, mac))

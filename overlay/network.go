@@ -14,8 +14,14 @@ import (
 const DefaultPort = 4789
 
 // EncapOverhead is what VXLAN over IPv4 adds to a frame (outer IP 20 + UDP 8 +
-// VXLAN 8 + inner Ethernet 14); the overlay MTU defaults to underlay − 50.
+// VXLAN 8 + inner Ethernet 14); with an IPv4 VTEP the overlay MTU defaults to
+// underlay − 50.
 const EncapOverhead = 50
+
+// EncapOverhead6 is what VXLAN over IPv6 adds to a frame (outer IP 40 + UDP 8
+// + VXLAN 8 + inner Ethernet 14); with an IPv6 VTEP the overlay MTU defaults
+// to underlay − 70.
+const EncapOverhead6 = 70
 
 // maxVNI is the largest 24-bit VXLAN network identifier.
 const maxVNI = 1<<24 - 1
@@ -40,12 +46,12 @@ type Network struct {
 	// from it.
 	VNI uint32
 	// VTEP is this host's underlay address; the underlay device is the one
-	// holding it.
+	// holding it. An IPv4-mapped IPv6 address counts as IPv4.
 	VTEP netip.Addr
 	// Port is the VXLAN UDP port; 0 means DefaultPort.
 	Port uint16
 	// MTU of the bridge, VXLAN device and veths; 0 means the underlay
-	// device's MTU minus EncapOverhead.
+	// device's MTU minus EncapOverhead (EncapOverhead6 for an IPv6 VTEP).
 	MTU int
 	// Gateway, when valid, is put on the bridge (address and prefix length)
 	// and is the next hop of every local endpoint's default route.
@@ -62,8 +68,8 @@ type Network struct {
 type RemoteEndpoint struct {
 	IP   netip.Addr       // IPv4 address
 	IP6  netip.Addr       // optional IPv6 address
-	MAC  net.HardwareAddr // optional; MACFromIPv4(IP) when nil
-	VTEP netip.Addr       // underlay address of the endpoint's host
+	MAC  net.HardwareAddr // optional; MACFromIPv4(IP) when empty
+	VTEP netip.Addr       // underlay address of the endpoint's host (not ours)
 }
 
 // LocalEndpoint is an endpoint attached to a sandbox on this host.
@@ -79,7 +85,7 @@ type LocalEndpoint struct {
 	Addr netip.Prefix
 	// Addr6 is an optional IPv6 address with prefix length.
 	Addr6 netip.Prefix
-	// MAC is optional; MACFromIPv4(Addr.Addr()) when nil.
+	// MAC is optional; MACFromIPv4(Addr.Addr()) when empty.
 	MAC net.HardwareAddr
 	// DefaultRoute asks for the sandbox's default routes via the network's
 	// gateways through this interface. A sandbox has one default route per
@@ -139,15 +145,29 @@ func (n *Network) port() int {
 	return int(n.Port)
 }
 
+// vtep is the local VTEP with an IPv4-mapped address unmapped.
+func (n *Network) vtep() netip.Addr { return n.VTEP.Unmap() }
+
+// encapOverhead is what the network's encapsulation adds to a frame.
+func (n *Network) encapOverhead() int {
+	if n.vtep().Is6() {
+		return EncapOverhead6
+	}
+	return EncapOverhead
+}
+
+// vtep is the endpoint's VTEP with an IPv4-mapped address unmapped.
+func (e *RemoteEndpoint) vtep() netip.Addr { return e.VTEP.Unmap() }
+
 func (e *RemoteEndpoint) mac() net.HardwareAddr {
-	if e.MAC != nil {
+	if len(e.MAC) != 0 {
 		return e.MAC
 	}
 	return MACFromIPv4(e.IP)
 }
 
 func (e *LocalEndpoint) mac() net.HardwareAddr {
-	if e.MAC != nil {
+	if len(e.MAC) != 0 {
 		return e.MAC
 	}
 	return MACFromIPv4(e.Addr.Addr())
@@ -162,7 +182,7 @@ func (n *Network) validate() error {
 		return fmt.Errorf("%w: network id %q", ErrInvalid, n.ID)
 	case n.VNI == 0 || n.VNI > maxVNI:
 		return fmt.Errorf("%w: network %s: VNI %d out of range", ErrInvalid, n.ID, n.VNI)
-	case !n.VTEP.IsValid():
+	case !n.vtep().IsValid():
 		return fmt.Errorf("%w: network %s: no VTEP address", ErrInvalid, n.ID)
 	case n.MTU < 0 || (n.MTU > 0 && n.MTU < 68):
 		return fmt.Errorf("%w: network %s: MTU %d", ErrInvalid, n.ID, n.MTU)
@@ -174,15 +194,21 @@ func (n *Network) validate() error {
 	return nil
 }
 
-func (e *RemoteEndpoint) validate(vtepIs4 bool) error {
+// validate checks e against the network's (unmapped) local VTEP.
+func (e *RemoteEndpoint) validate(local netip.Addr) error {
+	vtep := e.vtep()
 	switch {
 	case !e.IP.Is4():
 		return fmt.Errorf("%w: remote endpoint IP %s is not IPv4", ErrInvalid, e.IP)
 	case e.IP6.IsValid() && !e.IP6.Is6():
 		return fmt.Errorf("%w: remote endpoint %s: IPv6 address %s", ErrInvalid, e.IP, e.IP6)
-	case !e.VTEP.IsValid() || e.VTEP.Is4() != vtepIs4:
+	case !vtep.IsValid() || vtep.Is4() != local.Is4():
 		return fmt.Errorf("%w: remote endpoint %s: VTEP %s is not of the local VTEP's family", ErrInvalid, e.IP, e.VTEP)
-	case len(e.mac()) != 6:
+	case vtep.IsUnspecified() || vtep.IsMulticast():
+		return fmt.Errorf("%w: remote endpoint %s: VTEP %s is not a unicast address", ErrInvalid, e.IP, e.VTEP)
+	case vtep == local:
+		return fmt.Errorf("%w: remote endpoint %s: VTEP %s is the local VTEP", ErrInvalid, e.IP, e.VTEP)
+	case len(e.mac()) != 6: // a MAC that is set must have 6 bytes
 		return fmt.Errorf("%w: remote endpoint %s: MAC %s", ErrInvalid, e.IP, e.MAC)
 	}
 	return nil
@@ -200,7 +226,7 @@ func (e *LocalEndpoint) validate() error {
 		return fmt.Errorf("%w: local endpoint %s: address %s is not IPv4", ErrInvalid, e.ID, e.Addr)
 	case e.Addr6.IsValid() && !e.Addr6.Addr().Is6():
 		return fmt.Errorf("%w: local endpoint %s: address %s is not IPv6", ErrInvalid, e.ID, e.Addr6)
-	case len(e.mac()) != 6:
+	case len(e.mac()) != 6: // a MAC that is set must have 6 bytes
 		return fmt.Errorf("%w: local endpoint %s: MAC %s", ErrInvalid, e.ID, e.MAC)
 	}
 	return nil

@@ -1,7 +1,9 @@
 package overlay
 
 import (
+	"bytes"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 )
@@ -80,5 +82,69 @@ func TestValidate(t *testing.T) {
 	ep.IfName = "a/b"
 	if err := ep.validate(); !errors.Is(err, ErrInvalid) {
 		t.Errorf("interface name a/b accepted: %v", err)
+	}
+}
+
+func TestValidateRemoteVTEP(t *testing.T) {
+	local := Network{ID: "n", VNI: 1, VTEP: netip.MustParseAddr("::ffff:192.0.2.1")}
+	if err := local.validate(); err != nil {
+		t.Fatalf("IPv4-mapped local VTEP: %v", err)
+	}
+	ep := func(vtep string) RemoteEndpoint {
+		return RemoteEndpoint{IP: netip.MustParseAddr("10.0.0.3"), VTEP: netip.MustParseAddr(vtep)}
+	}
+	for _, vtep := range []string{"192.0.2.2", "::ffff:192.0.2.2"} {
+		e := ep(vtep)
+		if err := e.validate(local.vtep()); err != nil {
+			t.Errorf("remote VTEP %s: %v", vtep, err)
+		}
+	}
+	for _, vtep := range []string{"0.0.0.0", "::ffff:0.0.0.0", "239.1.1.1", "192.0.2.1", "::ffff:192.0.2.1", "2001:db8::2"} {
+		e := ep(vtep)
+		if err := e.validate(local.vtep()); !errors.Is(err, ErrInvalid) {
+			t.Errorf("remote VTEP %s accepted: %v", vtep, err)
+		}
+	}
+	six := netip.MustParseAddr("2001:db8::1")
+	for _, vtep := range []string{"::", "ff02::1", "2001:db8::1"} {
+		e := ep(vtep)
+		if err := e.validate(six); !errors.Is(err, ErrInvalid) {
+			t.Errorf("remote VTEP %s for local %s accepted: %v", vtep, six, err)
+		}
+	}
+}
+
+func TestEncapOverhead(t *testing.T) {
+	for vtep, want := range map[string]int{"192.0.2.1": EncapOverhead, "::ffff:192.0.2.1": EncapOverhead, "2001:db8::1": EncapOverhead6} {
+		n := Network{VTEP: netip.MustParseAddr(vtep)}
+		if got := n.encapOverhead(); got != want {
+			t.Errorf("encapOverhead with VTEP %s = %d, want %d", vtep, got, want)
+		}
+	}
+}
+
+func TestEmptyMACIsDerived(t *testing.T) {
+	derived := MACFromIPv4(netip.MustParseAddr("10.0.0.3"))
+	r := RemoteEndpoint{IP: netip.MustParseAddr("10.0.0.3"), MAC: net.HardwareAddr{}, VTEP: netip.MustParseAddr("192.0.2.2")}
+	if err := r.validate(netip.MustParseAddr("192.0.2.1")); err != nil {
+		t.Errorf("remote endpoint with empty MAC: %v", err)
+	}
+	if !bytes.Equal(r.mac(), derived) {
+		t.Errorf("remote endpoint with empty MAC has MAC %s, want %s", r.mac(), derived)
+	}
+	l := LocalEndpoint{ID: "e", Sandbox: "/run/netns/x", IfName: "eth0", Addr: netip.MustParsePrefix("10.0.0.3/24"), MAC: net.HardwareAddr{}}
+	if err := l.validate(); err != nil {
+		t.Errorf("local endpoint with empty MAC: %v", err)
+	}
+	if !bytes.Equal(l.mac(), derived) {
+		t.Errorf("local endpoint with empty MAC has MAC %s, want %s", l.mac(), derived)
+	}
+	eui64 := net.HardwareAddr{0x02, 0, 0, 0, 0, 0, 0, 1}
+	r.MAC, l.MAC = eui64, eui64
+	if err := r.validate(netip.MustParseAddr("192.0.2.1")); !errors.Is(err, ErrInvalid) {
+		t.Errorf("remote endpoint with 8-byte MAC accepted: %v", err)
+	}
+	if err := l.validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("local endpoint with 8-byte MAC accepted: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package nshost
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/netip"
 	"os"
@@ -109,6 +110,33 @@ func TestThroughputMeasuresBytes(t *testing.T) {
 	}
 	if bps <= 0 {
 		t.Fatalf("throughput %v bytes/s, want > 0", bps)
+	}
+}
+
+func TestThroughputReportsCancel(t *testing.T) {
+	u, err := NewUnderlay(Prefix("nsc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := u.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	h1, err := u.AddHost("h1", netip.MustParsePrefix("198.51.100.1/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := u.AddHost("h2", netip.MustParsePrefix("198.51.100.2/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(100*time.Millisecond, cancel)
+	bps, err := Throughput(ctx, h1.NS, h2.NS, "198.51.100.2:0", time.Hour)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Throughput after cancel = %v, %v; want context.Canceled", bps, err)
 	}
 }
 

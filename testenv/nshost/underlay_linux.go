@@ -134,7 +134,8 @@ func (u *Underlay) Close() error {
 
 // Throughput streams bytes over TCP from namespace from to a sink listening
 // on addr (an address of namespace to) for duration d, and returns the bytes
-// per second the sink received. One stream, like `iperf3 -t`.
+// per second the sink received. One stream, like `iperf3 -t`. Cancelling ctx
+// stops the stream and returns ctx.Err().
 func Throughput(ctx context.Context, from, to *NS, addr string, d time.Duration) (float64, error) {
 	ln, err := to.Listen("tcp", addr)
 	if err != nil {
@@ -166,15 +167,21 @@ func Throughput(ctx context.Context, from, to *NS, addr string, d time.Duration)
 	start := time.Now()
 	deadline := start.Add(d)
 	_ = c.SetWriteDeadline(deadline)
+	// Cancelling ctx also ends a write blocked on a full window.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetWriteDeadline(time.Now()) })
 	var werr error
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if _, werr = c.Write(buf); werr != nil {
 			break
 		}
 	}
+	stop()
 	c.Close()
 	r := <-done
 	elapsed := time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	if r.err != nil {
 		return 0, fmt.Errorf("receiving: %w", r.err)
 	}
