@@ -18,8 +18,15 @@ package gossip
 // Tombstones are encoded when sent, not when queued, so that the residual
 // life they carry is the sender's: a tombstone that waited in the queue does
 // not outlive its sender's copy at the receiver.
+//
+// A record that encodes to more than maxRecordSize can never be sent (it
+// would not fit in a packet however empty), so take drops it with a warning
+// instead of keeping it queued forever; push/pull still carries it. Local
+// writes are checked against that size before they are made; such records
+// only come from peers that did not check.
 
 import (
+	"log/slog"
 	"math"
 	"sync"
 	"time"
@@ -31,6 +38,7 @@ type broadcastQueue struct {
 	retransmitMult int
 	numNodes       func() int
 	now            func() time.Time
+	log            *slog.Logger
 
 	mu sync.Mutex
 	// Guarded by mu:
@@ -46,11 +54,12 @@ type queuedRecord struct {
 	superseded bool
 }
 
-func newBroadcastQueue(retransmitMult int, numNodes func() int) *broadcastQueue {
+func newBroadcastQueue(retransmitMult int, numNodes func() int, log *slog.Logger) *broadcastQueue {
 	return &broadcastQueue{
 		retransmitMult: retransmitMult,
 		numNodes:       numNodes,
 		now:            time.Now,
+		log:            log,
 		queued:         make(map[key]*queuedRecord),
 	}
 }
@@ -88,15 +97,30 @@ func (q *broadcastQueue) push(recs []wireRecord) {
 // take returns encoded records totalling at most limit bytes, least sent
 // first, and counts them as sent once more.
 func (q *broadcastQueue) take(limit int) [][]byte {
+	out, dropped := q.takeSome(limit)
+	for _, d := range dropped {
+		q.log.Warn("dropping a gossip record too large to send; push/pull still carries it",
+			"network", d.rec.Endpoint.Network, "endpoint", d.rec.Endpoint.ID,
+			"writer", d.rec.Version.Writer, "bytes", d.size, "limit", maxRecordSize)
+	}
+	return out
+}
+
+type oversizedRecord struct {
+	rec  *wireRecord
+	size int
+}
+
+// takeSome is take without the logging, which waits until mu is released.
+func (q *broadcastQueue) takeSome(limit int) (out [][]byte, dropped []oversizedRecord) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.queued) == 0 {
 		q.tiers = nil // only superseded records left
-		return nil
+		return nil, nil
 	}
 	maxSends := retransmitLimit(q.retransmitMult, q.numNodes())
 	now := q.now()
-	var out [][]byte
 	var sent []*queuedRecord
 	for n := 0; n < len(q.tiers) && limit > 0; n++ {
 		kept := q.tiers[n][:0]
@@ -107,6 +131,11 @@ func (q *broadcastQueue) take(limit int) [][]byte {
 			msg, ok := m.encode(now)
 			if !ok || m.transmits >= maxSends {
 				q.forgetLocked(m)
+				continue
+			}
+			if len(msg) > maxRecordSize {
+				q.forgetLocked(m)
+				dropped = append(dropped, oversizedRecord{&m.rec, len(msg)})
 				continue
 			}
 			if len(msg) > limit {
@@ -131,7 +160,7 @@ func (q *broadcastQueue) take(limit int) [][]byte {
 		}
 		q.tiers[m.transmits] = append(q.tiers[m.transmits], m)
 	}
-	return out
+	return out, dropped
 }
 
 // forgetLocked drops m, which is out of every tier or about to be.
@@ -154,11 +183,4 @@ func (m *queuedRecord) encode(now time.Time) ([]byte, bool) {
 	r := m.rec
 	r.Residual = left
 	return encodeRecord(&r), true
-}
-
-// len returns how many records are waiting to be sent.
-func (q *broadcastQueue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.queued)
 }

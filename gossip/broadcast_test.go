@@ -3,6 +3,7 @@ package gossip
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -14,6 +15,13 @@ func tombstone(id string, ltime uint64) wireRecord {
 		Residual: 20 * time.Second,
 		Endpoint: Endpoint{Network: "net", ID: id},
 	}
+}
+
+// len returns how many records are waiting to be sent.
+func (q *broadcastQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.queued)
 }
 
 // sentRecords decodes what take returned.
@@ -33,7 +41,7 @@ func sentRecords(t *testing.T, msgs [][]byte) []wireRecord {
 // memberlist's TransmitLimitedQueue drop a broadcast: a record replaced while
 // it is alone in the queue, then more records of the same encoded length.
 func TestBroadcastQueueKeepsEqualLengthRecords(t *testing.T) {
-	q := newBroadcastQueue(3, func() int { return 100 })
+	q := newBroadcastQueue(3, func() int { return 100 }, testLogger())
 	q.push([]wireRecord{tombstone("a", 1)})
 	q.push([]wireRecord{tombstone("a", 2)})
 	q.push([]wireRecord{tombstone("b", 3), tombstone("c", 4)})
@@ -60,7 +68,7 @@ func TestBroadcastQueueSendsEveryRecord(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const nodes = 100
 	limit := retransmitLimit(3, nodes)
-	q := newBroadcastQueue(3, func() int { return nodes })
+	q := newBroadcastQueue(3, func() int { return nodes }, testLogger())
 	latest := make(map[string]uint64) // key → last pushed LTime
 	sends := make(map[string]int)     // "key@ltime" → times sent
 	ltime := uint64(0)
@@ -98,7 +106,7 @@ func TestBroadcastQueueSendsEveryRecord(t *testing.T) {
 // life it has left when it is sent, and is not sent once that is over.
 func TestBroadcastQueueTombstoneResidual(t *testing.T) {
 	now := time.Now()
-	q := newBroadcastQueue(3, func() int { return 10 })
+	q := newBroadcastQueue(3, func() int { return 10 }, testLogger())
 	q.now = func() time.Time { return now }
 	q.push([]wireRecord{tombstone("a", 1)})
 	now = now.Add(15 * time.Second)
@@ -112,5 +120,29 @@ func TestBroadcastQueueTombstoneResidual(t *testing.T) {
 	}
 	if n := q.len(); n != 0 {
 		t.Fatalf("%d records still queued", n)
+	}
+}
+
+// TestBroadcastQueueDropsOversizedRecords: a record too large for any packet
+// (relayed from a peer that did not check its size) is dropped, not kept
+// queued forever, and does not hold up the others.
+func TestBroadcastQueueDropsOversizedRecords(t *testing.T) {
+	q := newBroadcastQueue(3, func() int { return 10 }, testLogger())
+	big := wireRecord{Version: version{LTime: 1, Writer: "w"}, Endpoint: ep("net", "big", 1)}
+	big.Endpoint.Sandbox = strings.Repeat("s", 2000)
+	bigTomb := tombstone(strings.Repeat("i", 2000), 2)
+	small := wireRecord{Version: version{LTime: 3, Writer: "w"}, Endpoint: ep("net", "small", 3)}
+	q.push([]wireRecord{big, bigTomb, small})
+	var sent []string
+	for range 20 {
+		for _, r := range sentRecords(t, q.take(1400)) {
+			sent = append(sent, r.Endpoint.ID)
+		}
+	}
+	if want := retransmitLimit(3, 10); len(sent) != want || sent[0] != "small" {
+		t.Errorf("sent %v, want small %d times", sent, want)
+	}
+	if n := q.len(); n != 0 {
+		t.Errorf("%d records still queued", n)
 	}
 }

@@ -61,10 +61,16 @@ type Cluster struct {
 	closeOnce sync.Once
 	closed    atomic.Bool
 
+	// leaveMu orders Leave before Close's memberlist shutdown (memberlist
+	// panics on Leave after Shutdown): Leave holds it, and checks closed,
+	// while it waits for memberlist; Close sets closed under it. Nothing
+	// else takes it, so a Leave in progress stalls only Close.
+	leaveMu sync.Mutex
+
 	// memMu is separate from mu because memberlist's event callbacks take it
-	// (with memberlist's own lock held) while Leave holds mu and waits for
-	// memberlist. memberlist.Members is not used: it returns pointers into
-	// memberlist's state that its goroutines keep writing.
+	// with memberlist's own lock held. memberlist.Members is not used: it
+	// returns pointers into memberlist's state that its goroutines keep
+	// writing.
 	memMu sync.Mutex
 	// Guarded by memMu:
 	members map[string]memberlist.Node // alive and suspect members, self included
@@ -75,7 +81,6 @@ type Cluster struct {
 	// Guarded by mu:
 	subs   map[*Subscription]struct{}
 	failed map[string]failedNode // members that failed, for reconnecting
-	left   bool
 }
 
 type failedNode struct {
@@ -110,7 +115,7 @@ func New(cfg Config) (*Cluster, error) {
 		failed:       make(map[string]failedNode),
 	}
 	c.bcast = newBroadcastQueue(cfg.Timing.RetransmitMult,
-		func() int { return max(1, int(c.numMembers.Load())) })
+		func() int { return max(1, int(c.numMembers.Load())) }, c.log)
 	m, err := memberlist.Create(cfg.memberlistConfig(&delegate{c: c}))
 	if err != nil {
 		return nil, fmt.Errorf("starting memberlist on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
@@ -148,18 +153,19 @@ func (c *Cluster) Join(seeds []string) (int, error) {
 }
 
 // Leave tells the cluster this node is going away, so peers drop its records
-// at once instead of after failure detection, waiting up to timeout for the
-// message to go out. Call Close afterwards.
+// at once instead of after failure detection, waiting up to timeout (0: no
+// limit) for the message to go out. Call Close afterwards; Close waits for a
+// Leave in progress.
+//
+// If the timeout passes first, Leave returns an error, but the message stays
+// queued and keeps going out with gossip until Close. memberlist announces a
+// leave only once: calling Leave again returns at once without waiting.
 func (c *Cluster) Leave(timeout time.Duration) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.leaveMu.Lock()
+	defer c.leaveMu.Unlock()
 	if c.closed.Load() {
 		return ErrClosed // memberlist panics on Leave after Shutdown
 	}
-	if c.left {
-		return nil
-	}
-	c.left = true
 	if err := c.ml.Leave(timeout); err != nil {
 		return fmt.Errorf("leaving cluster: %w", err)
 	}
@@ -172,8 +178,14 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 func (c *Cluster) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
-		c.mu.Lock()
+		c.leaveMu.Lock() // waits for a Leave in progress
 		c.closed.Store(true)
+		c.leaveMu.Unlock()
+		// Stop our goroutines from starting new exchanges (rejoins and
+		// resyncs) before memberlist goes, so none is left to time out.
+		close(c.done)
+
+		c.mu.Lock()
 		subs := c.subs
 		c.subs = nil
 		c.mu.Unlock()
@@ -181,13 +193,23 @@ func (c *Cluster) Close() error {
 		if e := c.ml.Shutdown(); e != nil {
 			err = fmt.Errorf("shutting down memberlist: %w", e)
 		}
-		close(c.done)
 		for s := range subs {
 			s.Close()
 		}
 		c.wg.Wait()
 	})
 	return err
+}
+
+// stopping reports whether Close has begun, for goroutines about to start
+// a network exchange.
+func (c *Cluster) stopping() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Name returns this node's name.
@@ -225,7 +247,7 @@ func (c *Cluster) Put(ep Endpoint) error {
 	if !ep.VTEP.IsValid() {
 		ep.VTEP = c.cfg.VTEP
 	}
-	if err := ep.validate(); err != nil {
+	if err := ep.validate(c.cfg.NodeName); err != nil {
 		return err
 	}
 	if r, changed := c.table.put(ep); changed {
@@ -243,6 +265,9 @@ func (c *Cluster) Delete(network, id string) error {
 	}
 	if network == "" || id == "" {
 		return fmt.Errorf("deleting endpoint %q/%q: network and ID are required", network, id)
+	}
+	if err := checkTombstoneSize(network, id, c.cfg.NodeName); err != nil {
+		return fmt.Errorf("deleting endpoint %s/%s: %w", network, id, err)
 	}
 	c.queueBroadcasts([]wireRecord{c.table.del(network, id)})
 	return nil
@@ -323,7 +348,10 @@ func (c *Cluster) handleMemberEvent(ev memberEvent) {
 	c.log.Info("member back, resyncing", "member", n.Name)
 	addr := n.Address()
 	c.goRun(func() {
-		if _, err := c.ml.Join([]string{addr}); err != nil && !c.closed.Load() {
+		if c.stopping() {
+			return
+		}
+		if _, err := c.ml.Join([]string{addr}); err != nil && !c.stopping() {
 			c.log.Debug("resync with returning member failed", "member", addr, "err", err)
 		}
 	})
@@ -331,6 +359,7 @@ func (c *Cluster) handleMemberEvent(ev memberEvent) {
 
 // maintainLoop reaps expired tombstones and orphaned records.
 func (c *Cluster) maintainLoop() {
+	// At least 25ms: withDefaults refuses shorter grace and TTL.
 	every := min(time.Second, c.cfg.OrphanGrace/2, c.cfg.TombstoneTTL/4)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -374,7 +403,7 @@ func (c *Cluster) reconnectLoop() {
 			addrs = append(addrs, f.addr)
 		}
 		c.mu.Unlock()
-		if len(addrs) == 0 {
+		if len(addrs) == 0 || c.stopping() { // a tick and done may be ready together
 			continue
 		}
 		addr := addrs[rand.IntN(len(addrs))]

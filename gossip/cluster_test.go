@@ -310,3 +310,47 @@ func TestSubscriptionStream(t *testing.T) {
 	for range other.C() {
 	}
 }
+
+// TestLeaveDoesNotStallCluster: while Leave waits for its message to go out,
+// subscriptions and membership handling go on.
+func TestLeaveDoesNotStallCluster(t *testing.T) {
+	h := newHarness(t)
+	// Neither node gossips or probes (memberlist piggybacks broadcasts on
+	// pings and acks), so b's leave message never goes out and Leave waits
+	// for its whole timeout.
+	quiet := func(c *Config) {
+		c.Timing.GossipInterval = time.Hour
+		c.Timing.ProbeInterval = time.Hour
+	}
+	a := h.start("a", quiet)
+	b := h.start("b", quiet)
+	h.join(b, a)
+	h.waitMembers([]*testNode{a, b}, 2)
+
+	leaveErr := make(chan error, 1)
+	go func() { leaveErr <- b.Leave(3 * time.Second) }()
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		for _, m := range b.Members() {
+			if m.Name == "b" {
+				return false, "b has not started leaving"
+			}
+		}
+		return true, ""
+	})
+	subscribed := make(chan error, 1)
+	go func() {
+		_, err := b.Subscribe("net")
+		subscribed <- err
+	}()
+	select {
+	case err := <-subscribed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case err := <-leaveErr:
+		t.Fatalf("Subscribe waited for Leave to return (%v)", err)
+	}
+	if err := <-leaveErr; err == nil {
+		t.Error("Leave reported success though its message never went out")
+	}
+}

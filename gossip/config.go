@@ -16,7 +16,8 @@ const DefaultPort = 7946
 
 // Config configures a Cluster. Zero values take the documented defaults.
 type Config struct {
-	// NodeName is this host's unique name in the cluster. Required.
+	// NodeName is this host's unique name in the cluster. Required, at most
+	// 255 bytes.
 	NodeName string
 
 	// BindAddr and BindPort are where the gossip UDP and TCP listeners bind.
@@ -29,9 +30,12 @@ type Config struct {
 	AdvertiseAddr string
 	AdvertisePort int
 
-	// VTEP is this host's VXLAN tunnel endpoint, published in node metadata.
+	// VTEP is this host's VXLAN tunnel endpoint, published in node metadata
+	// and the default of Endpoint.VTEP. Required: a unicast IPv4 or IPv6
+	// address (not IPv4-mapped).
 	VTEP netip.Addr
-	// Version is the agent version, published in node metadata.
+	// Version is the agent version, published in node metadata (which
+	// memberlist limits to 512 bytes).
 	Version string
 
 	// SecretKey, if set, encrypts and authenticates all gossip with AES-GCM
@@ -45,11 +49,12 @@ type Config struct {
 	// TombstoneTTL is how long a delete is remembered (and gossiped). It must
 	// outlive any update still in flight: a put older than the delete that
 	// arrives after the tombstone is reaped resurrects the endpoint until
-	// its owner overrides it. Default: 10 × PushPullInterval.
+	// its owner overrides it. Default: 10 × PushPullInterval; at least
+	// 100ms.
 	TombstoneTTL time.Duration
 	// OrphanGrace is how long a record may name an owner that is not in the
 	// member list before it is dropped (covers records that arrive before
-	// their owner's alive message). Default: 10s.
+	// their owner's alive message). Default: 10s; at least 100ms.
 	OrphanGrace time.Duration
 	// ReconnectInterval is how often the cluster tries to rejoin a failed
 	// member, to heal partitions that outlast memberlist's own gossip to the
@@ -136,9 +141,24 @@ func (t Timing) withDefaults() Timing {
 	return t
 }
 
+// minReapPeriod is the smallest TombstoneTTL and OrphanGrace accepted: the
+// maintenance loop ticks at a fraction of them, and shorter periods would
+// only drop deletes and records still in flight.
+const minReapPeriod = 100 * time.Millisecond
+
 func (c Config) withDefaults() (Config, error) {
 	if c.NodeName == "" {
 		return c, errors.New("node name is required")
+	}
+	if len(c.NodeName) > maxNodeNameLen {
+		return c, fmt.Errorf("node name is %d bytes, limit %d", len(c.NodeName), maxNodeNameLen)
+	}
+	if err := checkVTEP(c.VTEP); err != nil {
+		return c, fmt.Errorf("checking this node's VTEP: %w", err)
+	}
+	if n := len(encodeMeta(c.VTEP, c.Version)); n > memberlist.MetaMaxSize {
+		return c, fmt.Errorf("node metadata (VTEP and version %.20q…) is %d bytes, limit %d",
+			c.Version, n, memberlist.MetaMaxSize)
 	}
 	if len(c.SecretKey) > 0 {
 		if err := memberlist.ValidateKey(c.SecretKey); err != nil {
@@ -160,6 +180,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.OrphanGrace <= 0 {
 		c.OrphanGrace = 10 * time.Second
+	}
+	if c.TombstoneTTL < minReapPeriod {
+		return c, fmt.Errorf("tombstone TTL %v is below the minimum %v", c.TombstoneTTL, minReapPeriod)
+	}
+	if c.OrphanGrace < minReapPeriod {
+		return c, fmt.Errorf("orphan grace %v is below the minimum %v", c.OrphanGrace, minReapPeriod)
 	}
 	if c.ReconnectInterval <= 0 {
 		c.ReconnectInterval = 10 * time.Second

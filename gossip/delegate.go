@@ -24,6 +24,8 @@ var (
 )
 
 // NodeMeta returns the node metadata published with alive messages.
+// Config.withDefaults refuses metadata over memberlist's limit, so it is
+// never dropped in practice.
 func (d *delegate) NodeMeta(limit int) []byte {
 	if len(d.c.meta) > limit {
 		return nil
@@ -39,11 +41,7 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		d.c.log.Debug("dropping gossip message", "err", err)
 		return
 	}
-	var out []wireRecord
-	for _, r := range recs {
-		out = append(out, d.c.table.apply(r, true)...)
-	}
-	d.c.queueBroadcasts(out)
+	d.c.queueBroadcasts(d.c.table.applyAll(recs, true))
 }
 
 // GetBroadcasts hands memberlist the records waiting to piggyback on its
@@ -69,7 +67,8 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		d.c.log.Warn("dropping remote state", "err", err)
 		return
 	}
-	d.c.queueBroadcasts(d.c.table.merge(clock, recs))
+	d.c.table.witness(clock)
+	d.c.queueBroadcasts(d.c.table.applyAll(recs, false))
 }
 
 // NotifyJoin, NotifyLeave and NotifyUpdate are called in order, one at a

@@ -3,6 +3,7 @@ package gossip
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -16,6 +17,7 @@ func TestEncryptedClusterRefusesWrongKey(t *testing.T) {
 		t.Helper()
 		c, err := New(Config{
 			NodeName:  name,
+			VTEP:      netip.MustParseAddr("192.0.2.1"),
 			BindAddr:  "127.0.0.1",
 			BindPort:  -1,
 			SecretKey: key,
@@ -59,7 +61,7 @@ func TestEncryptedClusterRefusesWrongKey(t *testing.T) {
 			}
 		}
 	}
-	if _, err := New(Config{NodeName: "badkey", SecretKey: []byte("short"), Transport: newMemNetwork().newTransport()}); err == nil {
+	if _, err := New(Config{NodeName: "badkey", VTEP: netip.MustParseAddr("192.0.2.1"), SecretKey: []byte("short"), Transport: newMemNetwork().newTransport()}); err == nil {
 		t.Error("New accepted a 5-byte key")
 	}
 }

@@ -16,9 +16,9 @@ type Endpoint struct {
 	Network string           // network ID
 	ID      string           // endpoint ID, unique within Network
 	Name    string           // endpoint name (DNS)
-	IP      netip.Addr       // IPv4 address (or the only address)
-	IPv6    netip.Addr       // optional second address
-	MAC     net.HardwareAddr // interface MAC
+	IP      netip.Addr       // IPv4 address (required)
+	IPv6    netip.Addr       // optional IPv6 address
+	MAC     net.HardwareAddr // interface MAC: 6 bytes, or empty (derived from IP)
 	VTEP    netip.Addr       // underlay address of the host holding the endpoint
 	Node    string           // name of the host holding the endpoint
 	Sandbox string           // sandbox (netns) name on that host
@@ -28,6 +28,11 @@ type Endpoint struct {
 // maxRecordSize keeps a broadcast inside one memberlist UDP packet together
 // with memberlist's own framing (its default UDPBufferSize is 1400).
 const maxRecordSize = 1100
+
+// maxNodeNameLen bounds Config.NodeName. A record carries its writer's name
+// and usually the same name again as Endpoint.Node, so a long name eats into
+// maxRecordSize twice.
+const maxNodeNameLen = 255
 
 // Key returns the record key of the endpoint.
 func (e *Endpoint) key() key { return key{Network: e.Network, ID: e.ID} }
@@ -47,7 +52,10 @@ func (e Endpoint) clone() Endpoint {
 	return e
 }
 
-func (e *Endpoint) validate() error {
+// validate checks that every host can program the endpoint into its
+// datapath (the overlay refuses anything else) and that the record, as
+// written by writer, fits in one gossip packet.
+func (e *Endpoint) validate(writer string) error {
 	var errs []error
 	if e.Network == "" {
 		errs = append(errs, errors.New("network is empty"))
@@ -55,17 +63,65 @@ func (e *Endpoint) validate() error {
 	if e.ID == "" {
 		errs = append(errs, errors.New("endpoint ID is empty"))
 	}
-	if len(e.MAC) != 0 && len(e.MAC) != 6 && len(e.MAC) != 8 && len(e.MAC) != 20 {
-		errs = append(errs, fmt.Errorf("bad MAC length %d", len(e.MAC)))
+	switch {
+	case !e.IP.IsValid():
+		errs = append(errs, errors.New("IPv4 address is missing"))
+	case e.IP.Is4In6():
+		errs = append(errs, fmt.Errorf("IP %s is IPv4-mapped IPv6; use the IPv4 form", e.IP))
+	case !e.IP.Is4():
+		errs = append(errs, fmt.Errorf("IP %s is not IPv4", e.IP))
+	}
+	switch {
+	case !e.IPv6.IsValid():
+	case e.IPv6.Is4In6():
+		errs = append(errs, fmt.Errorf("IPv6 address %s is IPv4-mapped", e.IPv6))
+	case !e.IPv6.Is6():
+		errs = append(errs, fmt.Errorf("IPv6 address %s is not IPv6", e.IPv6))
+	case e.IPv6.Zone() != "":
+		errs = append(errs, fmt.Errorf("IPv6 address %s has a zone", e.IPv6))
+	}
+	if len(e.MAC) != 0 && len(e.MAC) != 6 {
+		errs = append(errs, fmt.Errorf("MAC %s is %d bytes, want 6", e.MAC, len(e.MAC)))
+	}
+	if err := checkVTEP(e.VTEP); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
-		size := len(appendRecord(nil, &wireRecord{Endpoint: *e, Version: version{LTime: 1 << 62}}))
-		if size > maxRecordSize {
+		r := wireRecord{Endpoint: *e, Version: version{LTime: 1 << 62, Writer: writer}}
+		if size := len(appendRecord(nil, &r)); size > maxRecordSize {
 			errs = append(errs, fmt.Errorf("record is %d bytes, limit %d", size, maxRecordSize))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid endpoint %s/%s: %w", e.Network, e.ID, err)
+	}
+	return nil
+}
+
+// checkVTEP checks a VXLAN tunnel endpoint: a unicast address in one
+// canonical form, so that replicas compare equal and every host can use it.
+func checkVTEP(a netip.Addr) error {
+	switch {
+	case !a.IsValid():
+		return errors.New("VTEP is missing")
+	case a.Is4In6():
+		return fmt.Errorf("VTEP %s is IPv4-mapped IPv6; use the IPv4 form", a)
+	case a.Zone() != "":
+		return fmt.Errorf("VTEP %s has a zone", a)
+	case a.IsUnspecified() || a.IsMulticast():
+		return fmt.Errorf("VTEP %s is not a unicast address", a)
+	}
+	return nil
+}
+
+// checkTombstoneSize checks that a delete of (network, id) written by writer
+// fits in one gossip packet.
+func checkTombstoneSize(network, id, writer string) error {
+	r := wireRecord{Deleted: true, Residual: 1 << 62,
+		Version:  version{LTime: 1 << 62, Writer: writer},
+		Endpoint: Endpoint{Network: network, ID: id}}
+	if size := len(appendRecord(nil, &r)); size > maxRecordSize {
+		return fmt.Errorf("delete record is %d bytes, limit %d", size, maxRecordSize)
 	}
 	return nil
 }

@@ -12,14 +12,26 @@ package gossip
 //     wire, so a receiver reaps it no later than the sender: tombstones cannot
 //     bounce between nodes forever;
 //   - purged: the node that wrote the record left or failed. The entry stays
-//     locally (never gossiped) until reaped, so that copies still held by
-//     peers that have not noticed the failure yet are refused. When the node
-//     comes back, its purged entries are forgotten and its records flow again.
+//     locally (never gossiped) until reaped, so that older records of the key
+//     still held by peers that have not noticed the failure yet are refused.
+//     The purged writer itself is remembered too, and every record it wrote,
+//     whatever its version, is refused until it comes back (a peer may relay
+//     a write newer than the one purged here). When the node comes back, its
+//     purged entries are forgotten and its records flow again.
 //
-// Conflicts resolve by version: Lamport time, then writer name. A node is the
-// authority on its own writes: if it receives a newer write of its own that
-// it does not hold (made by an earlier incarnation before a restart), it
-// overrides it with a fresh write of what it holds now.
+// Conflicts resolve by version: Lamport time, then writer name. The writer of
+// the winning version owns the record: it is the node that reannounces it
+// after a restart, and its departure purges it. Ownership follows the
+// version rather than Endpoint.Node because the version is what every
+// replica agrees on for every state (tombstones and purged entries carry no
+// endpoint), and because the writer is the node that maintains the record.
+//
+// A node is the authority on its own writes: if it receives a newer write of
+// its own that it does not hold (made by an earlier incarnation before a
+// restart), it overrides it with a fresh write of what it holds now: its own
+// live record of the key if it has one, otherwise a tombstone. It never
+// rewrites another node's record under its own name, which would make that
+// record outlive its writer.
 
 import (
 	"maps"
@@ -57,6 +69,7 @@ type table struct {
 	nets        map[string]map[string]*entry          // network → endpoint ID → entry
 	subs        map[string]map[*Subscription]struct{} // network → subscribers
 	absentSince map[string]time.Time                  // record owners missing from the member list
+	purged      map[string]time.Time                  // purged owners → when to forget them
 }
 
 func newTable(self string, tombstoneTTL time.Duration) *table {
@@ -67,6 +80,7 @@ func newTable(self string, tombstoneTTL time.Duration) *table {
 		nets:         make(map[string]map[string]*entry),
 		subs:         make(map[string]map[*Subscription]struct{}),
 		absentSince:  make(map[string]time.Time),
+		purged:       make(map[string]time.Time),
 	}
 }
 
@@ -165,31 +179,53 @@ func (t *table) del(network, id string) wireRecord {
 	return t.writeLocked(Endpoint{Network: network, ID: id}, true)
 }
 
-// apply merges a record received from a peer. It returns the records to
-// broadcast: the received one if it was news and rebroadcast is set (the
-// epidemic step of the fast path), or this node's fresh override of a stale
-// write of its own.
-func (t *table) apply(r wireRecord, rebroadcast bool) []wireRecord {
+// applyAll merges records received from a peer: a gossip message
+// (rebroadcast set: the epidemic step of the fast path) or the snapshot of a
+// push/pull exchange, whose clock the caller witnesses first (rebroadcast
+// unset: the peer that sent them already has them and push/pull spreads them
+// further). It returns the records to broadcast: the accepted ones if
+// rebroadcast is set, and this node's fresh overrides of stale writes of its
+// own.
+func (t *table) applyAll(recs []wireRecord, rebroadcast bool) []wireRecord {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.applyLocked(r, rebroadcast, t.now())
+	now := t.now()
+	var out []wireRecord
+	for i := range recs {
+		if r, ok := t.applyLocked(&recs[i], rebroadcast, now); ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
-func (t *table) applyLocked(r wireRecord, rebroadcast bool, now time.Time) []wireRecord {
+// witness advances the Lamport clock past a peer's.
+func (t *table) witness(clock uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.witnessLocked(clock)
+}
+
+// applyLocked merges one record and returns what to broadcast, if anything.
+func (t *table) applyLocked(r *wireRecord, rebroadcast bool, now time.Time) (wireRecord, bool) {
 	t.witnessLocked(r.Version.LTime)
+	if _, ok := t.purged[r.Version.Writer]; ok {
+		return wireRecord{}, false // relayed by a peer that has not noticed yet
+	}
 	k := r.Endpoint.key()
 	cur := t.getLocked(k)
 	if cur != nil && !r.Version.newer(cur.ver) {
-		return nil
+		return wireRecord{}, false
 	}
 	if r.Version.Writer == t.self {
 		// A write of ours we do not know: an earlier incarnation made it.
-		if cur != nil && cur.state == stateLive {
-			return []wireRecord{t.writeLocked(cur.ep, false)}
+		if cur != nil && cur.state == stateLive && cur.ver.Writer == t.self {
+			return t.writeLocked(cur.ep, false), true
 		}
 		if !r.Deleted {
-			return []wireRecord{t.writeLocked(Endpoint{Network: k.Network, ID: k.ID}, true)}
+			return t.writeLocked(Endpoint{Network: k.Network, ID: k.ID}, true), true
 		}
+		// An old delete of ours: let it stand.
 	}
 	e := &entry{ver: r.Version, ep: r.Endpoint}
 	if r.Deleted {
@@ -198,28 +234,9 @@ func (t *table) applyLocked(r wireRecord, rebroadcast bool, now time.Time) []wir
 	}
 	t.replaceLocked(k, e)
 	if !rebroadcast {
-		return nil
+		return wireRecord{}, false
 	}
-	out, ok := t.wireLocked(e, now)
-	if !ok {
-		return nil
-	}
-	return []wireRecord{out}
-}
-
-// merge folds a peer's full snapshot into the table. Accepted records are not
-// rebroadcast: the peer that sent them already has them and push/pull spreads
-// them further; only this node's overrides of stale own writes are.
-func (t *table) merge(clock uint64, recs []wireRecord) []wireRecord {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.witnessLocked(clock)
-	now := t.now()
-	var out []wireRecord
-	for _, r := range recs {
-		out = append(out, t.applyLocked(r, false, now)...)
-	}
-	return out
+	return t.wireLocked(e, now)
 }
 
 // snapshot returns the Lamport clock and every record worth gossiping.
@@ -258,7 +275,7 @@ func (t *table) reannounce() []wireRecord {
 }
 
 // purgeOwner removes every live record written by node, which has left or
-// failed.
+// failed, and refuses its records until forgetPurged or TombstoneTTL.
 func (t *table) purgeOwner(node string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -270,6 +287,7 @@ func (t *table) purgeOwnerLocked(node string) int {
 		return 0
 	}
 	reapAt := t.now().Add(t.tombstoneTTL)
+	t.purged[node] = reapAt
 	n := 0
 	for netID, m := range t.nets {
 		for id, e := range m {
@@ -284,11 +302,13 @@ func (t *table) purgeOwnerLocked(node string) int {
 }
 
 // forgetPurged drops the purged entries of node, which is back, so that its
-// records are accepted again. It reports whether there were any.
+// records are accepted again. It reports whether node had been purged (and
+// records of it may have been refused since).
 func (t *table) forgetPurged(node string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	found := false
+	_, found := t.purged[node]
+	delete(t.purged, node)
 	for netID, m := range t.nets {
 		for id, e := range m {
 			if e.state == statePurged && e.ver.Writer == node {
@@ -333,11 +353,12 @@ func (t *table) sweepOrphans(alive map[string]bool, grace time.Duration) int {
 	return purged
 }
 
-// reap drops tombstones and purged entries whose time is up.
+// reap drops tombstones, purged entries and purged owners whose time is up.
 func (t *table) reap() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	maps.DeleteFunc(t.purged, func(_ string, reapAt time.Time) bool { return !now.Before(reapAt) })
 	n := 0
 	for netID, m := range t.nets {
 		for id, e := range m {
