@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
-// Datapath programs the overlay networks of one host namespace.
+// Datapath programs the networks (overlay and local) of one host namespace.
 //
 // Its methods are safe for concurrent use; they are serialised, and each
 // blocks until the kernel has answered every request it made.
@@ -48,9 +49,9 @@ var errClosed = errors.New("datapath closed")
 // Apply makes the kernel hold exactly the desired networks: it creates and
 // repairs them, and tears down every network we created that is not in
 // desired. A desired network that is invalid (or listed twice, or sharing
-// another's VNI) is reported and left as it is, never torn down: a bad update
-// must not cut off its live sandboxes. Errors of single networks, endpoints
-// or entries are joined; all the rest is still applied.
+// another's VNI or device name) is reported and left as it is, never torn
+// down: a bad update must not cut off its live sandboxes. Errors of single
+// networks, endpoints or entries are joined; all the rest is still applied.
 func (d *Datapath) Apply(desired []Network) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -64,7 +65,8 @@ func (d *Datapath) Apply(desired []Network) error {
 	var errs []error
 	keep := make(map[string]bool, len(desired))
 	want := make(map[string]*Network, len(desired))
-	vnis := make(map[uint32]string, len(desired))
+	vnis := make(map[uint32]string, len(desired))      // of overlay networks
+	devices := make(map[string]string, 2*len(desired)) // device name → network id
 	for i := range desired {
 		n := &desired[i]
 		if n.ID != "" {
@@ -82,7 +84,14 @@ func (d *Datapath) Apply(desired []Network) error {
 			errs = append(errs, fmt.Errorf("%w: networks %s and %s share VNI %d", ErrInvalid, other, n.ID, n.VNI))
 			continue
 		}
-		want[n.ID], vnis[n.VNI] = n, n.ID
+		if err := claimDevices(devices, n); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		want[n.ID] = n
+		if !n.local() {
+			vnis[n.VNI] = n.ID
+		}
 	}
 	removed := false
 	for id := range ownedNetworks(links) {
@@ -151,17 +160,39 @@ func (d *Datapath) RemoveNetwork(id string) error {
 	return d.teardown(links, id)
 }
 
-// applyNetwork reconciles one validated network. A device that exists is
-// used even when repairing it failed (an address, the MTU, its state): the
-// rest of the network is still applied and the errors are joined.
-func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
-	under, err := d.underlay(idx, n.vtep())
-	if err != nil {
-		return fmt.Errorf("network %s: %w", n.ID, err)
+// claimDevices records the device names of n in claimed (name → network
+// id), or reports ErrInvalid when another network has claimed one of them.
+func claimDevices(claimed map[string]string, n *Network) error {
+	names := n.deviceNames()
+	for _, name := range names {
+		if other, dup := claimed[name]; dup {
+			return fmt.Errorf("%w: networks %s and %s both want device %s", ErrInvalid, other, n.ID, name)
+		}
 	}
+	for _, name := range names {
+		claimed[name] = n.ID
+	}
+	return nil
+}
+
+// applyNetwork reconciles one validated network: the bridge, for an overlay
+// network the VXLAN device and its entries, and the local endpoints. A
+// device that exists is used even when repairing it failed (an address, the
+// MTU, its state): the rest of the network is still applied and the errors
+// are joined.
+func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
+	var under netlink.Link
 	mtu := n.MTU
-	if mtu == 0 {
-		mtu = under.Attrs().MTU - n.encapOverhead()
+	if !n.local() {
+		var err error
+		if under, err = d.underlay(idx, n.vtep()); err != nil {
+			return fmt.Errorf("network %s: %w", n.ID, err)
+		}
+		if mtu == 0 {
+			mtu = under.Attrs().MTU - n.encapOverhead()
+		}
+	} else if mtu == 0 {
+		mtu = DefaultLocalMTU
 	}
 	var errs []error
 	br, err := d.ensureBridge(idx, n, mtu)
@@ -171,13 +202,15 @@ func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
 	if br == nil {
 		return errors.Join(errs...)
 	}
-	vx, fresh, err := d.ensureVXLAN(idx, n, under, br, mtu)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
-	}
-	if vx != nil {
-		if err := d.syncRemote(n, vx.Attrs().Index, fresh); err != nil {
+	if !n.local() {
+		vx, fresh, err := d.ensureVXLAN(idx, n, under, br, mtu)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
+		}
+		if vx != nil {
+			if err := d.syncRemote(n, vx.Attrs().Index, fresh); err != nil {
+				errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
+			}
 		}
 	}
 	if err := d.syncLocal(idx, n, br, mtu); err != nil {
@@ -187,16 +220,16 @@ func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
 }
 
 // removeStale deletes the bridge and VXLAN devices of network n that carry
-// its alias under other names than the current VNI's, as left behind when
-// its VNI changed; they would hold that VNI against another network forever.
-// removed reports whether it deleted any. Equivalent to: `ip link del DEV`.
+// its alias under other names than its current ones, as left behind when its
+// VNI or bridge name changed or it became local; they would hold their names
+// and VNI against another network forever. removed reports whether it
+// deleted any. Equivalent to: `ip link del DEV`.
 func (d *Datapath) removeStale(links []netlink.Link, n *Network) (removed bool, err error) {
-	alias := networkAlias(n.ID)
-	br, vx := BridgeName(n.VNI), VXLANName(n.VNI)
+	alias, names := networkAlias(n.ID), n.deviceNames()
 	var errs []error
 	for _, l := range links {
 		a := l.Attrs()
-		if a.Alias != alias || a.Name == br || a.Name == vx {
+		if a.Alias != alias || slices.Contains(names, a.Name) {
 			continue
 		}
 		removed = true
@@ -208,8 +241,8 @@ func (d *Datapath) removeStale(links []netlink.Link, n *Network) (removed bool, 
 }
 
 // teardown deletes the devices carrying network id's aliases: veths first
-// (which takes their sandbox ends with them), then the VXLAN device and the
-// bridge. Equivalent to: `ip link del DEV` for each.
+// (which takes their sandbox ends with them), then the VXLAN device, if the
+// network has one, and the bridge. Equivalent to: `ip link del DEV` for each.
 func (d *Datapath) teardown(links []netlink.Link, id string) error {
 	var errs []error
 	var veths, devices []netlink.Link

@@ -13,11 +13,13 @@ import (
 
 var errNoDevice = unix.ENODEV
 
-// ensureBridge creates or repairs the network's bridge.
-// Equivalent to: `ip link add mnbr-VNI type bridge; ip link set mnbr-VNI
-// alias meshnet:net=ID mtu MTU address GWMAC up; ip addr replace GW dev mnbr-VNI`.
+// ensureBridge creates or repairs the network's bridge (called BRIDGE below:
+// Network.Bridge or mnbr-VNI). A bridge of that name that is not ours, such
+// as an administrator's own, is reported as ErrForeignDevice and left alone.
+// Equivalent to: `ip link add BRIDGE type bridge; ip link set BRIDGE
+// alias meshnet:net=ID mtu MTU address GWMAC up; ip addr replace GW dev BRIDGE`.
 func (d *Datapath) ensureBridge(idx *linkIndex, n *Network, mtu int) (netlink.Link, error) {
-	name, alias := BridgeName(n.VNI), networkAlias(n.ID)
+	name, alias := n.bridgeName(), networkAlias(n.ID)
 	var mac net.HardwareAddr
 	if n.Gateway.IsValid() {
 		mac = MACFromIPv4(n.Gateway.Addr())
@@ -52,7 +54,7 @@ func (d *Datapath) ensureBridge(idx *linkIndex, n *Network, mtu int) (netlink.Li
 // be changed in place.
 // Equivalent to: `ip link add mnvx-VNI type vxlan id VNI dstport PORT local
 // VTEP dev UNDERLAY nolearning proxy; ip link set mnvx-VNI alias
-// meshnet:net=ID mtu MTU master mnbr-VNI up`.
+// meshnet:net=ID mtu MTU master BRIDGE up`.
 func (d *Datapath) ensureVXLAN(idx *linkIndex, n *Network, under, br netlink.Link, mtu int) (vx netlink.Link, fresh bool, err error) {
 	name, alias := VXLANName(n.VNI), networkAlias(n.ID)
 	want := &netlink.Vxlan{
@@ -163,8 +165,8 @@ func ensureMTUUp(h *netlink.Handle, l netlink.Link, mtu int) error {
 
 // syncAddrs makes the valid ones of want the only global addresses of l
 // (link-local addresses are the kernel's and are kept). IPv6 addresses are
-// added without duplicate address detection: the overlay's addresses are
-// leased cluster-wide.
+// added without duplicate address detection: meshnet's addresses are leased
+// (cluster-wide for overlay networks, host-wide for local ones).
 // Equivalent to: `ip addr replace ADDR dev DEV [nodad]` and `ip addr del`.
 func syncAddrs(h *netlink.Handle, l netlink.Link, want ...netip.Prefix) error {
 	have, err := listAddrs(h, l, netlink.FAMILY_ALL)

@@ -4,15 +4,21 @@
 // permanent FDB and neighbour entries per remote endpoint, and a veth pair per
 // local endpoint. It knows nothing of the cluster store or gossip.
 //
+// The same datapath serves host-local networks (the `bridge` driver,
+// Docker's docker0 model): a network with VNI 0 is a bridge alone, named by
+// the caller (Network.Bridge, such as "mesh0"), with no VXLAN device, no
+// remote endpoints and so no FDB or neighbour entries; everything else
+// (veths, addresses, gateway, default routes, ownership, repair, teardown)
+// is the same. NAT is not this package's business.
+//
 // # Model
 //
 // The caller describes the desired state ([Network]) and calls
 // [Datapath.Apply] (all networks of this host) or [Datapath.ApplyNetwork]
 // (one network). Apply reads what the kernel has — one link dump and one
 // address dump, then one FDB dump and one neighbour dump (both families) per
-// network — computes the difference and
-// writes only that, with replace semantics (`bridge fdb replace`, `ip neigh
-// replace`). It is safe to call any number of times; a call that changes
+// overlay network — computes the difference and writes only that, with
+// replace semantics (`bridge fdb replace`, `ip neigh replace`). It is safe to call any number of times; a call that changes
 // nothing writes nothing. Drift is repaired on the next call: a device
 // deleted behind our back is recreated, a device whose VXLAN parameters
 // differ is recreated, wrong VTEPs, MACs and MTUs are rewritten, foreign FDB
@@ -29,11 +35,16 @@
 //
 // Device names derive from the VNI, which the cluster leases uniquely:
 // bridge "mnbr-<vni>", VXLAN "mnvx-<vni>" (at most 13 bytes, within
-// IFNAMSIZ). Host ends of veth pairs are "mnve" followed by 10 hex digits of
-// a SHA-256 of the network and endpoint ids. Every device we create carries
-// a link alias ("meshnet:net=<id>" or "meshnet:net=<id>:ep=<id>", see
-// `ip link show`); a device with one of our names but without our alias, or
-// of the wrong type, is reported as [ErrForeignDevice] and left alone.
+// IFNAMSIZ), unless the caller names the bridge (Network.Bridge; local
+// networks must). A network whose VNI or bridge name changes, or that turns
+// from overlay to local or back, gets the devices it now needs and loses
+// those it no longer does. Host ends of veth pairs are "mnve" followed by 10
+// hex digits of a SHA-256 of the network and endpoint ids. Every device we
+// create carries a link alias ("meshnet:net=<id>" or
+// "meshnet:net=<id>:ep=<id>", see `ip link show`); a device with a name we
+// want but without our alias, or of the wrong type, is reported as
+// [ErrForeignDevice] and left alone: an administrator's own bridge called
+// like ours is never taken over.
 // Teardown deletes exactly the devices that carry our alias.
 //
 // # Addresses
@@ -42,6 +53,8 @@
 // administered unicast prefix ("m" = 0x6d for meshnet) followed by the four
 // address bytes, so every host computes the same MAC for an endpoint without
 // asking. When a network has a gateway, every host's bridge holds the gateway
-// address with the MAC derived from it (a distributed gateway): sandboxes'
-// default routes point at it and ARP for it is answered on the local host.
+// address with the MAC derived from it (for an overlay network, a
+// distributed gateway): sandboxes' default routes point at it and ARP for it
+// is answered on the local host. A network without a gateway leaves its
+// bridge without an address and its sandboxes without a default route.
 package overlay

@@ -23,6 +23,9 @@ const EncapOverhead = 50
 // to underlay − 70.
 const EncapOverhead6 = 70
 
+// DefaultLocalMTU is the MTU of a local network (VNI 0) when Network.MTU is 0.
+const DefaultLocalMTU = 1500
+
 // maxVNI is the largest 24-bit VXLAN network identifier.
 const maxVNI = 1<<24 - 1
 
@@ -38,27 +41,38 @@ var (
 	ErrInvalid = errors.New("invalid desired state")
 )
 
-// Network is the desired state of one overlay network on this host.
+// Network is the desired state of one network on this host: an overlay
+// network (VNI 1…16777215: a bridge with a VXLAN device) or a local network
+// (VNI 0: a bridge alone, the host-local `bridge` driver's).
 type Network struct {
-	// ID is the network's cluster-wide id; ownership marks derive from it.
+	// ID is the network's id (cluster-wide for an overlay network, host-wide
+	// for a local one); ownership marks derive from it.
 	ID string
-	// VNI is the VXLAN network identifier (1…16777215); device names derive
-	// from it.
+	// VNI is the VXLAN network identifier (1…16777215); the VXLAN device's
+	// name derives from it. 0 makes a local network: no VXLAN device and no
+	// remote endpoints.
 	VNI uint32
+	// Bridge is the name of the network's bridge (at most 15 bytes, a valid
+	// link name); "" means BridgeName(VNI). A local network must name its
+	// bridge. Renaming it replaces the bridge: the old one is deleted.
+	Bridge string
 	// VTEP is this host's underlay address; the underlay device is the one
-	// holding it. An IPv4-mapped IPv6 address counts as IPv4.
+	// holding it. An IPv4-mapped IPv6 address counts as IPv4. Unused by a
+	// local network.
 	VTEP netip.Addr
-	// Port is the VXLAN UDP port; 0 means DefaultPort.
+	// Port is the VXLAN UDP port; 0 means DefaultPort. Unused by a local
+	// network.
 	Port uint16
 	// MTU of the bridge, VXLAN device and veths; 0 means the underlay
-	// device's MTU minus EncapOverhead (EncapOverhead6 for an IPv6 VTEP).
+	// device's MTU minus EncapOverhead (EncapOverhead6 for an IPv6 VTEP),
+	// or DefaultLocalMTU for a local network.
 	MTU int
 	// Gateway, when valid, is put on the bridge (address and prefix length)
 	// and is the next hop of every local endpoint's default route.
 	Gateway netip.Prefix
 	// Gateway6 is the same for IPv6.
 	Gateway6 netip.Prefix
-	// Remote lists endpoints on other hosts.
+	// Remote lists endpoints on other hosts; a local network has none.
 	Remote []RemoteEndpoint
 	// Local lists endpoints attached to sandboxes on this host.
 	Local []LocalEndpoint
@@ -105,7 +119,8 @@ func MACFromIPv4(ip netip.Addr) net.HardwareAddr {
 	return net.HardwareAddr{0x02, 0x6d, b[0], b[1], b[2], b[3]}
 }
 
-// BridgeName returns the name of the bridge of the network with the given VNI.
+// BridgeName returns the default name of the bridge of the overlay network
+// with the given VNI (see Network.Bridge).
 func BridgeName(vni uint32) string { return fmt.Sprintf("mnbr-%d", vni) }
 
 // VXLANName returns the name of the VXLAN device of the network with the
@@ -136,6 +151,26 @@ func parseAlias(alias string) (networkID, endpointID string, ok bool) {
 	}
 	networkID, endpointID, _ = strings.Cut(rest, ":ep=")
 	return networkID, endpointID, true
+}
+
+// local reports a local network: a bridge without a VXLAN device.
+func (n *Network) local() bool { return n.VNI == 0 }
+
+// bridgeName is the name of n's bridge.
+func (n *Network) bridgeName() string {
+	if n.Bridge != "" {
+		return n.Bridge
+	}
+	return BridgeName(n.VNI)
+}
+
+// deviceNames are the names of n's bridge and, for an overlay network, its
+// VXLAN device.
+func (n *Network) deviceNames() []string {
+	if n.local() {
+		return []string{n.bridgeName()}
+	}
+	return []string{n.bridgeName(), VXLANName(n.VNI)}
 }
 
 func (n *Network) port() int {
@@ -180,9 +215,15 @@ func (n *Network) validate() error {
 	switch {
 	case n.ID == "" || strings.ContainsAny(n.ID, ":\x00"):
 		return fmt.Errorf("%w: network id %q", ErrInvalid, n.ID)
-	case n.VNI == 0 || n.VNI > maxVNI:
+	case n.VNI > maxVNI:
 		return fmt.Errorf("%w: network %s: VNI %d out of range", ErrInvalid, n.ID, n.VNI)
-	case !n.vtep().IsValid():
+	case n.Bridge != "" && !validLinkName(n.Bridge):
+		return fmt.Errorf("%w: network %s: bridge name %q", ErrInvalid, n.ID, n.Bridge)
+	case n.local() && n.Bridge == "":
+		return fmt.Errorf("%w: local network %s: no bridge name", ErrInvalid, n.ID)
+	case n.local() && len(n.Remote) != 0:
+		return fmt.Errorf("%w: local network %s: has remote endpoints", ErrInvalid, n.ID)
+	case !n.local() && !n.vtep().IsValid():
 		return fmt.Errorf("%w: network %s: no VTEP address", ErrInvalid, n.ID)
 	case n.MTU < 0 || (n.MTU > 0 && n.MTU < 68):
 		return fmt.Errorf("%w: network %s: MTU %d", ErrInvalid, n.ID, n.MTU)
@@ -220,7 +261,7 @@ func (e *LocalEndpoint) validate() error {
 		return fmt.Errorf("%w: local endpoint id %q", ErrInvalid, e.ID)
 	case e.Sandbox == "":
 		return fmt.Errorf("%w: local endpoint %s: no sandbox", ErrInvalid, e.ID)
-	case e.IfName == "" || len(e.IfName) > 15 || strings.ContainsAny(e.IfName, "/ :"):
+	case !validLinkName(e.IfName):
 		return fmt.Errorf("%w: local endpoint %s: interface name %q", ErrInvalid, e.ID, e.IfName)
 	case !e.Addr.IsValid() || !e.Addr.Addr().Is4():
 		return fmt.Errorf("%w: local endpoint %s: address %s is not IPv4", ErrInvalid, e.ID, e.Addr)
@@ -230,4 +271,12 @@ func (e *LocalEndpoint) validate() error {
 		return fmt.Errorf("%w: local endpoint %s: MAC %s", ErrInvalid, e.ID, e.MAC)
 	}
 	return nil
+}
+
+// validLinkName reports whether the kernel takes name as it is for a link:
+// 1–15 bytes, not "." or "..", no '/', ':' or white space (dev_valid_name),
+// and no '%', which would make it a pattern the kernel fills in.
+func validLinkName(name string) bool {
+	return name != "" && len(name) <= 15 && name != "." && name != ".." &&
+		!strings.ContainsAny(name, "/:% \t\n\v\f\r\x00")
 }

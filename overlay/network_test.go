@@ -75,6 +75,31 @@ func TestValidate(t *testing.T) {
 			t.Errorf("validate(%+v) = %v, want ErrInvalid", n, err)
 		}
 	}
+	remote := []RemoteEndpoint{{IP: netip.MustParseAddr("10.0.0.3"), VTEP: netip.MustParseAddr("192.0.2.2")}}
+	for _, n := range []Network{
+		{ID: "n", Bridge: "mesh0"}, // local: no VTEP needed
+		{ID: "n", Bridge: "br-0123456789ab", VTEP: good.VTEP, Port: 4790},
+		{ID: "n", VNI: 1, VTEP: good.VTEP, Bridge: "blue0", Remote: remote},
+	} {
+		if err := n.validate(); err != nil {
+			t.Errorf("validate(%+v) = %v", n, err)
+		}
+	}
+	bad = []Network{
+		{ID: "n"}, // local without a bridge name
+		{ID: "n", Bridge: "mesh0", Remote: remote}, // local with remote endpoints
+		{ID: "n", Bridge: "0123456789abcdef"},      // 16 bytes
+		{ID: "n", Bridge: "br%d"},                  // a pattern to the kernel
+		{ID: "n", VNI: 1, VTEP: good.VTEP, Bridge: "a/b"},
+	}
+	for _, name := range []string{".", "..", "a b", "a:b", "a\tb", "a\x00"} {
+		bad = append(bad, Network{ID: "n", Bridge: name})
+	}
+	for _, n := range bad {
+		if err := n.validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("validate(%+v) = %v, want ErrInvalid", n, err)
+		}
+	}
 	ep := LocalEndpoint{ID: "e", Sandbox: "/run/netns/x", IfName: "eth0", Addr: netip.MustParsePrefix("10.0.0.2/24")}
 	if err := ep.validate(); err != nil {
 		t.Fatal(err)

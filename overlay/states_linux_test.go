@@ -141,6 +141,50 @@ eth0 veth alias=meshnet:net=blue:ep=a mac=02:6d:0a:01:00:02 mtu=1450 up addrs=10
 eth1 veth alias=meshnet:net=blue:ep=b mac=02:6d:0a:01:00:05 mtu=1450 up addrs=10.1.0.5/24,fd00:1::5/64`,
 		},
 	},
+	{
+		name: "local default bridge with two endpoints beside red",
+		nets: func(tb *testbed) []overlay.Network {
+			return []overlay.Network{
+				bridgeNet("def", "mesh0", "172.17.0.1/16",
+					local(tb, "a", "s1", "eth0", "172.17.0.2/16", "", true),
+					local(tb, "b", "s2", "eth0", "172.17.0.3/16", "", false)),
+				red(nil),
+			}
+		},
+		host: `
+bridge mesh0 alias=meshnet:net=def mtu=1500 mac=02:6d:ac:11:00:01 up addrs=172.17.0.1/16
+bridge mnbr-200 alias=meshnet:net=red mtu=1400 up
+veth alias=meshnet:net=def:ep=a mtu=1500 master=mesh0 up
+veth alias=meshnet:net=def:ep=b mtu=1500 master=mesh0 up
+vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=red mtu=1400 master=mnbr-200 up`,
+		sandboxes: map[string]string{
+			"s1": `
+eth0 veth alias=meshnet:net=def:ep=a mac=02:6d:ac:11:00:02 mtu=1500 up addrs=172.17.0.2/16 default=172.17.0.1`,
+			"s2": `
+eth0 veth alias=meshnet:net=def:ep=b mac=02:6d:ac:11:00:03 mtu=1500 up addrs=172.17.0.3/16`,
+		},
+	},
+	{
+		name: "local network on a renamed bridge without gateway, red on its own bridge name",
+		nets: func(tb *testbed) []overlay.Network {
+			def := bridgeNet("def", "br-0123456789ab", "", local(tb, "a", "s1", "eth0", "172.17.0.2/16", "", true))
+			def.MTU = 9000
+			r := red([]overlay.RemoteEndpoint{{IP: ip("10.2.0.3"), VTEP: ip("192.0.2.2")}})
+			r.Bridge = "red0"
+			return []overlay.Network{def, r}
+		},
+		host: `
+bridge br-0123456789ab alias=meshnet:net=def mtu=9000 up
+bridge red0 alias=meshnet:net=red mtu=1400 up
+fdb mnvx-200 02:6d:0a:02:00:03 dst=192.0.2.2 permanent
+neigh mnvx-200 10.2.0.3 02:6d:0a:02:00:03 permanent
+veth alias=meshnet:net=def:ep=a mtu=9000 master=br-0123456789ab up
+vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=red mtu=1400 master=red0 up`,
+		sandboxes: map[string]string{
+			"s1": `
+eth0 veth alias=meshnet:net=def:ep=a mac=02:6d:ac:11:00:02 mtu=9000 up addrs=172.17.0.2/16`,
+		},
+	},
 }
 
 // TestStates replays the table in random order, twice over, checking the

@@ -1,0 +1,256 @@
+// Package api holds the types of meshagent's HTTP API (DESIGN.md §3):
+// JSON over HTTP/1.1 on the agent's unix socket, shaped like Docker's
+// Engine API so that its users recognise the fields. The server (agent)
+// and the client (agent/client, agentctl) share these types and nothing
+// else.
+//
+// Routes:
+//
+//	GET    /networks                          → []Network   (?filters={"name":["x"],…} like Docker)
+//	POST   /networks/create   NetworkCreate   → CreateResponse (201)
+//	GET    /networks/{id-or-name}             → Network
+//	DELETE /networks/{id-or-name}             → 204
+//	POST   /networks/{id-or-name}/connect     NetworkConnect    → 200
+//	POST   /networks/{id-or-name}/disconnect  NetworkDisconnect → 200
+//	POST   /networks/prune                    → PruneResponse
+//	GET    /sandboxes                         → []Sandbox
+//	POST   /sandboxes/create  SandboxCreate   → CreateResponse (201)
+//	GET    /sandboxes/{id-or-name}            → Sandbox
+//	DELETE /sandboxes/{id-or-name}[?force=1]  → 204
+//	GET    /nodes                             → []Node
+//	GET    /info                              → Info
+//	GET    /version                           → Version
+//	GET    /metrics                           → Prometheus text format
+//
+// Errors are Error with 400 (bad input), 404 (no such object), 409
+// (conflict: name taken, in use), 503 (cluster store unreachable) or 500.
+// Request bodies are at most MaxBodyBytes and decoded strictly: unknown
+// fields and trailing data are refused.
+package api
+
+import "time"
+
+// Version is the API version this package describes.
+const Version = "1.0"
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Message string `json:"message"`
+}
+
+// Scopes and drivers.
+const (
+	ScopeLocal  = "local"
+	ScopeGlobal = "global"
+
+	DriverOverlay = "overlay"
+	DriverBridge  = "bridge"
+	DriverNull    = "null"
+	DriverHost    = "host"
+)
+
+// Network is a network as GET /networks and /networks/{id} return it.
+type Network struct {
+	Name       string            `json:"Name"`
+	ID         string            `json:"Id"`
+	Created    time.Time         `json:"Created"`
+	Scope      string            `json:"Scope"`
+	Driver     string            `json:"Driver"`
+	EnableIPv6 bool              `json:"EnableIPv6"`
+	IPAM       IPAM              `json:"IPAM"`
+	Internal   bool              `json:"Internal"`
+	Attachable bool              `json:"Attachable"`
+	Ingress    bool              `json:"Ingress"`
+	ConfigFrom ConfigReference   `json:"ConfigFrom"`
+	ConfigOnly bool              `json:"ConfigOnly"`
+	Options    map[string]string `json:"Options"`
+	Labels     map[string]string `json:"Labels"`
+	// VNI is the overlay network's VXLAN id (0 for other drivers).
+	VNI uint32 `json:"VNI,omitempty"`
+	// MTU of the network's interfaces.
+	MTU int `json:"MTU,omitempty"`
+	// Containers are the network's endpoints on every host, by endpoint
+	// id (Docker's name for the field; here they are sandboxes).
+	Containers map[string]EndpointResource `json:"Containers"`
+}
+
+// IPAM is a network's address management.
+type IPAM struct {
+	Driver  string            `json:"Driver"`
+	Options map[string]string `json:"Options"`
+	Config  []IPAMConfig      `json:"Config"`
+}
+
+// IPAMConfig is one subnet of a network. Addresses are strings as in
+// Docker; the server validates them.
+type IPAMConfig struct {
+	Subnet     string            `json:"Subnet,omitempty"`
+	IPRange    string            `json:"IPRange,omitempty"`
+	Gateway    string            `json:"Gateway,omitempty"`
+	AuxAddress map[string]string `json:"AuxiliaryAddresses,omitempty"`
+}
+
+// ConfigReference names the config-only network a network takes its
+// configuration from.
+type ConfigReference struct {
+	Network string `json:"Network"`
+}
+
+// EndpointResource is one endpoint of a network.
+type EndpointResource struct {
+	Name        string   `json:"Name"` // the sandbox's name
+	EndpointID  string   `json:"EndpointID"`
+	MacAddress  string   `json:"MacAddress"`
+	IPv4Address string   `json:"IPv4Address"` // CIDR form
+	IPv6Address string   `json:"IPv6Address"`
+	Node        string   `json:"Node"` // the host it lives on
+	Aliases     []string `json:"Aliases,omitempty"`
+}
+
+// NetworkCreate is the body of POST /networks/create.
+type NetworkCreate struct {
+	Name       string            `json:"Name"`
+	Driver     string            `json:"Driver"` // default "bridge", like Docker
+	Scope      string            `json:"Scope"`  // "" means the driver's scope
+	EnableIPv6 bool              `json:"EnableIPv6"`
+	IPAM       *IPAM             `json:"IPAM"`
+	Internal   bool              `json:"Internal"`
+	Attachable bool              `json:"Attachable"`
+	Ingress    bool              `json:"Ingress"`
+	ConfigOnly bool              `json:"ConfigOnly"`
+	ConfigFrom *ConfigReference  `json:"ConfigFrom"`
+	Options    map[string]string `json:"Options"`
+	Labels     map[string]string `json:"Labels"`
+}
+
+// CreateResponse answers POST /networks/create and /sandboxes/create.
+type CreateResponse struct {
+	ID      string `json:"Id"`
+	Warning string `json:"Warning,omitempty"`
+}
+
+// PruneResponse answers POST /networks/prune.
+type PruneResponse struct {
+	NetworksDeleted []string `json:"NetworksDeleted"`
+}
+
+// NetworkConnect is the body of POST /networks/{id}/connect.
+type NetworkConnect struct {
+	Container      string           `json:"Container"` // sandbox id or name
+	EndpointConfig *EndpointRequest `json:"EndpointConfig"`
+}
+
+// EndpointRequest asks for an endpoint's addresses and names.
+type EndpointRequest struct {
+	IPAMConfig *EndpointIPAMConfig `json:"IPAMConfig"`
+	Aliases    []string            `json:"Aliases"`
+	Links      []string            `json:"Links"` // SANDBOX:ALIAS
+}
+
+// EndpointIPAMConfig holds requested addresses.
+type EndpointIPAMConfig struct {
+	IPv4Address string `json:"IPv4Address"`
+	IPv6Address string `json:"IPv6Address"`
+}
+
+// NetworkDisconnect is the body of POST /networks/{id}/disconnect.
+type NetworkDisconnect struct {
+	Container string `json:"Container"`
+	Force     bool   `json:"Force"`
+}
+
+// Sandbox is a sandbox as GET /sandboxes and /sandboxes/{id} return it.
+type Sandbox struct {
+	ID       string    `json:"Id"`
+	Name     string    `json:"Name"`
+	Created  time.Time `json:"Created"`
+	Hostname string    `json:"Hostname"`
+	// NetNS is the namespace's path: /run/netns/NAME, or the path given
+	// with --netns (External).
+	NetNS    string `json:"NetNS"`
+	External bool   `json:"External"`
+	Node     string `json:"Node"`
+	// Networks are the sandbox's endpoints by network name.
+	Networks  map[string]EndpointSettings `json:"Networks"`
+	DNS       []string                    `json:"Dns"`
+	DNSOpts   []string                    `json:"DnsOptions"`
+	DNSSearch []string                    `json:"DnsSearch"`
+}
+
+// EndpointSettings is one of a sandbox's endpoints.
+type EndpointSettings struct {
+	NetworkID   string   `json:"NetworkID"`
+	EndpointID  string   `json:"EndpointID"`
+	Interface   string   `json:"Interface"` // eth0, eth1, …
+	MacAddress  string   `json:"MacAddress"`
+	IPAddress   string   `json:"IPAddress"`
+	IPPrefixLen int      `json:"IPPrefixLen"`
+	Gateway     string   `json:"Gateway"`
+	IPv6Address string   `json:"GlobalIPv6Address"`
+	IPv6Prefix  int      `json:"GlobalIPv6PrefixLen"`
+	IPv6Gateway string   `json:"IPv6Gateway"`
+	Aliases     []string `json:"Aliases"`
+	Links       []string `json:"Links"`
+}
+
+// SandboxCreate is the body of POST /sandboxes/create. Networks are
+// attached in order (eth0, eth1, …); none at all means the default
+// bridge network, and the single network "none" means loopback only.
+type SandboxCreate struct {
+	Name       string              `json:"Name"`
+	Hostname   string              `json:"Hostname"`
+	NetNS      string              `json:"NetNS"` // adopt an existing namespace
+	Networks   []NetworkAttachment `json:"Networks"`
+	DNS        []string            `json:"Dns"`
+	DNSOpts    []string            `json:"DnsOptions"`
+	DNSSearch  []string            `json:"DnsSearch"`
+	Publish    []string            `json:"Publish"` // [HOSTIP:]HOSTPORT:PORT[/PROTO]
+	PublishAll bool                `json:"PublishAll"`
+	Expose     []string            `json:"Expose"`
+}
+
+// NetworkAttachment is one network of a new sandbox.
+type NetworkAttachment struct {
+	Network string   `json:"Network"` // id or name, "none", "host", "bridge", "container:NAME"
+	IP      string   `json:"IP"`
+	IP6     string   `json:"IP6"`
+	Aliases []string `json:"Aliases"`
+	Links   []string `json:"Links"`
+}
+
+// Node is a member of the cluster.
+type Node struct {
+	Name       string   `json:"Name"`
+	Address    string   `json:"Address"` // VTEP and gossip address
+	GossipPort int      `json:"GossipPort"`
+	Version    string   `json:"Version"`
+	State      string   `json:"State"` // alive, suspect, left, failed, registered (in the store, not yet in gossip)
+	Self       bool     `json:"Self"`
+	Networks   []string `json:"Networks"` // names of networks with endpoints on the node
+}
+
+// Info answers GET /info.
+type Info struct {
+	Node             string `json:"Node"`
+	Version          string `json:"Version"`
+	ClusterStore     string `json:"ClusterStore"`
+	ClusterAdvertise string `json:"ClusterAdvertise"`
+	StoreStatus      string `json:"StoreStatus"` // "ok" or why not
+	DataDir          string `json:"DataDir"`
+	Networks         int    `json:"Networks"`
+	Sandboxes        int    `json:"Sandboxes"`
+	Nodes            int    `json:"Nodes"`
+}
+
+// VersionInfo answers GET /version.
+type VersionInfo struct {
+	Version    string `json:"Version"`
+	APIVersion string `json:"ApiVersion"`
+	GoVersion  string `json:"GoVersion"`
+	Os         string `json:"Os"`
+	Arch       string `json:"Arch"`
+	GitCommit  string `json:"GitCommit,omitempty"`
+}

@@ -1,0 +1,46 @@
+package agent
+
+// /metrics: gauges read from the agent's state at scrape time, so nothing
+// on the hot paths updates counters.
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+func (a *Agent) metrics() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "meshnet", Name: name, Help: help}, f))
+	}
+	gauge("networks", "Networks this agent knows (local and global).", func() float64 {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return float64(len(a.networks))
+	})
+	gauge("sandboxes", "Sandboxes on this host.", func() float64 {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return float64(len(a.sandboxes))
+	})
+	gauge("remote_endpoints", "Endpoints on other hosts in networks with a local endpoint.", func() float64 {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		n := 0
+		for _, eps := range a.remote {
+			n += len(eps)
+		}
+		return float64(n)
+	})
+	gauge("gossip_members", "Members of the gossip cluster, this node included.", func() float64 {
+		return float64(len(a.gossip.Members()))
+	})
+	gauge("store_up", "1 when the cluster store answers, else 0.", func() float64 {
+		if _, ok := a.storeReady(); ok {
+			return 1
+		}
+		return 0
+	})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}

@@ -1,0 +1,90 @@
+package sandbox
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestValidName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+		msg  string // part of the error
+	}{
+		{"a", true, ""},
+		{"web-1", true, ""},
+		{"A_b.c-D", true, ""},
+		{"0", true, ""},
+		{strings.Repeat("x", 64), true, ""},
+		{"", false, "must not be empty"},
+		{strings.Repeat("x", 65), false, "longer than 64 characters"},
+		{".", false, "must start with a letter or digit"},
+		{"..", false, "must start with a letter or digit"},
+		{".hidden", false, "must start with a letter or digit"},
+		{"-n", false, "must start with a letter or digit"},
+		{"_x", false, "must start with a letter or digit"},
+		{"a/b", false, `invalid sandbox name "a/b": only letters, digits, '_', '.' and '-' are allowed`},
+		{"a b", false, "only letters"},
+		{"a\nb", false, "only letters"},
+		{"a:b", false, "only letters"},
+		{"café", false, "only letters"},
+		{"a\x00", false, "only letters"},
+	} {
+		err := ValidName(tc.name)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("ValidName(%q) = %v, want nil", tc.name, err)
+			}
+			continue
+		}
+		if err == nil || !errors.Is(err, ErrInvalidName) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("ValidName(%q) = %v, want an ErrInvalidName containing %q", tc.name, err, tc.msg)
+		}
+	}
+}
+
+// FuzzValidName checks that every accepted name is a plain file name.
+func FuzzValidName(f *testing.F) {
+	for _, s := range []string{"a", "..", "a/b", "x.y-z_1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if ValidName(name) != nil {
+			return
+		}
+		if name == "." || name == ".." || strings.ContainsAny(name, "/\x00 \t\n") || len(name) > MaxNameLen {
+			t.Fatalf("ValidName accepted %q", name)
+		}
+	})
+}
+
+func TestRenderHosts(t *testing.T) {
+	got, err := renderHosts([]HostEntry{
+		{IP: mustAddr("10.0.0.2"), Names: []string{"web", "web.multi"}},
+		{IP: mustAddr("::ffff:10.0.0.3"), Names: []string{"db"}},
+		{IP: mustAddr("fd00::2"), Names: []string{"web"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := hostsHeader + "10.0.0.2\tweb web.multi\n10.0.0.3\tdb\nfd00::2\tweb\n"
+	if string(got) != want {
+		t.Errorf("hosts:\n%s\nwant:\n%s", got, want)
+	}
+	for _, bad := range [][]HostEntry{
+		{{Names: []string{"x"}}},
+		{{IP: mustAddr("10.0.0.2")}},
+		{{IP: mustAddr("10.0.0.2"), Names: []string{"a b"}}},
+		{{IP: mustAddr("10.0.0.2"), Names: []string{"x\n10.0.0.9 evil"}}},
+		{{IP: mustAddr("10.0.0.2"), Names: []string{"#"}}},
+		{{IP: mustAddr("10.0.0.2"), Names: []string{""}}},
+	} {
+		if _, err := renderHosts(bad); err == nil {
+			t.Errorf("renderHosts(%v) succeeded, want an error", bad)
+		}
+	}
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

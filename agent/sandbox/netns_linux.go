@@ -1,0 +1,215 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// runDirMu serialises making RunDir a mount point, so that concurrent
+// Creates do not stack several bind mounts of it onto itself.
+var runDirMu sync.Mutex
+
+// Create makes the named network namespace RunDir/NAME, with its loopback
+// up, and returns its path. If the file exists already the error wraps
+// ErrExists and nothing is changed. On any other failure nothing is left
+// behind: no file, no mount.
+// Equivalent to: `ip netns add NAME; ip -n NAME link set lo up`.
+func Create(name string) (string, error) {
+	if err := ValidName(name); err != nil {
+		return "", err
+	}
+	if err := prepareRunDir(); err != nil {
+		return "", err
+	}
+	path := Path(name)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EEXIST) {
+		return "", fmt.Errorf("sandbox namespace %s %w", name, ErrExists)
+	}
+	if err != nil {
+		return "", fmt.Errorf("creating namespace file %s: %w", path, err)
+	}
+	_ = unix.Close(fd)
+	if err := onThread(func() error { return bindNetNS(path) }); err != nil {
+		return "", errors.Join(fmt.Errorf("creating sandbox namespace %s: %w", name, err), removeNetNSFile(path))
+	}
+	return path, nil
+}
+
+// prepareRunDir makes RunDir a mount point with shared propagation, as
+// iproute2 does, so that unmounting a namespace file in one mount namespace
+// unmounts it in every peer and lets the namespace be freed.
+// Equivalent to: `mount --make-rshared /run/netns`, after
+// `mount --rbind /run/netns /run/netns` if it is not a mount point yet.
+func prepareRunDir() error {
+	runDirMu.Lock()
+	defer runDirMu.Unlock()
+	if err := os.MkdirAll(RunDir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", RunDir, err)
+	}
+	err := unix.Mount("", RunDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if !errors.Is(err, unix.EINVAL) { // EINVAL: not a mount point
+		if err != nil {
+			return fmt.Errorf("making %s a shared mount: %w", RunDir, err)
+		}
+		return nil
+	}
+	if err := unix.Mount(RunDir, RunDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s onto itself: %w", RunDir, err)
+	}
+	if err := unix.Mount("", RunDir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("making %s a shared mount: %w", RunDir, err)
+	}
+	return nil
+}
+
+// bindNetNS is bindNewNetNS; tests replace it to make Create fail late.
+var bindNetNS = bindNewNetNS
+
+// bindNewNetNS moves the calling thread (locked, see onThread) into a new
+// network namespace, sets its loopback up and bind-mounts it onto path,
+// which keeps it alive after the thread leaves. A failure before the mount
+// leaves nothing: the namespace dies with the thread's reference.
+func bindNewNetNS(path string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("unsharing the network namespace: %w", err)
+	}
+	if err := setLoopbackUp(); err != nil {
+		return err
+	}
+	if err := unix.Mount(threadNetNSPath(), path, "none", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind-mounting the namespace onto %s: %w", path, err)
+	}
+	return nil
+}
+
+// setLoopbackUp sets "lo" up in the calling thread's network namespace.
+// Equivalent to: `ip link set lo up`.
+func setLoopbackUp() error {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("opening netlink: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("setting lo up: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes the sandbox name: it detaches the namespace from
+// RunDir/NAME, deletes that file and the directory EtcDir/NAME. Missing
+// pieces are not an error, so Remove may be repeated. The namespace itself
+// lives on while a process or open file still refers to it.
+// Equivalent to: `ip netns delete NAME; rm -rf /etc/netns/NAME`.
+func Remove(name string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	return errors.Join(removeNetNSFile(Path(name)), RemoveFiles(name))
+}
+
+// removeNetNSFile unmounts everything mounted on path (a file in RunDir)
+// and deletes it; a missing file or mount is fine.
+func removeNetNSFile(path string) error {
+	// A file may carry stacked mounts (a racing `ip netns attach`); take
+	// them all off. UMOUNT_NOFOLLOW: a symlink planted there must not make
+	// us unmount its target.
+	for i := 0; ; i++ {
+		err := unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			break // not (or no longer) a mount point
+		}
+		if err != nil {
+			return fmt.Errorf("unmounting %s: %w", path, err)
+		}
+		if i == 100 {
+			return fmt.Errorf("unmounting %s: still mounted after %d unmounts", path, i+1)
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("deleting %s: %w", path, err)
+	}
+	return nil
+}
+
+// Exists reports whether RunDir/NAME is a network namespace.
+// Equivalent to: `ip netns list | grep -qx NAME`, but checking the file.
+func Exists(name string) bool {
+	return ValidName(name) == nil && IsNetNS(Path(name)) == nil
+}
+
+// IsNetNS checks that path is a network namespace file, such as
+// /run/netns/NAME or /proc/PID/ns/net (needs Linux 3.19 or later). The error
+// says why not; for a file that is not one it wraps ErrNotNetNS.
+func IsNetNS(path string) error {
+	// statfs first: opening an arbitrary path (a FIFO, a device) to look at
+	// it could block or have side effects.
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return fmt.Errorf("checking network namespace %s: %w", path, err)
+	}
+	if st.Type != unix.NSFS_MAGIC {
+		return fmt.Errorf("%s is %w", path, ErrNotNetNS)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("checking network namespace %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	kind, err := nsKind(fd)
+	if err != nil {
+		return fmt.Errorf("checking network namespace %s: %w", path, err)
+	}
+	if kind != "network" {
+		return fmt.Errorf("%s is %w (it is a %s namespace)", path, ErrNotNetNS, kind)
+	}
+	return nil
+}
+
+// nsKind returns the type of namespace fd refers to, in words ("network",
+// "mount", …).
+func nsKind(fd int) (string, error) {
+	t, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if errors.Is(err, unix.ENOTTY) {
+		// Before Linux 4.11: the link text is "net:[INODE]".
+		link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+		if err != nil {
+			return "", err
+		}
+		kind, _, _ := strings.Cut(link, ":")
+		if kind == "net" {
+			return "network", nil
+		}
+		return kind, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if k, ok := nsKinds[t]; ok {
+		return k, nil
+	}
+	return fmt.Sprintf("type 0x%x", t), nil
+}
+
+var nsKinds = map[int]string{
+	unix.CLONE_NEWNET:    "network",
+	unix.CLONE_NEWNS:     "mount",
+	unix.CLONE_NEWUTS:    "UTS",
+	unix.CLONE_NEWIPC:    "IPC",
+	unix.CLONE_NEWPID:    "PID",
+	unix.CLONE_NEWUSER:   "user",
+	unix.CLONE_NEWCGROUP: "cgroup",
+	unix.CLONE_NEWTIME:   "time",
+}
