@@ -28,7 +28,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -138,12 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.ensurePredefined(); err != nil {
 		return err
 	}
-	a.gossip, err = gossip.New(gossip.Config{
-		NodeName: a.cfg.NodeName, BindAddr: a.vtep.String(), BindPort: a.cfg.GossipPort,
-		VTEP: a.vtep, Version: Version, SecretKey: a.cfg.GossipKey,
-		Logger: a.log,
-	})
-	if err != nil {
+	if a.gossip, err = a.startGossip(ctx); err != nil {
 		return err
 	}
 	defer a.gossip.Close()
@@ -180,6 +177,29 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.embed.Close()
 	}
 	return nil
+}
+
+// startGossip starts the gossip listeners. A restarted agent may find its
+// port still held for a moment by the previous process finishing its
+// shutdown, so binding is retried for a while.
+func (a *Agent) startGossip(ctx context.Context) (*gossip.Cluster, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := gossip.New(gossip.Config{
+			NodeName: a.cfg.NodeName, BindAddr: a.vtep.String(), BindPort: a.cfg.GossipPort,
+			VTEP: a.vtep, Version: Version, SecretKey: a.cfg.GossipKey, Logger: a.log,
+		})
+		// memberlist formats the bind error with %v: match its text.
+		if err == nil || !strings.Contains(err.Error(), syscall.EADDRINUSE.Error()) || time.Now().After(deadline) {
+			return c, err
+		}
+		a.log.Warn("gossip port busy; retrying", "port", a.cfg.GossipPort)
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 func (a *Agent) goRun(f func()) {

@@ -352,11 +352,50 @@ func (a *Agent) reclaimLoop(ctx context.Context, store kvstore.Store, alloc *ipa
 		case <-ctx.Done():
 			return
 		}
+		if err := a.sweepOwnLeases(ctx, store); err != nil {
+			a.noteStoreErr(err)
+			a.log.Warn("releasing this node's orphaned leases", "err", err)
+		}
 		if err := a.reclaimOnce(ctx, store, alloc, missingSince); err != nil {
 			a.noteStoreErr(err)
 			a.log.Warn("reclaiming leases of departed nodes", "err", err)
 		}
 	}
+}
+
+// sweepOwnLeases releases address leases that name this node but no
+// endpoint it has: left behind when a release failed (store down during
+// sandbox rm -f) or the agent died halfway through an operation. It holds
+// opMu, so no operation is between leasing and recording.
+func (a *Agent) sweepOwnLeases(ctx context.Context, store kvstore.Store) error {
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	kvs, _, err := store.List(ctx, "ips/")
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	mine := map[string]bool{}
+	for _, s := range a.sandboxes {
+		for _, e := range s.Endpoints {
+			mine[e.ID] = true
+		}
+	}
+	a.mu.Unlock()
+	var errs []error
+	for _, kv := range kvs {
+		var o ipam.Owner
+		if json.Unmarshal(kv.Value, &o) != nil || o.Node != a.cfg.NodeName || mine[o.EndpointID] {
+			continue
+		}
+		err := store.CompareAndDelete(ctx, kv.Key, kv.Version)
+		if err == nil {
+			a.log.Info("released an orphaned address lease", "key", kv.Key)
+		} else if !errors.Is(err, kvstore.ErrKeyModified) && !errors.Is(err, kvstore.ErrKeyNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (a *Agent) reclaimOnce(ctx context.Context, store kvstore.Store, alloc *ipam.Allocator, missingSince map[string]time.Time) error {
