@@ -75,16 +75,14 @@ type Agent struct {
 	synced    bool // gossip has caught up; until then remote is the cache
 	peers     []string
 
-	subMu sync.Mutex
+	subMu      sync.Mutex
 	subs       map[string]*gossip.Subscription // guarded by subMu; per global network
 	subsClosed bool                            // guarded by subMu; set at shutdown
 
-	dpKick    chan struct{}
-	dpMu      sync.Mutex
-	dpCond    *sync.Cond
-	dpWanted  uint64 // guarded by dpMu
-	dpApplied uint64 // guarded by dpMu
-	dpErr     error  // guarded by dpMu: result of the last Apply
+	// applyMu makes computing the desired datapath and applying it one
+	// step, so that an older view is never applied after a newer one.
+	applyMu sync.Mutex
+	dpKick  chan struct{}
 
 	wg sync.WaitGroup
 }
@@ -95,7 +93,6 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, networks: map[string]*networkRecord{},
 		sandboxes: map[string]*sandboxRecord{}, remote: map[string][]gossip.Endpoint{},
 		dpKick: make(chan struct{}, 1)}
-	a.dpCond = sync.NewCond(&a.dpMu)
 	var err error
 	if a.vtep, a.mtu, err = resolveAdvertise(cfg); err != nil {
 		return nil, err

@@ -47,8 +47,11 @@ func (a *Agent) datapathLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		a.applyMu.Lock()
 		desired, remote, synced := a.desired()
-		if err := a.dp.Apply(desired); err != nil {
+		err := a.dp.Apply(desired)
+		a.applyMu.Unlock()
+		if err != nil {
 			a.log.Error("programming the datapath; retrying", "err", err)
 			retry.Reset(retryInterval)
 		}
@@ -159,6 +162,8 @@ func (a *Agent) remoteEndpoints(networkID string) []gossip.Endpoint {
 // applyNetworkNow programs one network at once (a sandbox joining it
 // waits for its interface) and returns that network's error.
 func (a *Agent) applyNetworkNow(networkID string) error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
 	desired, _, _ := a.desired()
 	for _, n := range desired {
 		if n.ID == networkID {
