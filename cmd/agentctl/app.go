@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshnet/meshnet/agent/client"
+)
+
+// callTimeout bounds each API call.
+const callTimeout = 60 * time.Second
+
+// Exit statuses of run and sandbox exec, as Docker's run and exec have
+// them: agentctl's own failure, CMD found but not runnable, CMD not found.
+// Every other command exits 1 on any error.
+const (
+	statusAgentctl      = 125
+	statusCannotExecute = 126
+	statusNotFound      = 127
+)
+
+const appDescription = `agentctl talks to the meshagent of this host (see --host).
+
+Exit status: 0 on success, 1 on any error, which is printed on stderr as
+one line "agentctl: MESSAGE". "run" and "sandbox exec" exit with the status
+of their command, or 125 when agentctl itself failed, 126 when the command
+cannot be run, 127 when it is not found.`
+
+// newApp builds agentctl's command tree. Usage errors and unknown commands
+// come back from Run as errors like every other error; nothing is printed
+// by the library and nothing exits the process.
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:                      "agentctl",
+		HelpName:                  "agentctl",
+		Usage:                     "manage meshnet networks and sandboxes",
+		Description:               appDescription,
+		Version:                   version,
+		EnableBashCompletion:      true,
+		HideHelpCommand:           true,
+		DisableSliceFlagSeparator: true,
+		Reader:                    stdin,
+		Writer:                    stdout,
+		ErrWriter:                 stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "host",
+				Aliases: []string{"H"},
+				Value:   client.DefaultHost,
+				EnvVars: []string{"MESHNET_HOST"},
+				Usage:   "meshagent's API address: unix:///PATH or tcp://HOST:PORT",
+			},
+		},
+		Commands: []*cli.Command{
+			networkCommand(),
+			sandboxCommand(),
+			runCommand(),
+			nodeCommand(),
+			infoCommand(),
+			versionCommand(),
+			completionCommand(),
+		},
+		Action:         groupAction,
+		OnUsageError:   usageErrorWithStatus(1),
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	for _, c := range app.Commands {
+		prepare(c)
+	}
+	return app
+}
+
+// prepare gives every command the same handling of help and usage errors.
+func prepare(c *cli.Command) {
+	c.HideHelpCommand = true
+	if c.OnUsageError == nil {
+		c.OnUsageError = usageErrorWithStatus(1)
+	}
+	if len(c.Subcommands) > 0 && c.Action == nil {
+		c.Action = groupAction
+	}
+	for _, sub := range c.Subcommands {
+		prepare(sub)
+	}
+}
+
+// groupAction is the action of agentctl and of its commands that only
+// group others: help without arguments, an error for an unknown command
+// ("help COMMAND" has become "COMMAND --help" in helpTopic).
+func groupAction(c *cli.Context) error {
+	isRoot := c.Command.HelpName == c.App.HelpName
+	if !c.Args().Present() {
+		if isRoot {
+			return cli.ShowAppHelp(c)
+		}
+		return cli.ShowSubcommandHelp(c)
+	}
+	return fmt.Errorf("unknown command %q for %q", c.Args().First(), c.Command.HelpName)
+}
+
+// usageErrorWithStatus returns an OnUsageError that turns the flag
+// package's messages into agentctl's and gives them the exit status.
+func usageErrorWithStatus(status int) cli.OnUsageErrorFunc {
+	return func(_ *cli.Context, err error, _ bool) error {
+		msg := err.Error()
+		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+			err = fmt.Errorf("unknown flag: %s", dashed(name))
+		} else if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+			err = fmt.Errorf("flag needs an argument: %s", dashed(name))
+		}
+		return withStatus(status, err)
+	}
+}
+
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// Argument count checks, with Docker's messages.
+
+func exactArgs(c *cli.Context, n int) error {
+	if c.NArg() != n {
+		return fmt.Errorf("%q requires exactly %d %s", c.Command.HelpName, n, arguments(n))
+	}
+	return nil
+}
+
+func minArgs(c *cli.Context, n int) error {
+	if c.NArg() < n {
+		return fmt.Errorf("%q requires at least %d %s", c.Command.HelpName, n, arguments(n))
+	}
+	return nil
+}
+
+func noArgs(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return fmt.Errorf("%q accepts no arguments", c.Command.HelpName)
+	}
+	return nil
+}
+
+func arguments(n int) string {
+	if n == 1 {
+		return "argument"
+	}
+	return "arguments"
+}
+
+// connect returns a client of the agent named by --host.
+func connect(c *cli.Context) (*client.Client, error) {
+	return client.New(c.String("host"))
+}
+
+// callContext bounds one API call.
+func callContext(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, callTimeout)
+}
+
+// forEachArg calls fn for each argument, each call with its own timeout,
+// and goes on past errors (returned as an errorList) unless the agent
+// cannot be reached at all.
+func forEachArg(c *cli.Context, fn func(ctx context.Context, arg string) error) error {
+	var errs errorList
+	for _, arg := range c.Args().Slice() {
+		ctx, cancel := callContext(c)
+		err := fn(ctx, arg)
+		cancel()
+		if errors.Is(err, client.ErrUnreachable) {
+			return err
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs.err()
+}
