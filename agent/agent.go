@@ -134,6 +134,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer a.dp.Close()
 
+	if a.cfg.IPForward {
+		// Equivalent to: sysctl -w net.ipv4.ip_forward=1 (in this namespace).
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
+			a.log.Warn("cannot enable IP forwarding", "err", err)
+		}
+	}
 	if err := a.ensurePredefined(); err != nil {
 		return err
 	}
