@@ -82,6 +82,9 @@ type Agent struct {
 	// applyMu makes computing the desired datapath and applying it one
 	// step, so that an older view is never applied after a newer one.
 	applyMu sync.Mutex
+	// storeUp is signalled once, when the store is first connected, so
+	// that gossip joins the registered nodes without waiting a tick.
+	storeUp chan struct{}
 	dpKick  chan struct{}
 
 	wg sync.WaitGroup
@@ -92,7 +95,7 @@ type Agent struct {
 func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, networks: map[string]*networkRecord{},
 		sandboxes: map[string]*sandboxRecord{}, remote: map[string][]gossip.Endpoint{},
-		dpKick: make(chan struct{}, 1)}
+		dpKick: make(chan struct{}, 1), storeUp: make(chan struct{}, 1)}
 	var err error
 	if a.vtep, a.mtu, err = resolveAdvertise(cfg); err != nil {
 		return nil, err

@@ -48,6 +48,7 @@ func (a *Agent) gossipLoop(ctx context.Context) {
 		a.rememberPeers()
 		select {
 		case <-t.C:
+		case <-a.storeUp: // new seeds may be listed now
 		case <-ctx.Done():
 			return
 		}

@@ -108,6 +108,7 @@ func (a *Agent) storeLoop(ctx context.Context) {
 	a.mu.Lock()
 	a.store, a.alloc = store, alloc
 	a.mu.Unlock()
+	a.storeUp <- struct{}{}
 
 	a.goRun(func() { a.registerLoop(ctx, store) })
 	a.goRun(func() { a.healthLoop(ctx, store) })

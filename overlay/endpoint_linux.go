@@ -99,6 +99,9 @@ func (d *Datapath) ensureEndpoint(idx *linkIndex, n *Network, ep *LocalEndpoint,
 		if host, peer, err = d.addVeth(sh, ns, hostName, alias, ep, mtu); err != nil {
 			return err
 		}
+		if err := setARPRetrans(ns, ep.IfName, SandboxARPRetrans); err != nil {
+			return errors.Join(err, d.delHalfMade(host, hostName))
+		}
 	}
 	errs := []error{d.attach(host, br, mtu)}
 	errs = append(errs, configureSandboxEnd(sh, peer, n, ep, mtu))
