@@ -8,7 +8,7 @@ export GOTOOLCHAIN := local
 GO ?= go
 GOTEST_TIMEOUT ?= 25m
 
-.PHONY: all build vet test bench demo consul tidy clean check-root
+.PHONY: all build vet test e2e bench demo kvdemo consul tidy clean check-root
 
 all: build
 
@@ -37,9 +37,23 @@ bench: check-root consul
 	$(GO) test -run XXX -bench . ./overlay/
 	$(GO) test -run XXX -bench Convergence ./gossip/
 	$(GO) test -run XXX -bench Lease ./agent/ipam/
+	$(GO) test -run XXX -bench Convergence -benchtime 100x ./e2e/
+	$(GO) test -run XXX -bench NetworkCreate -benchtime 50x ./e2e/
+	$(GO) test -run XXX -bench Sandboxes -benchtime 1000x -timeout 30m ./e2e/
 
+# Three namespace hosts, each running meshagent (the first serving the
+# embedded store), an overlay network, a sandbox per host, and real traffic
+# between them. Builds what it runs; cleans up after itself, also on Ctrl-C.
 demo:
+	$(GO) run ./cmd/testenv demo
+
+kvdemo:
 	$(GO) run ./cmd/testenv kvdemo
+
+# The end-to-end tests alone, on every store (MESHNET_TEST_STORES=etcd
+# narrows them).
+e2e: check-root consul
+	$(GO) test -count=1 -timeout $(GOTEST_TIMEOUT) ./e2e/ ./testenv/cluster/
 
 tidy:
 	$(GO) mod tidy

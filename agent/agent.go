@@ -151,6 +151,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer a.gossip.Close()
 	a.announceLocal()
+	a.syncSubscriptions() // networks known from the data dir
 
 	srv, err := a.listenAPI()
 	if err != nil {

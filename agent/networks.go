@@ -403,6 +403,7 @@ func (a *Agent) RemoveNetwork(ctx context.Context, ref string) error {
 	defer a.opMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	a.knowNetworks(ctx, ref)
 	return a.removeNetwork(ctx, ref)
 }
 

@@ -66,6 +66,9 @@ func (a *Agent) CreateSandbox(ctx context.Context, req api.SandboxCreate) (api.C
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 
+	for _, na := range req.Networks {
+		a.knowNetworks(ctx, na.Network)
+	}
 	s, attach, err := a.sandboxFromRequest(req)
 	if err != nil {
 		return api.CreateResponse{}, err
@@ -442,6 +445,7 @@ func (a *Agent) Connect(ctx context.Context, netRef string, req api.NetworkConne
 	defer a.opMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	a.knowNetworks(ctx, netRef)
 	a.mu.Lock()
 	n, err := a.findNetwork(netRef)
 	if err != nil {

@@ -97,7 +97,7 @@ func (a *Agent) routes() http.Handler {
 		if err != nil {
 			return 0, nil, err
 		}
-		nets, err := a.Networks(f)
+		nets, err := a.Networks(r.Context(), f)
 		if nets == nil {
 			nets = []api.Network{}
 		}
@@ -116,7 +116,7 @@ func (a *Agent) routes() http.Handler {
 		return 200, resp, err
 	})
 	handle("GET /networks/{id}", func(r *http.Request) (int, any, error) {
-		n, err := a.Network(r.PathValue("id"))
+		n, err := a.Network(r.Context(), r.PathValue("id"))
 		return 200, n, err
 	})
 	handle("DELETE /networks/{id}", func(r *http.Request) (int, any, error) {

@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -304,16 +305,56 @@ func (a *Agent) replaceGlobalNetworks(kvs []kvstore.KVPair) {
 		}
 	}
 	a.mu.Lock()
+	changed := false
 	for id, n := range a.networks {
-		if n.global() {
+		if n.global() && !reflect.DeepEqual(fresh[id], n) {
 			delete(a.networks, id)
+			changed = true
 		}
 	}
 	for id, n := range fresh {
-		a.networks[id] = n
+		if a.networks[id] == nil {
+			a.networks[id] = n
+			changed = true
+		}
 	}
 	a.mu.Unlock()
-	a.networksChanged()
+	if changed {
+		a.networksChanged()
+	}
+}
+
+// refreshNetworks re-reads networks/ when the store answers, so that a
+// network created on another host a moment ago is known here at once,
+// before the watch delivers it.
+func (a *Agent) refreshNetworks(ctx context.Context) {
+	store, ok := a.storeReady()
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	kvs, _, err := store.List(ctx, networksPrefix)
+	if err != nil {
+		a.noteStoreErr(err)
+		return
+	}
+	a.replaceGlobalNetworks(kvs)
+}
+
+// knowNetworks refreshes the mirror if one of refs is not in it.
+func (a *Agent) knowNetworks(ctx context.Context, refs ...string) {
+	a.mu.Lock()
+	missing := false
+	for _, r := range refs {
+		if _, err := a.findNetwork(r); err != nil {
+			missing = true
+		}
+	}
+	a.mu.Unlock()
+	if missing {
+		a.refreshNetworks(ctx)
+	}
 }
 
 // networksChanged follows a change of the network mirror: persist it,

@@ -131,7 +131,7 @@ func orNone(s []string) []string {
 // Networks lists the networks matching filters (Docker's names: name,
 // id, driver, label, scope, type=custom|builtin). A name or id filter
 // matches substrings/prefixes as in Docker.
-func (a *Agent) Networks(filters map[string][]string) ([]api.Network, error) {
+func (a *Agent) Networks(ctx context.Context, filters map[string][]string) ([]api.Network, error) {
 	for k := range filters {
 		switch k {
 		case "name", "id", "driver", "label", "scope", "type":
@@ -139,6 +139,7 @@ func (a *Agent) Networks(filters map[string][]string) ([]api.Network, error) {
 			return nil, badRequest("invalid filter %q: use name, id, driver, label, scope or type", k)
 		}
 	}
+	a.refreshNetworks(ctx)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []api.Network
@@ -177,7 +178,8 @@ func allLabels(labels map[string]string, want []string) bool {
 }
 
 // Network returns one network.
-func (a *Agent) Network(ref string) (api.Network, error) {
+func (a *Agent) Network(ctx context.Context, ref string) (api.Network, error) {
+	a.knowNetworks(ctx, ref)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n, err := a.findNetwork(ref)

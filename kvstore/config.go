@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -41,6 +42,11 @@ type Config struct {
 	Token                     string // Consul ACL token
 	Username, Password        string // etcd authentication
 	Timeout                   time.Duration
+
+	// Dial opens the connections to the store; nil means the default
+	// dialer — tests set it to dial from inside a network namespace. It is
+	// never parsed from a URL.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // String renders the config as a URL, without secrets.

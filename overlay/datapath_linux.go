@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Datapath programs the networks (overlay and local) of one host namespace.
@@ -19,6 +20,7 @@ type Datapath struct {
 	mu     sync.Mutex      // serialises Apply, ApplyNetwork, RemoveNetwork, Close
 	h      *netlink.Handle // guarded by mu; netlink socket in the host namespace
 	closed bool            // guarded by mu
+	ns     netns.NsHandle  // the host namespace (None: the caller's), for sysctls
 }
 
 // New returns a Datapath that programs the network namespace hostNS
@@ -29,7 +31,16 @@ func New(hostNS netns.NsHandle) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening netlink handle: %w", err)
 	}
-	return &Datapath{h: h}, nil
+	d := &Datapath{h: h, ns: netns.None()}
+	if hostNS.IsOpen() {
+		fd, err := unix.Dup(int(hostNS))
+		if err != nil {
+			h.Close()
+			return nil, fmt.Errorf("keeping the host namespace: %w", err)
+		}
+		d.ns = netns.NsHandle(fd)
+	}
+	return d, nil
 }
 
 // Close releases the netlink socket. It leaves the kernel state alone and is
@@ -40,6 +51,9 @@ func (d *Datapath) Close() error {
 	if !d.closed {
 		d.closed = true
 		d.h.Close()
+		if d.ns.IsOpen() {
+			d.ns.Close()
+		}
 	}
 	return nil
 }

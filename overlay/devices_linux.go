@@ -36,6 +36,12 @@ func (d *Datapath) ensureBridge(idx *linkIndex, n *Network, mtu int) (netlink.Li
 		if br, err = d.addLink(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
 			return nil, err
 		}
+		// Networks are isolated from each other: the host holds every
+		// network's gateway, so without this it would route between them.
+		// Equivalent to: sysctl -w net.ipv4.conf.BRIDGE.forwarding=0.
+		if err := writeSysctl(d.ns, "/proc/sys/net/ipv4/conf/"+name+"/forwarding", "0"); err != nil {
+			return nil, errors.Join(err, d.delHalfMade(br, name))
+		}
 	}
 	var errs []error
 	if mac != nil && !bytes.Equal(br.Attrs().HardwareAddr, mac) {

@@ -22,8 +22,18 @@ const SandboxARPRetrans = 50 * time.Millisecond
 // Equivalent to: `ip netns exec SANDBOX sysctl -w
 // net.ipv4.neigh.IFNAME.retrans_time_ms=50`.
 func setARPRetrans(ns netns.NsHandle, ifname string, d time.Duration) error {
-	path := "/proc/sys/net/ipv4/neigh/" + ifname + "/retrans_time_ms"
-	value := []byte(strconv.FormatInt(d.Milliseconds(), 10))
+	return writeSysctl(ns, "/proc/sys/net/ipv4/neigh/"+ifname+"/retrans_time_ms", strconv.FormatInt(d.Milliseconds(), 10))
+}
+
+// writeSysctl writes a /proc/sys/net file of namespace ns (None: the
+// caller's own).
+func writeSysctl(ns netns.NsHandle, path, value string) error {
+	if !ns.IsOpen() {
+		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+			return fmt.Errorf("setting %s: %w", path, err)
+		}
+		return nil
+	}
 	errc := make(chan error, 1)
 	go func() {
 		// /proc/sys/net is the namespace of the thread that opens it: a
@@ -40,14 +50,14 @@ func setARPRetrans(ns netns.NsHandle, ifname string, d time.Duration) error {
 			errc <- err
 			return
 		}
-		err = os.WriteFile(path, value, 0o644)
+		err = os.WriteFile(path, []byte(value), 0o644)
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		}
 		errc <- err
 	}()
 	if err := <-errc; err != nil {
-		return fmt.Errorf("setting the ARP retransmit time of %s: %w", ifname, err)
+		return fmt.Errorf("setting %s: %w", path, err)
 	}
 	return nil
 }

@@ -1,7 +1,10 @@
 // Package testenv builds the real parts meshnet's tests, demo and
 // benchmarks run against: cluster-store servers (an embedded etcd, an etcd
-// server process, a Consul server built from its Go module) on loopback,
-// and — in testenv/nshost — hosts made of network namespaces.
+// server process, a Consul server built from its Go module) on loopback or
+// inside a network namespace (ServerOptions), the meshagent and agentctl
+// binaries (AgentBinaries), hosts made of network namespaces
+// (testenv/nshost), and whole clusters of agents on them
+// (testenv/cluster).
 package testenv
 
 import (

@@ -43,6 +43,13 @@ func app() *cli.App {
 				},
 			},
 			{
+				Name:  "demo",
+				Usage: "three namespace hosts running meshagent, an overlay network, and sandboxes talking across hosts",
+				Action: func(c *cli.Context) error {
+					return overlayDemo(c.Context, os.Stdout)
+				},
+			},
+			{
 				Name:  "kvdemo",
 				Usage: "show three agents sharing an embedded etcd cluster store",
 				Action: func(c *cli.Context) error {

@@ -52,6 +52,9 @@ func New(cfg kvstore.Config) (*Store, error) {
 	// default (GOMAXPROCS+1) makes a busy agent open a connection per call
 	// and run into Consul's per-client connection limit (429).
 	ac.Transport.MaxIdleConnsPerHost = 64
+	if cfg.Dial != nil {
+		ac.Transport.DialContext = cfg.Dial
+	}
 	if cfg.CAFile != "" || cfg.CertFile != "" {
 		if _, err := cfg.TLSConfig(); err != nil { // check the files now, with a clear error
 			return nil, err

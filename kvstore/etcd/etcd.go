@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -61,6 +63,12 @@ func New(cfg kvstore.Config) (*Store, error) {
 		}
 	}
 	s := &Store{timeout: timeout, endpoint: "etcd at " + strings.Join(cfg.Endpoints, ",")}
+	var dialOpts []grpc.DialOption
+	if cfg.Dial != nil {
+		dialOpts = append(dialOpts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return cfg.Dial(ctx, "tcp", addr)
+		}))
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          timeout,
@@ -70,6 +78,7 @@ func New(cfg kvstore.Config) (*Store, error) {
 		Password:             cfg.Password,
 		TLS:                  tlsCfg,
 		Logger:               zap.NewNop(),
+		DialOptions:          dialOpts,
 	})
 	if err != nil {
 		return nil, s.mapErr(err)

@@ -15,4 +15,10 @@
 // needs no thread switching at all. Sockets made by [NS.Listen],
 // [NS.ListenPacket] and [NS.Dial] stay in the namespace they were made in and
 // may be used from any goroutine.
+//
+// [OpenNS] opens a namespace someone else made (a sandbox an agent
+// created) to run code in it without deleting it on Close, and [RemoveAll]
+// deletes whatever named namespaces a test's prefix still matches. Traffic
+// helpers — [NS.ServeEcho], [RoundTrip], [NS.Ping] (ICMP over a raw socket,
+// no ping binary) and [Throughput] — drive real packets between them.
 package nshost

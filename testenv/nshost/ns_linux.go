@@ -26,6 +26,8 @@ func Prefix(tag string) string {
 type NS struct {
 	Name   string
 	handle netns.NsHandle
+	// borrowed is set for a namespace opened with OpenNS: Close leaves it.
+	borrowed bool
 }
 
 // NewNS creates the named namespace /run/netns/NAME with its loopback up.
@@ -71,13 +73,17 @@ func (n *NS) Netlink() (*netlink.Handle, error) {
 }
 
 // Close deletes the namespace, and with it every device inside.
-// Equivalent to: `ip netns del NAME`. It is idempotent.
+// Equivalent to: `ip netns del NAME`. It is idempotent. A namespace opened
+// with OpenNS is only released, not deleted.
 func (n *NS) Close() error {
 	if n.handle == -1 {
 		return nil
 	}
 	n.handle.Close()
 	n.handle = -1
+	if n.borrowed {
+		return nil
+	}
 	if err := netns.DeleteNamed(n.Name); err != nil {
 		return fmt.Errorf("deleting namespace %s: %w", n.Name, err)
 	}

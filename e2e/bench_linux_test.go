@@ -1,0 +1,194 @@
+package e2e
+
+// Benchmarks of the whole system (make bench; figures in the README):
+//
+//   - BenchmarkConvergence: from `sandbox create` returning on n2 until a
+//     sandbox on n1 opens a TCP connection to the new one; p50/p99 over
+//     b.N sandboxes (make bench runs 100), three hosts.
+//   - BenchmarkNetworkCreate: latency of an overlay `network create`, per
+//     store.
+//   - BenchmarkSandboxes: b.N sandboxes on one host (make bench: 1,000);
+//     time per sandbox and the agent's resident memory afterwards
+//     (MESHNET_BENCH_STORE picks the store; default an etcd process).
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshnet/meshnet/agent/api"
+	"github.com/meshnet/meshnet/testenv"
+	"github.com/meshnet/meshnet/testenv/cluster"
+	"github.com/meshnet/meshnet/testenv/nshost"
+)
+
+func newBenchCluster(b *testing.B, store string, hosts int) *cluster.Cluster {
+	b.Helper()
+	return cluster.NewT(b, cluster.Options{Hosts: hosts, Store: store, Tag: "bch"})
+}
+
+func benchStores() []string {
+	names := os.Getenv("MESHNET_TEST_STORES")
+	if names == "" {
+		names = testenv.AllStores
+	}
+	return strings.Split(names, ",")
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func createNetwork(ctx context.Context, b *testing.B, h *cluster.Host, name, subnet string) {
+	b.Helper()
+	req := api.NetworkCreate{Name: name, Driver: api.DriverOverlay}
+	if subnet != "" {
+		req.IPAM = &api.IPAM{Config: []api.IPAMConfig{{Subnet: subnet}}}
+	}
+	if _, err := h.Client().NetworkCreate(ctx, req); err != nil {
+		b.Fatalf("network create %s: %v", name, err)
+	}
+}
+
+func createSandboxAPI(ctx context.Context, h *cluster.Host, net, name string) (netip.Addr, error) {
+	cl := h.Client()
+	if _, err := cl.SandboxCreate(ctx, api.SandboxCreate{Name: name, Networks: []api.NetworkAttachment{{Network: net}}}); err != nil {
+		return netip.Addr{}, err
+	}
+	s, err := cl.SandboxInspect(ctx, name)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return netip.ParseAddr(s.Networks[net].IPAddress)
+}
+
+func BenchmarkConvergence(b *testing.B) {
+	ctx := context.Background()
+	c := newBenchCluster(b, cluster.StoreEmbedded, 3)
+	n1, n2 := c.Host(0), c.Host(1)
+	createNetwork(ctx, b, n1, "multi", "10.210.0.0/20")
+	c1 := c.Name("c1")
+	if _, err := createSandboxAPI(ctx, n1, "multi", c1); err != nil {
+		b.Fatal(err)
+	}
+	from, err := nshost.OpenNS(c1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer from.Close()
+
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		name := c.Name("s" + strconv.Itoa(i))
+		ip, err := createSandboxAPI(ctx, n2, "multi", name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		created := time.Now()
+		to, err := nshost.OpenNS(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ln, err := to.Listen("tcp", ":7007")
+		if err != nil {
+			b.Fatal(err)
+		}
+		addr := net.JoinHostPort(ip.String(), "7007")
+		for {
+			dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			conn, err := from.Dial(dctx, "tcp", addr)
+			cancel()
+			if err == nil {
+				conn.Close()
+				break
+			}
+			if time.Since(created) > guard {
+				b.Fatalf("no connection to %s after %s: %v", addr, guard, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		lat = append(lat, time.Since(created))
+		if os.Getenv("MESHNET_BENCH_VERBOSE") != "" {
+			b.Logf("%s %s: %s", name, ip, lat[len(lat)-1])
+		}
+		ln.Close()
+		to.Close()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+func BenchmarkNetworkCreate(b *testing.B) {
+	for _, store := range benchStores() {
+		b.Run(store, func(b *testing.B) {
+			ctx := context.Background()
+			c := newBenchCluster(b, store, 1)
+			h := c.Host(0)
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				start := time.Now()
+				createNetwork(ctx, b, h, fmt.Sprintf("net%d", i), "")
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+func BenchmarkSandboxes(b *testing.B) {
+	ctx := context.Background()
+	// The agent's memory is measured on an external store by default: an
+	// embedded store would count the etcd server's memory as the agent's.
+	store := os.Getenv("MESHNET_BENCH_STORE")
+	if store == "" {
+		store = cluster.StoreEtcd
+	}
+	c := newBenchCluster(b, store, 1)
+	h := c.Host(0)
+	createNetwork(ctx, b, h, "big", "10.220.0.0/16")
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if _, err := h.Client().SandboxCreate(ctx, api.SandboxCreate{Name: c.Name("s" + strconv.Itoa(i)),
+			Networks: []api.NetworkAttachment{{Network: "big"}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(time.Since(start).Seconds(), "total-s")
+	rss, err := residentMB(h.PID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(rss, "agent-RSS-MB")
+}
+
+// residentMB reads VmRSS of a process.
+func residentMB(pid int) (float64, error) {
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
