@@ -8,7 +8,7 @@ export GOTOOLCHAIN := local
 GO ?= go
 GOTEST_TIMEOUT ?= 25m
 
-.PHONY: all build vet test e2e bench demo kvdemo consul tidy clean check-root
+.PHONY: all build deps vet test e2e bench demo kvdemo consul tidy clean check-root
 
 all: build
 
@@ -29,7 +29,12 @@ check-root:
 
 # Packages run one at a time (-p 1): on a 2-core machine, the gossip tests'
 # 100 in-process nodes and the store servers otherwise starve each other.
-test: check-root vet consul
+# Debian packages the tests use: iproute2's ip, to check our namespaces
+# the way a user would.
+deps: check-root
+	@command -v ip >/dev/null || (apt-get update -q && apt-get install -y -q iproute2)
+
+test: check-root deps vet consul
 	$(GO) test -count=1 -p 1 -timeout $(GOTEST_TIMEOUT) ./...
 
 bench: check-root consul

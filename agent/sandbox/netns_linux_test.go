@@ -20,12 +20,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ipCmd runs iproute2's ip, skipping the test if it is not installed.
+// ipCmd runs iproute2's ip (make test installs it when missing).
 func ipCmd(t *testing.T, args ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("ip")
 	if err != nil {
-		t.Skip("ip (iproute2) not installed")
+		t.Fatal("ip (iproute2) is not installed: run make deps")
 	}
 	out, err := exec.Command(bin, args...).CombinedOutput()
 	if err != nil {
