@@ -16,11 +16,12 @@ var (
 	serial atomic.Int64
 )
 
-// needRoot skips tests that change the host's /run/netns and /etc/netns.
+// needRoot fails tests that change the host's /run/netns and /etc/netns
+// when not run as root (make test runs them as root).
 func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+		t.Fatal("needs root: run the tests as root (make test)")
 	}
 }
 

@@ -30,7 +30,7 @@ func FuzzCommandLine(f *testing.F) {
 	host := "unix://" + filepath.Join(f.TempDir(), "agent.sock")
 	f.Fuzz(func(t *testing.T, line string) {
 		if strings.Contains(line, "-H") || strings.Contains(line, "host") || strings.Contains(line, "generate-bash-completion") {
-			t.Skip("only the bogus host")
+			return // only the bogus host may be contacted
 		}
 		args := append([]string{"-H", host}, strings.Split(line, " ")...)
 		_, stderr, status := agentctl(t, "", args...)
