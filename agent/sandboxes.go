@@ -117,11 +117,10 @@ func (a *Agent) CreateSandbox(ctx context.Context, req api.SandboxCreate) (api.C
 
 // attachment is one network a sandbox joins, resolved.
 type attachment struct {
-	net       *networkRecord
-	ip, ip6   netip.Addr
-	aliases   []string
-	links     []string
-	requested string
+	net     *networkRecord
+	ip, ip6 netip.Addr
+	aliases []string
+	links   []string
 }
 
 func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []attachment, error) {
@@ -134,7 +133,7 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 		s.Hostname = req.Name
 	}
 	if err := sandbox.ValidName(s.Hostname); err != nil || len(s.Hostname) > 63 {
-		return nil, nil, badRequest("invalid hostname %q: use letters, digits, '-' and '.', at most 63 characters", s.Hostname)
+		return nil, nil, badRequest("invalid hostname %q: use letters, digits, '_', '-' and '.', at most 63 characters", s.Hostname)
 	}
 	for _, d := range req.DNS {
 		if _, err := netip.ParseAddr(d); err != nil {
@@ -161,7 +160,7 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 		nets = []api.NetworkAttachment{{Network: def}}
 	}
 	var out []attachment
-	for i, na := range nets {
+	for _, na := range nets {
 		switch {
 		case strings.HasPrefix(na.Network, "container:"):
 			return nil, nil, badRequest("--net container:NAME is not supported yet: give the sandbox its own networks")
@@ -188,7 +187,6 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 		if slices.ContainsFunc(out, func(o attachment) bool { return o.net.ID == n.ID }) {
 			return nil, nil, badRequest("network %s is given twice", n.Name)
 		}
-		_ = i
 		out = append(out, at)
 	}
 	return s, out, nil
@@ -196,7 +194,7 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 
 // checkAttachment validates one network of a sandbox.
 func checkAttachment(n *networkRecord, na api.NetworkAttachment) (attachment, error) {
-	at := attachment{net: n, aliases: na.Aliases, links: na.Links, requested: na.Network}
+	at := attachment{net: n, aliases: na.Aliases, links: na.Links}
 	switch {
 	case n.ConfigOnly:
 		return at, badRequest("network %s is a config-only network: sandboxes cannot join it", n.Name)

@@ -59,7 +59,7 @@ type nodeInfo struct {
 	Version    string `json:"version"`
 }
 
-// errStoreDown is returned by global operations while the store is not
+// storeDownError is returned by global operations while the store is not
 // usable; the API answers 503.
 type storeDownError struct{ cause error }
 

@@ -221,10 +221,10 @@ func (a *Agent) Nodes(ctx context.Context) []api.Node {
 	}
 	if store, ok := a.storeReady(); ok {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		reg, _, err := registeredNodes(ctx, store)
+		reg, _, _ := registeredNodes(ctx, store) // nil on error: gossip's view only
 		cancel()
 		for name, ni := range reg {
-			if err == nil && nodes[name] == nil {
+			if nodes[name] == nil {
 				nodes[name] = &api.Node{Name: name, Address: ni.Address, GossipPort: ni.GossipPort,
 					Version: ni.Version, State: "registered", Self: name == a.cfg.NodeName}
 			}

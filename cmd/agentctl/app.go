@@ -183,3 +183,54 @@ func forEachArg(c *cli.Context, fn func(ctx context.Context, arg string) error) 
 	}
 	return errs.err()
 }
+
+// inspectEach fetches every argument and prints what it found (like
+// docker inspect: the objects found, then one line per one not found). It
+// stops at once if the agent cannot be reached.
+func inspectEach[T any](c *cli.Context, cols columns[T], fetch func(context.Context, *client.Client, string) (T, error)) error {
+	if err := minArgs(c, 1); err != nil {
+		return err
+	}
+	format, err := formatOf(c)
+	if err != nil {
+		return err
+	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	var items []T
+	err = forEachArg(c, func(ctx context.Context, name string) error {
+		item, err := fetch(ctx, cl, name)
+		if err == nil {
+			items = append(items, item)
+		}
+		return err
+	})
+	if errors.Is(err, client.ErrUnreachable) {
+		return err
+	}
+	if perr := printInspect(c.App.Writer, format, items, cols); perr != nil {
+		return perr
+	}
+	return err
+}
+
+// removeEach removes every argument, printing the name of each one
+// removed and going on past failures.
+func removeEach(c *cli.Context, remove func(context.Context, *client.Client, string) error) error {
+	if err := minArgs(c, 1); err != nil {
+		return err
+	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	return forEachArg(c, func(ctx context.Context, name string) error {
+		if err := remove(ctx, cl, name); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.App.Writer, name)
+		return nil
+	})
+}

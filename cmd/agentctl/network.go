@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -125,48 +124,14 @@ func networkList(c *cli.Context) error {
 }
 
 func networkInspect(c *cli.Context) error {
-	if err := minArgs(c, 1); err != nil {
-		return err
-	}
-	format, err := formatOf(c)
-	if err != nil {
-		return err
-	}
-	cl, err := connect(c)
-	if err != nil {
-		return err
-	}
-	var networks []api.Network
-	err = forEachArg(c, func(ctx context.Context, name string) error {
-		n, err := cl.NetworkInspect(ctx, name)
-		if err == nil {
-			networks = append(networks, n)
-		}
-		return err
+	return inspectEach(c, networkColumns(false), func(ctx context.Context, cl *client.Client, name string) (api.Network, error) {
+		return cl.NetworkInspect(ctx, name)
 	})
-	if errors.Is(err, client.ErrUnreachable) {
-		return err
-	}
-	if perr := printInspect(c.App.Writer, format, networks, networkColumns(false)); perr != nil {
-		return perr
-	}
-	return err
 }
 
 func networkRemove(c *cli.Context) error {
-	if err := minArgs(c, 1); err != nil {
-		return err
-	}
-	cl, err := connect(c)
-	if err != nil {
-		return err
-	}
-	return forEachArg(c, func(ctx context.Context, name string) error {
-		if err := cl.NetworkRemove(ctx, name); err != nil {
-			return err
-		}
-		fmt.Fprintln(c.App.Writer, name)
-		return nil
+	return removeEach(c, func(ctx context.Context, cl *client.Client, name string) error {
+		return cl.NetworkRemove(ctx, name)
 	})
 }
 

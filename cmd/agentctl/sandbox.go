@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -151,47 +150,13 @@ func sandboxList(c *cli.Context) error {
 }
 
 func sandboxInspect(c *cli.Context) error {
-	if err := minArgs(c, 1); err != nil {
-		return err
-	}
-	format, err := formatOf(c)
-	if err != nil {
-		return err
-	}
-	cl, err := connect(c)
-	if err != nil {
-		return err
-	}
-	var sandboxes []api.Sandbox
-	err = forEachArg(c, func(ctx context.Context, name string) error {
-		s, err := cl.SandboxInspect(ctx, name)
-		if err == nil {
-			sandboxes = append(sandboxes, s)
-		}
-		return err
+	return inspectEach(c, sandboxColumns(false), func(ctx context.Context, cl *client.Client, name string) (api.Sandbox, error) {
+		return cl.SandboxInspect(ctx, name)
 	})
-	if errors.Is(err, client.ErrUnreachable) {
-		return err
-	}
-	if perr := printInspect(c.App.Writer, format, sandboxes, sandboxColumns(false)); perr != nil {
-		return perr
-	}
-	return err
 }
 
 func sandboxRemove(c *cli.Context) error {
-	if err := minArgs(c, 1); err != nil {
-		return err
-	}
-	cl, err := connect(c)
-	if err != nil {
-		return err
-	}
-	return forEachArg(c, func(ctx context.Context, name string) error {
-		if err := cl.SandboxRemove(ctx, name, c.Bool("force")); err != nil {
-			return err
-		}
-		fmt.Fprintln(c.App.Writer, name)
-		return nil
+	return removeEach(c, func(ctx context.Context, cl *client.Client, name string) error {
+		return cl.SandboxRemove(ctx, name, c.Bool("force"))
 	})
 }
