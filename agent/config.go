@@ -138,23 +138,106 @@ func LoadFile(c *cli.Context) error {
 		}
 		return fmt.Errorf("configuration file %s is not valid YAML: %s", path, oneLine(err.Error()))
 	}
-	known := map[string]bool{}
-	for _, f := range Flags() {
-		known[f.Names()[0]] = true
-	}
-	for k := range keys {
-		if !known[k] || k == "config" {
-			return fmt.Errorf("configuration file %s: unknown key %q", path, k)
-		}
-	}
-	src, err := altsrc.NewYamlSourceFromFile(path)
+	values, err := fileValues(keys)
 	if err != nil {
-		return fmt.Errorf("reading configuration file %s: %s", path, oneLine(err.Error()))
+		return fmt.Errorf("configuration file %s: %w", path, err)
 	}
+	src := altsrc.NewMapInputSource(path, values)
 	if err := altsrc.ApplyInputSourceValues(c, src, c.Command.Flags); err != nil {
-		return fmt.Errorf("configuration file %s: %s", path, oneLine(err.Error()))
+		// fileValues has checked every type; this is a safety net that
+		// still keeps the library's wording away from the user.
+		return fmt.Errorf("configuration file %s has a value of the wrong type", path)
 	}
 	return nil
+}
+
+// fileValues checks the file's keys against the flags and converts each
+// value into the form the flag's input source reads: a list-valued key
+// takes one value or a list, a string key any scalar, a boolean key true
+// or false, a number key a whole number. Every mistake is one sentence
+// naming the key.
+func fileValues(keys map[string]any) (map[any]any, error) {
+	kinds := map[string]string{}
+	for _, f := range Flags() {
+		switch f.(type) {
+		case *altsrc.StringSliceFlag:
+			kinds[f.Names()[0]] = "list"
+		case *altsrc.BoolFlag:
+			kinds[f.Names()[0]] = "bool"
+		case *altsrc.IntFlag:
+			kinds[f.Names()[0]] = "int"
+		case *altsrc.StringFlag:
+			kinds[f.Names()[0]] = "string"
+		}
+	}
+	out := make(map[any]any, len(keys))
+	for k, v := range keys {
+		kind, ok := kinds[k]
+		if !ok {
+			return nil, fmt.Errorf("unknown key %q", k)
+		}
+		if v == nil {
+			continue // "key:" with no value leaves the default
+		}
+		switch kind {
+		case "list":
+			items, isList := v.([]any)
+			if !isList {
+				items = []any{v}
+			}
+			list := make([]any, 0, len(items))
+			for _, it := range items {
+				s, ok := scalarString(it)
+				if !ok {
+					return nil, fmt.Errorf("key %q takes a value or a list of values, not %s", k, describeYAML(it))
+				}
+				list = append(list, s)
+			}
+			out[k] = list
+		case "string":
+			s, ok := scalarString(v)
+			if !ok {
+				return nil, fmt.Errorf("key %q takes one value, not %s", k, describeYAML(v))
+			}
+			out[k] = s
+		case "bool":
+			b, ok := v.(bool)
+			if !ok {
+				return nil, fmt.Errorf("key %q takes true or false, not %s", k, describeYAML(v))
+			}
+			out[k] = b
+		case "int":
+			n, ok := v.(int)
+			if !ok {
+				return nil, fmt.Errorf("key %q takes a whole number, not %s", k, describeYAML(v))
+			}
+			out[k] = n
+		}
+	}
+	return out, nil
+}
+
+// scalarString renders a YAML scalar as the string a flag would take.
+func scalarString(v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case int, int64, uint64, float64, bool:
+		return fmt.Sprint(v), true
+	}
+	return "", false
+}
+
+func describeYAML(v any) string {
+	switch v := v.(type) {
+	case []any:
+		return "a list"
+	case map[string]any, map[any]any:
+		return "a mapping"
+	case string:
+		return fmt.Sprintf("%q", v)
+	}
+	return fmt.Sprint(v)
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -199,6 +282,14 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 	cfg.Store = store
 	if err := cfg.parseAdvertise(c.String("cluster-advertise")); err != nil {
 		errs = append(errs, err)
+	}
+	// Until meshnet manages packet filters, these can only be at their
+	// defaults; accepting another value would silently do nothing.
+	if !cfg.ICC {
+		bad("icc", "false is not supported yet: meshnet has no packet filter to block traffic between sandboxes of one network")
+	}
+	if !cfg.IPTables {
+		bad("iptables", "false is not supported yet: meshnet does not manage packet-filter or NAT rules yet")
 	}
 	if cfg.DataDir == "" {
 		bad("data-dir", "it is empty")

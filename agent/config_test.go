@@ -60,7 +60,7 @@ node-name: from-file
 cluster-store: consul://10.0.0.5:8500
 cluster-advertise: eth0:7000
 vxlan-port: 4800
-icc: false
+ip-forward: false
 dns: [192.0.2.53]
 bridge: br-file
 default-address-pools:
@@ -73,7 +73,7 @@ default-address-pools:
 		t.Fatal(err)
 	}
 	if cfg.NodeName != "from-env" || cfg.Bridge != "br-flag" || cfg.StoreURL != "consul://10.0.0.5:8500" ||
-		cfg.AdvertiseIface != "eth0" || cfg.GossipPort != 7000 || cfg.VXLANPort != 4800 || cfg.ICC ||
+		cfg.AdvertiseIface != "eth0" || cfg.GossipPort != 7000 || cfg.VXLANPort != 4800 || cfg.IPForward ||
 		len(cfg.DNS) != 1 || cfg.DNS[0] != netip.MustParseAddr("192.0.2.53") ||
 		len(cfg.GlobalPools) != 1 || cfg.GlobalPools[0].Size != 24 || len(cfg.LocalPools) != 2 {
 		t.Fatalf("precedence: %+v", cfg)
@@ -171,5 +171,62 @@ func TestConfigAddressPoolFieldOrder(t *testing.T) {
 	}
 	if _, err := load(t, "--config", writeFile(t, "- a\n- b\n")); err == nil || !strings.Contains(err.Error(), "key: value") {
 		t.Errorf("a YAML list as config: %v", err)
+	}
+}
+
+// TestConfigFileValueShapes: every list-valued key takes one value or a
+// list, and a value of the wrong shape is one sentence naming the key,
+// never the configuration library's own wording.
+func TestConfigFileValueShapes(t *testing.T) {
+	cfg, err := load(t, "--config", writeFile(t, `
+host: unix:///run/meshnet/other.sock
+dns: 192.0.2.53
+dns-search: [a.example, b.example]
+cluster-store-opt: timeout=7s
+mtu: 1400
+icc: true
+node-name: 42
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Hosts) != 1 || cfg.Hosts[0] != "unix:///run/meshnet/other.sock" {
+		t.Errorf("scalar host: %v", cfg.Hosts)
+	}
+	if len(cfg.DNS) != 1 || cfg.DNS[0].String() != "192.0.2.53" || len(cfg.DNSSearch) != 2 {
+		t.Errorf("dns %v, dns-search %v", cfg.DNS, cfg.DNSSearch)
+	}
+	if cfg.Store.Timeout.String() != "7s" || cfg.MTU != 1400 || cfg.NodeName != "42" {
+		t.Errorf("timeout %s, mtu %d, node-name %q", cfg.Store.Timeout, cfg.MTU, cfg.NodeName)
+	}
+	for body, want := range map[string]string{
+		"mtu: big":                `key "mtu" takes a whole number, not "big"`,
+		"icc: maybe":              `key "icc" takes true or false, not "maybe"`,
+		"node-name: [a, b]":       `key "node-name" takes one value, not a list`,
+		"host: {unix: x}":         `key "host" takes a value or a list of values, not a mapping`,
+		"dns: [[192.0.2.1]]":      `key "dns" takes a value or a list of values, not a list`,
+		"data-dir: {a: b}":        `key "data-dir" takes one value, not a mapping`,
+		"config: /etc/other.yaml": `unknown key "config"`,
+		"vxlan-port: 4789.5":      `key "vxlan-port" takes a whole number, not 4789.5`,
+	} {
+		_, err := load(t, "--config", writeFile(t, body))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") ||
+			strings.Contains(err.Error(), "Mismatched") || strings.Contains(err.Error(), "interface") {
+			t.Errorf("%q: got %v, want one line with %q", body, err, want)
+		}
+	}
+}
+
+// TestConfigNotYetSupported: keys whose non-default value meshnet cannot
+// honour yet are refused rather than silently ignored.
+func TestConfigNotYetSupported(t *testing.T) {
+	for _, args := range [][]string{{"--icc=false"}, {"--iptables=false"}} {
+		_, err := load(t, append([]string{"--config", writeFile(t, "{}")}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), "not supported yet") {
+			t.Errorf("%v: got %v, want a refusal", args, err)
+		}
+	}
+	if _, err := load(t, "--config", writeFile(t, "icc: false\n")); err == nil {
+		t.Error("icc: false in the file accepted")
 	}
 }
