@@ -8,6 +8,14 @@ package ipam
 // in its own view and tries a random one of the next few free addresses,
 // so a crowd of concurrent leases spreads out instead of all fighting over
 // the same lowest address; it re-lists only when its view has gone stale.
+//
+// A fenced lease (AddressRequest.Fence) writes the same key, but in a
+// transaction with a check of the fence key, so it commits only while the
+// network's record is at the version the caller read. Removing a network
+// moves its record first, then lists and deletes the leases: every lease
+// either committed before the move (and is listed) or fails. Returning an
+// address already held (the idempotent case) checks the fence and the
+// held lease together in one read-only transaction, for the same reason.
 
 import (
 	"context"
@@ -38,6 +46,19 @@ type AddressRequest struct {
 	// instead of its IPv4 ones.
 	IPv6  bool
 	Owner Owner
+	// Fence, if not nil, makes the lease conditional on the network's
+	// record; see Fence.
+	Fence *Fence
+}
+
+// Fence is a key (the network's record, networks/<id>) that must still be
+// at Version when an address lease commits: the create of
+// ips/<network-id>/<ip> and a check of the fence go in one transaction. If
+// the fence has moved or is gone, the lease fails with ErrFenceMoved at
+// once, without retrying, and nothing is leased.
+type Fence struct {
+	Key     string
+	Version uint64
 }
 
 // AddressLease is one leased address.
@@ -64,12 +85,20 @@ const relistAfter = 8
 // again for the endpoint that already holds the address (or, for an
 // automatic lease, any address of that family) returns that address, so a
 // retry after an unclear store failure is safe.
+//
+// With req.Fence, the lease commits only while the fence key is at the
+// given version; if it is not, LeaseAddress returns an error wrapping
+// ErrFenceMoved at once and leases nothing. Lost races on the address
+// itself are retried as without a fence.
 func (a *Allocator) LeaseAddress(ctx context.Context, networkID string, subnets []SubnetConfig, req AddressRequest) (netip.Prefix, error) {
 	if err := checkID("network", networkID); err != nil {
 		return netip.Prefix{}, err
 	}
 	if req.Owner.EndpointID == "" || req.Owner.Node == "" {
 		return netip.Prefix{}, failf(ErrInvalid, "an address lease needs an endpoint id and a node")
+	}
+	if f := req.Fence; f != nil && (f.Key == "" || f.Version == 0) {
+		return netip.Prefix{}, failf(ErrInvalid, "the fence of an address lease needs a key and a version")
 	}
 	value, err := json.Marshal(req.Owner)
 	if err != nil {
@@ -101,8 +130,14 @@ func (a *Allocator) LeaseAddress(ctx context.Context, networkID string, subnets 
 			taken, stale = make(map[netip.Addr]bool, len(leases)), 0
 			for _, l := range leases {
 				if l.Owner.EndpointID == req.Owner.EndpointID && l.Addr.Is4() == v4 {
-					pending = l.Addr // already ours
-					return true, nil
+					// Already ours. If it changed since the listing,
+					// look again.
+					pending = l.Addr
+					held, err := a.confirmHeld(ctx, networkID, IPKey(networkID, l.Addr), l.Version, req.Fence)
+					if !held {
+						taken = nil
+					}
+					return held, err
 				}
 				taken[l.Addr] = true
 			}
@@ -116,15 +151,17 @@ func (a *Allocator) LeaseAddress(ctx context.Context, networkID string, subnets 
 			return false, failf(ErrPoolExhausted, "no free address left in network %s (%s)", networkID, rangesOf(family))
 		}
 		addr := free[rand.IntN(len(free))]
-		_, err := a.store.Create(ctx, IPKey(networkID, addr), value)
+		err := a.createLease(ctx, networkID, IPKey(networkID, addr), value, req.Fence)
 		switch {
 		case err == nil:
 			pending = addr
 			return true, nil
-		case errors.Is(err, kvstore.ErrKeyExists):
+		case errors.Is(err, errAddressTaken):
 			taken[addr] = true // by a racer
 			stale++
 			return false, nil
+		case errors.Is(err, ErrFenceMoved):
+			return false, err
 		}
 		return false, fmt.Errorf("leasing address %s: %w", addr, err)
 	})
@@ -154,11 +191,13 @@ func (a *Allocator) leaseRequested(ctx context.Context, networkID string, subnet
 	}
 	key := IPKey(networkID, addr)
 	err := a.retry(ctx, "leasing address "+addr.String(), func(int) (bool, error) {
-		_, err := a.store.Create(ctx, key, value)
-		if err == nil {
+		err := a.createLease(ctx, networkID, key, value, req.Fence)
+		switch {
+		case err == nil:
 			return true, nil
-		}
-		if !errors.Is(err, kvstore.ErrKeyExists) {
+		case errors.Is(err, ErrFenceMoved):
+			return false, err
+		case !errors.Is(err, errAddressTaken):
 			return false, fmt.Errorf("leasing address %s: %w", addr, err)
 		}
 		kv, err := a.store.Get(ctx, key)
@@ -170,7 +209,7 @@ func (a *Allocator) leaseRequested(ctx context.Context, networkID string, subnet
 		}
 		var o Owner
 		if json.Unmarshal(kv.Value, &o) == nil && o.EndpointID == req.Owner.EndpointID {
-			return true, nil
+			return a.confirmHeld(ctx, networkID, key, kv.Version, req.Fence)
 		}
 		return false, failf(ErrAddressInUse, "address %s is already in use by endpoint %s on node %s in network %s",
 			addr, o.EndpointID, o.Node, networkID)
@@ -179,6 +218,62 @@ func (a *Allocator) leaseRequested(ctx context.Context, networkID string, subnet
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(addr, c.Subnet.Bits()), nil
+}
+
+// errAddressTaken: the address's key exists, or was created and deleted
+// again while the create was in flight; either way another writer won.
+var errAddressTaken = errors.New("address lease taken by another writer")
+
+// createLease creates key (an address lease) with value; with a fence, in
+// one transaction with a check of the fence. A lost race on key yields
+// errAddressTaken, a fence that does not hold an ErrFenceMoved error.
+func (a *Allocator) createLease(ctx context.Context, networkID, key string, value []byte, fence *Fence) error {
+	var err error
+	if fence == nil {
+		_, err = a.store.Create(ctx, key, value)
+	} else {
+		// The lease comes first: should a backend fail to tell which
+		// condition broke, it names the first op, and a retry is safe.
+		err = a.store.Txn(ctx, kvstore.Op{Kind: kvstore.OpCreate, Key: key, Value: value},
+			kvstore.Op{Kind: kvstore.OpCheck, Key: fence.Key, Version: fence.Version})
+	}
+	switch k := conflictKey(err); {
+	case err == nil:
+		return nil
+	case fence != nil && k == fence.Key:
+		return fenceMoved(networkID, err)
+	case k == key, errors.Is(err, kvstore.ErrKeyExists), errors.Is(err, kvstore.ErrKeyModified):
+		return errAddressTaken
+	}
+	return err
+}
+
+// confirmHeld reports whether the lease at key is still at version and,
+// with a fence, the fence still holds, both checked in one read-only
+// transaction. false means the lease changed: look again.
+func (a *Allocator) confirmHeld(ctx context.Context, networkID, key string, version uint64, fence *Fence) (bool, error) {
+	if fence == nil {
+		return true, nil
+	}
+	err := a.store.Txn(ctx, kvstore.Op{Kind: kvstore.OpCheck, Key: key, Version: version},
+		kvstore.Op{Kind: kvstore.OpCheck, Key: fence.Key, Version: fence.Version})
+	switch k := conflictKey(err); {
+	case err == nil:
+		return true, nil
+	case k == fence.Key:
+		return false, fenceMoved(networkID, err)
+	case k == key:
+		return false, nil
+	}
+	return false, fmt.Errorf("checking lease %s: %w", key, err)
+}
+
+// fenceMoved is the error of a lease whose fence failed with err.
+func fenceMoved(networkID string, err error) error {
+	if errors.Is(err, kvstore.ErrKeyNotFound) {
+		return failf(ErrFenceMoved, "network %s was removed while an address was being leased", networkID)
+	}
+	return failf(ErrFenceMoved, "network %s changed while an address was being leased", networkID)
 }
 
 // freeAddrs walks the ranges of subnets from the bottom and returns the
@@ -306,47 +401,6 @@ func (a *Allocator) ReleaseNetworkAddresses(ctx context.Context, networkID strin
 		}
 		return false, errors.Join(errs...)
 	})
-}
-
-// Reclaim deletes the address leases, in every network, held by nodes not
-// in live (the nodes registered under nodes/), and returns what it
-// deleted. asOf is the store version at which live was read (List's
-// version); leases written after it are left alone, since their node may
-// have registered after the listing. 0 means no such bound. Each lease is
-// deleted by compare-and-delete at the version read, so one re-leased
-// meanwhile survives. live must not be empty: the caller's own node is
-// always alive, and an empty set more likely means a failed read.
-func (a *Allocator) Reclaim(ctx context.Context, live []string, asOf uint64) ([]AddressLease, error) {
-	if len(live) == 0 {
-		return nil, failf(ErrInvalid, "refusing to reclaim with no live nodes: at least the caller's node is alive")
-	}
-	kvs, _, err := a.store.List(ctx, ipPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing address leases: %w", err)
-	}
-	alive := make(map[string]bool, len(live))
-	for _, n := range live {
-		alive[n] = true
-	}
-	var (
-		reclaimed []AddressLease
-		errs      []error
-	)
-	for _, kv := range kvs {
-		l, ok := parseAddressLease(kv)
-		if !ok || l.Owner.Node == "" || alive[l.Owner.Node] || (asOf != 0 && l.Version > asOf) {
-			continue
-		}
-		err := a.store.CompareAndDelete(ctx, kv.Key, kv.Version)
-		switch {
-		case err == nil:
-			reclaimed = append(reclaimed, l)
-		case errors.Is(err, kvstore.ErrKeyNotFound), errors.Is(err, kvstore.ErrKeyModified):
-		default:
-			errs = append(errs, fmt.Errorf("reclaiming %s: %w", kv.Key, err))
-		}
-	}
-	return reclaimed, errors.Join(errs...)
 }
 
 // normalizeAll normalizes a network's subnets, so that a caller passing

@@ -1,6 +1,16 @@
-// Package ipam keeps meshnet's global leases in the cluster store: VXLAN
-// network identifiers (vni/<vni>), network subnets (subnets/<cidr>) and
-// endpoint addresses (ips/<network-id>/<ip>), as DESIGN.md §4 lays out.
+// Package ipam keeps meshnet's global leases in the cluster store, as
+// DESIGN.md §4 lays out. It owns three subtrees of the store and nothing
+// else writes there:
+//
+//   - vni/<vni> = network id: VXLAN network identifiers;
+//   - subnets/<cidr> = network or pool id, with the guard key
+//     subnets-version: subnets of networks and of pools;
+//   - ips/<network-or-pool-id>/<ip> = Owner (endpoint id, node): endpoint
+//     addresses.
+//
+// It also owns the policy that frees what dead holders left behind:
+// SweepOrphans (a node's own leases that no endpoint of it holds any more)
+// and Reclaimer (the leases of nodes gone for longer than a grace period).
 //
 // Every lease is taken by an atomic store operation and never by a blind
 // read-modify-write. Each allocation reads the current leases once, picks
@@ -17,7 +27,17 @@
 // LeaseNetwork accepts a function that returns the extra transaction ops
 // (networks/<id>, names/<name>) and writes them in the same transaction as
 // the VNI and subnet leases, so a network exists with its leases or not at
-// all and there is nothing to roll back.
+// all and there is nothing to roll back. An address lease may be fenced by
+// the network record (AddressRequest.Fence): it commits only while the
+// record is at the version the caller read, so removing a network (which
+// first moves its record, then deletes its leases) never interleaves with
+// a lease in it.
+//
+// Pools (RequestPool, RequestAddress, ReleasePool) are the same leases
+// without a network record, for a Docker IPAM plugin: a pool id is used
+// like a network id, in subnets/<cidr> and ips/<pool-id>/<ip>. Pools and
+// networks therefore share the guard and the overlap check and never
+// overlap each other; a pool id must not be the id of a network.
 package ipam
 
 import (
@@ -53,6 +73,10 @@ var (
 	// ErrContention: the allocation lost to other writers too many times
 	// in a row. Retrying later is safe. HTTP 503.
 	ErrContention = errors.New("too many concurrent allocations")
+	// ErrFenceMoved: the fence of an address lease (the network's record)
+	// changed or disappeared, so nothing was leased; the network is being
+	// changed or removed. HTTP 409.
+	ErrFenceMoved = errors.New("network changed while an address was being leased")
 )
 
 // leaseError is an error whose message is a complete sentence and which

@@ -1,6 +1,7 @@
 package ipam
 
-// Network leases: a VNI and one or more subnets per network.
+// Network leases: a VNI and one or more subnets per network. Pools
+// (pool.go) take their one subnet through the same code, without a VNI.
 //
 // The subnet-overlap guard. Create-if-absent of subnets/<cidr> makes one
 // CIDR unique, but two writers can lease different CIDRs that overlap
@@ -80,31 +81,58 @@ type NetworkLease struct {
 // caller looks for its network record (all or nothing went in with it).
 func (a *Allocator) LeaseNetwork(ctx context.Context, req NetworkRequest,
 	with func(NetworkLease) ([]kvstore.Op, error)) (NetworkLease, error) {
-	explicit, err := a.checkNetworkRequest(req)
+	if err := checkID("network", req.ID); err != nil {
+		return NetworkLease{}, err
+	}
+	if req.VNI > DefaultVNIMax {
+		return NetworkLease{}, failf(ErrInvalid, "VNI %d is out of range: VXLAN ids go from 1 to %d", req.VNI, DefaultVNIMax)
+	}
+	explicit, err := normalizeRequested(req.Subnets)
 	if err != nil {
 		return NetworkLease{}, err
 	}
-	var lease NetworkLease
-	err = a.retry(ctx, "leasing network "+req.ID, func(int) (bool, error) {
-		leased, guard, vniTaken, err := a.readLeases(ctx, req.VNI == 0)
-		if err != nil {
-			return false, err
-		}
-		subnets, err := a.chooseSubnets(req, explicit, leased)
-		if err != nil {
-			return false, err
-		}
-		vni := req.VNI
-		if vni == 0 {
-			if vni = a.pickVNI(vniTaken); vni == 0 {
-				return false, failf(ErrPoolExhausted, "no free VNI left in the range %d-%d", a.vniMin, a.vniMax)
-			}
-		}
-		lease = NetworkLease{NetworkID: req.ID, VNI: vni, Subnets: subnets}
+	return a.leaseSubnets(ctx, subnetRequest{what: "network " + req.ID, id: req.ID, withVNI: true, vni: req.VNI,
+		explicit: explicit, auto4: true, auto6: req.IPv6}, with)
+}
 
-		ops := []kvstore.Op{guardOp(guard), {Kind: kvstore.OpCreate, Key: VNIKey(vni), Value: []byte(req.ID)}}
+// subnetRequest is one transaction's worth of leases: a network's VNI and
+// subnets, or a pool's one subnet.
+type subnetRequest struct {
+	what         string // "network <id>" or "pool <id>", for messages
+	id           string // the owner written into the leases
+	withVNI      bool   // lease a VNI too
+	vni          uint32 // requested VNI; 0: the lowest free one
+	explicit     []SubnetConfig
+	auto4, auto6 bool // lease a subnet of that family from the pools if explicit has none
+}
+
+// leaseSubnets takes the leases of req (and with's ops) in one
+// transaction, re-reading after lost races; see LeaseNetwork.
+func (a *Allocator) leaseSubnets(ctx context.Context, req subnetRequest,
+	with func(NetworkLease) ([]kvstore.Op, error)) (NetworkLease, error) {
+	var lease NetworkLease
+	err := a.retry(ctx, "leasing "+req.what, func(int) (bool, error) {
+		leased, guard, vniTaken, err := a.readLeases(ctx, req.withVNI && req.vni == 0)
+		if err != nil {
+			return false, err
+		}
+		subnets, err := a.chooseSubnets(req, leased)
+		if err != nil {
+			return false, err
+		}
+		ops := []kvstore.Op{guardOp(guard)}
+		vni := req.vni
+		if req.withVNI {
+			if vni == 0 {
+				if vni = a.pickVNI(vniTaken); vni == 0 {
+					return false, failf(ErrPoolExhausted, "no free VNI left in the range %d-%d", a.vniMin, a.vniMax)
+				}
+			}
+			ops = append(ops, kvstore.Op{Kind: kvstore.OpCreate, Key: VNIKey(vni), Value: []byte(req.id)})
+		}
+		lease = NetworkLease{NetworkID: req.id, VNI: vni, Subnets: subnets}
 		for _, s := range subnets {
-			ops = append(ops, kvstore.Op{Kind: kvstore.OpCreate, Key: SubnetKey(s.Subnet), Value: []byte(req.ID)})
+			ops = append(ops, kvstore.Op{Kind: kvstore.OpCreate, Key: SubnetKey(s.Subnet), Value: []byte(req.id)})
 		}
 		if with != nil {
 			more, err := with(lease)
@@ -118,13 +146,13 @@ func (a *Allocator) LeaseNetwork(ctx context.Context, req NetworkRequest,
 		case err == nil:
 			return true, nil
 		case key == "":
-			return false, fmt.Errorf("writing leases of network %s: %w", req.ID, err)
-		case key == VNIKey(vni) && req.VNI != 0:
+			return false, fmt.Errorf("writing leases of %s: %w", req.what, err)
+		case req.withVNI && key == VNIKey(vni) && req.vni != 0:
 			return false, a.vniInUse(ctx, vni)
-		case key == VNIKey(vni), key == GuardKey, strings.HasPrefix(key, subnetPrefix):
+		case req.withVNI && key == VNIKey(vni), key == GuardKey, strings.HasPrefix(key, subnetPrefix):
 			return false, nil // lost a race; re-read
 		default:
-			return false, fmt.Errorf("creating network %s: %w", req.ID, err)
+			return false, fmt.Errorf("creating %s: %w", req.what, err)
 		}
 	})
 	if err != nil {
@@ -133,17 +161,11 @@ func (a *Allocator) LeaseNetwork(ctx context.Context, req NetworkRequest,
 	return lease, nil
 }
 
-// checkNetworkRequest validates req and returns its explicit subnets
+// normalizeRequested validates requested subnets and returns them
 // normalized.
-func (a *Allocator) checkNetworkRequest(req NetworkRequest) ([]SubnetConfig, error) {
-	if err := checkID("network", req.ID); err != nil {
-		return nil, err
-	}
-	if req.VNI > DefaultVNIMax {
-		return nil, failf(ErrInvalid, "VNI %d is out of range: VXLAN ids go from 1 to %d", req.VNI, DefaultVNIMax)
-	}
-	explicit := make([]SubnetConfig, 0, len(req.Subnets))
-	for _, c := range req.Subnets {
+func normalizeRequested(subnets []SubnetConfig) ([]SubnetConfig, error) {
+	explicit := make([]SubnetConfig, 0, len(subnets))
+	for _, c := range subnets {
 		if !c.Subnet.IsValid() && (c.Gateway.IsValid() || c.IPRange.IsValid() || len(c.AuxAddresses) > 0) {
 			return nil, failf(ErrInvalid, "a gateway, IP range or auxiliary address needs an explicit subnet")
 		}
@@ -228,12 +250,12 @@ func guardOp(kv kvstore.KVPair) kvstore.Op {
 
 // chooseSubnets checks the explicit subnets against the leases and adds
 // automatic ones from the pools.
-func (a *Allocator) chooseSubnets(req NetworkRequest, explicit []SubnetConfig, leased []leasedSubnet) ([]SubnetConfig, error) {
-	chosen := slices.Clone(explicit)
-	for _, c := range explicit {
+func (a *Allocator) chooseSubnets(req subnetRequest, leased []leasedSubnet) ([]SubnetConfig, error) {
+	chosen := slices.Clone(req.explicit)
+	for _, c := range req.explicit {
 		for _, l := range leased {
 			if l.prefix.Overlaps(c.Subnet) {
-				return nil, failf(ErrSubnetOverlap, "subnet %s overlaps subnet %s of network %s", c.Subnet, l.prefix, l.owner)
+				return nil, failf(ErrSubnetOverlap, "subnet %s overlaps subnet %s, leased by %s", c.Subnet, l.prefix, l.owner)
 			}
 		}
 	}
@@ -241,7 +263,7 @@ func (a *Allocator) chooseSubnets(req NetworkRequest, explicit []SubnetConfig, l
 		return slices.ContainsFunc(chosen, func(c SubnetConfig) bool { return c.Subnet.Addr().Is4() == v4 })
 	}
 	for _, v4 := range []bool{true, false} {
-		if hasFamily(v4) || (!v4 && !req.IPv6) {
+		if hasFamily(v4) || (v4 && !req.auto4) || (!v4 && !req.auto6) {
 			continue
 		}
 		taken := make([]netip.Prefix, 0, len(leased)+len(chosen))

@@ -48,6 +48,13 @@ var suite = []struct {
 	{"ConcurrentOverlappingRequests", testConcurrentOverlappingRequests},
 	{"ConcurrentAddresses", testConcurrentAddresses},
 	{"ConcurrentExhaustion", testConcurrentExhaustion},
+	{"FencedAddress", testFencedAddress},
+	{"ConcurrentFencedAddresses", testConcurrentFencedAddresses},
+	{"SweepOrphans", testSweepOrphans},
+	{"Reclaimer", testReclaimer},
+	{"RequestPool", testRequestPool},
+	{"PoolAddresses", testPoolAddresses},
+	{"ConcurrentPoolsAndNetworks", testConcurrentPoolsAndNetworks},
 }
 
 func testLeaseNetwork(t *testing.T, srv testenv.StoreServer) {
