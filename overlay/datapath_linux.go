@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -17,25 +18,37 @@ import (
 // Its methods are safe for concurrent use; they are serialised, and each
 // blocks until the kernel has answered every request it made.
 type Datapath struct {
-	mu     sync.Mutex      // serialises Apply, ApplyNetwork, RemoveNetwork, Close
-	h      *netlink.Handle // guarded by mu; netlink socket in the host namespace
-	closed bool            // guarded by mu
-	ns     netns.NsHandle  // the host namespace (None: the caller's), for sysctls
+	mu     sync.Mutex       // serialises Apply, ApplyNetwork, RemoveNetwork, Close
+	h      *netlink.Handle  // guarded by mu; netlink socket in the host namespace
+	rt     *nl.SocketHandle // guarded by mu; rtnetlink socket there, for rule dumps
+	closed bool             // guarded by mu
+	ns     netns.NsHandle   // the host namespace (None: the caller's), for sysctls
+	hostID NSID             // the host namespace's identity: never a sandbox
 }
 
 // New returns a Datapath that programs the network namespace hostNS
 // (netns.None() for the caller's own). The namespace handle may be closed
 // once New returns.
 func New(hostNS netns.NsHandle) (*Datapath, error) {
+	hostID, err := identifyHost(hostNS)
+	if err != nil {
+		return nil, err
+	}
 	h, err := netlink.NewHandleAt(hostNS)
 	if err != nil {
 		return nil, fmt.Errorf("opening netlink handle: %w", err)
 	}
-	d := &Datapath{h: h, ns: netns.None()}
+	s, err := nl.GetNetlinkSocketAt(hostNS, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("opening netlink socket: %w", err)
+	}
+	d := &Datapath{h: h, rt: &nl.SocketHandle{Socket: s}, ns: netns.None(), hostID: hostID}
 	if hostNS.IsOpen() {
 		fd, err := unix.Dup(int(hostNS))
 		if err != nil {
 			h.Close()
+			d.rt.Close()
 			return nil, fmt.Errorf("keeping the host namespace: %w", err)
 		}
 		d.ns = netns.NsHandle(fd)
@@ -43,14 +56,32 @@ func New(hostNS netns.NsHandle) (*Datapath, error) {
 	return d, nil
 }
 
-// Close releases the netlink socket. It leaves the kernel state alone and is
-// idempotent.
+// identifyHost returns the identity of hostNS (None: the calling thread's).
+func identifyHost(hostNS netns.NsHandle) (NSID, error) {
+	ns := hostNS
+	if !ns.IsOpen() {
+		var err error
+		if ns, err = netns.Get(); err != nil {
+			return NSID{}, fmt.Errorf("opening the host namespace: %w", err)
+		}
+		defer ns.Close()
+	}
+	id, err := identifyFd(int(ns))
+	if err != nil {
+		return NSID{}, fmt.Errorf("identifying the host namespace: %w", err)
+	}
+	return id, nil
+}
+
+// Close releases the netlink sockets. It leaves the kernel state alone and
+// is idempotent.
 func (d *Datapath) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.closed {
 		d.closed = true
 		d.h.Close()
+		d.rt.Close()
 		if d.ns.IsOpen() {
 			d.ns.Close()
 		}
@@ -64,8 +95,9 @@ var errClosed = errors.New("datapath closed")
 // repairs them, and tears down every network we created that is not in
 // desired. A desired network that is invalid (or listed twice, or sharing
 // another's VNI or device name) is reported and left as it is, never torn
-// down: a bad update must not cut off its live sandboxes. Errors of single
-// networks, endpoints or entries are joined; all the rest is still applied.
+// down: a bad update must not cut off its live sandboxes, nor lose its
+// isolation rule. Errors of single networks, endpoints or entries are
+// joined; all the rest is still applied.
 func (d *Datapath) Apply(desired []Network) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -126,13 +158,35 @@ func (d *Datapath) Apply(desired []Network) error {
 			return errors.Join(append(errs, err)...)
 		}
 	}
+	rules, err := d.listIsolationRules()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	errs = append(errs, d.sweepIsolationRules(rules, policyBridges(links, keep, want)))
 	idx := newLinkIndex(links)
 	for i := range desired {
 		if n := &desired[i]; want[n.ID] == n {
-			errs = append(errs, d.applyNetwork(idx, n))
+			errs = append(errs, d.applyNetwork(idx, n, rules))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// policyBridges returns the names of the bridges whose isolation rules
+// Apply leaves to the networks: those of the desired networks, and those
+// that the kernel has of networks desired but invalid (left as they are).
+func policyBridges(links []netlink.Link, keep map[string]bool, want map[string]*Network) map[string]bool {
+	names := make(map[string]bool, len(want))
+	for _, n := range want {
+		names[n.bridgeName()] = true
+	}
+	for _, l := range links {
+		id, ep, ok := parseAlias(l.Attrs().Alias)
+		if ok && ep == "" && keep[id] && want[id] == nil && l.Type() == "bridge" {
+			names[l.Attrs().Name] = true
+		}
+	}
+	return names
 }
 
 // ApplyNetwork makes the kernel match one network and leaves the others
@@ -156,11 +210,17 @@ func (d *Datapath) ApplyNetwork(n Network) error {
 			return errors.Join(staleErr, err)
 		}
 	}
-	return errors.Join(staleErr, d.applyNetwork(newLinkIndex(links), &n))
+	rules, err := d.listIsolationRules()
+	if err != nil {
+		return errors.Join(staleErr, err)
+	}
+	return errors.Join(staleErr, d.applyNetwork(newLinkIndex(links), &n, rules))
 }
 
 // RemoveNetwork deletes every device (and so every entry) we made for the
-// network with the given id. Removing an absent network is not an error.
+// network with the given id, and the isolation rule of its bridge. Removing
+// an absent network is not an error. A rule whose bridge was already
+// deleted behind our back is left to the next Apply, which sweeps it.
 func (d *Datapath) RemoveNetwork(id string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -189,12 +249,12 @@ func claimDevices(claimed map[string]string, n *Network) error {
 	return nil
 }
 
-// applyNetwork reconciles one validated network: the bridge, for an overlay
-// network the VXLAN device and its entries, and the local endpoints. A
-// device that exists is used even when repairing it failed (an address, the
-// MTU, its state): the rest of the network is still applied and the errors
-// are joined.
-func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
+// applyNetwork reconciles one validated network: the bridge and its policy,
+// for an overlay network the VXLAN device and its entries, and the local
+// endpoints. A device that exists is used even when repairing it failed (an
+// address, the MTU, its state, its policy): the rest of the network is
+// still applied and the errors are joined.
+func (d *Datapath) applyNetwork(idx *linkIndex, n *Network, rules isolationRules) error {
 	var under netlink.Link
 	mtu := n.MTU
 	if !n.local() {
@@ -209,7 +269,7 @@ func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
 		mtu = DefaultLocalMTU
 	}
 	var errs []error
-	br, err := d.ensureBridge(idx, n, mtu)
+	br, err := d.ensureBridge(idx, n, mtu, rules)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
 	}
@@ -236,8 +296,10 @@ func (d *Datapath) applyNetwork(idx *linkIndex, n *Network) error {
 // removeStale deletes the bridge and VXLAN devices of network n that carry
 // its alias under other names than its current ones, as left behind when its
 // VNI or bridge name changed or it became local; they would hold their names
-// and VNI against another network forever. removed reports whether it
-// deleted any. Equivalent to: `ip link del DEV`.
+// and VNI against another network forever. A deleted bridge's isolation
+// rule goes with it. removed reports whether it deleted any.
+// Equivalent to: `ip link del DEV; ip -6 rule del priority 1000 iif DEV
+// prohibit`.
 func (d *Datapath) removeStale(links []netlink.Link, n *Network) (removed bool, err error) {
 	alias, names := networkAlias(n.ID), n.deviceNames()
 	var errs []error
@@ -249,6 +311,10 @@ func (d *Datapath) removeStale(links []netlink.Link, n *Network) (removed bool, 
 		removed = true
 		if err := d.h.LinkDel(l); err != nil && !isNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting outdated %s of network %s: %w", a.Name, n.ID, err))
+			continue
+		}
+		if l.Type() == "bridge" {
+			errs = append(errs, d.delIsolationRule(a.Name))
 		}
 	}
 	return removed, errors.Join(errs...)
@@ -256,7 +322,9 @@ func (d *Datapath) removeStale(links []netlink.Link, n *Network) (removed bool, 
 
 // teardown deletes the devices carrying network id's aliases: veths first
 // (which takes their sandbox ends with them), then the VXLAN device, if the
-// network has one, and the bridge. Equivalent to: `ip link del DEV` for each.
+// network has one, and the bridge, and last the bridge's isolation rule.
+// Equivalent to: `ip link del DEV` for each, then `ip -6 rule del priority
+// 1000 iif BRIDGE prohibit`.
 func (d *Datapath) teardown(links []netlink.Link, id string) error {
 	var errs []error
 	var veths, devices []netlink.Link
@@ -274,6 +342,10 @@ func (d *Datapath) teardown(links []netlink.Link, id string) error {
 	for _, l := range append(veths, devices...) {
 		if err := d.h.LinkDel(l); err != nil && !isNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting %s of network %s: %w", l.Attrs().Name, id, err))
+			continue
+		}
+		if l.Type() == "bridge" {
+			errs = append(errs, d.delIsolationRule(l.Attrs().Name))
 		}
 	}
 	return errors.Join(errs...)

@@ -14,21 +14,25 @@ import (
 var errNoDevice = unix.ENODEV
 
 // ensureBridge creates or repairs the network's bridge (called BRIDGE below:
-// Network.Bridge or mnbr-VNI). A bridge of that name that is not ours, such
-// as an administrator's own, is reported as ErrForeignDevice and left alone.
+// Network.Bridge or mnbr-VNI) and its policy (see ensurePolicy), which a new
+// bridge gets before it is up. A bridge of that name that is not ours, such
+// as an administrator's own, is reported as ErrForeignDevice and left alone,
+// policy and all.
 // Equivalent to: `ip link add BRIDGE type bridge; ip link set BRIDGE
 // alias meshnet:net=ID mtu MTU address GWMAC up; ip addr replace GW dev BRIDGE`.
-func (d *Datapath) ensureBridge(idx *linkIndex, n *Network, mtu int) (netlink.Link, error) {
+func (d *Datapath) ensureBridge(idx *linkIndex, n *Network, mtu int, rules isolationRules) (netlink.Link, error) {
 	name, alias := n.bridgeName(), networkAlias(n.ID)
 	var mac net.HardwareAddr
 	if n.Gateway.IsValid() {
 		mac = MACFromIPv4(n.Gateway.Addr())
 	}
+	var errs []error
 	br := idx.byName[name]
 	if br != nil {
 		if err := checkOwned(br, "bridge", alias); err != nil {
 			return nil, err
 		}
+		errs = append(errs, d.ensurePolicy(name, n, rules))
 	} else {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name, attrs.Alias, attrs.MTU, attrs.HardwareAddr = name, alias, mtu, mac
@@ -36,14 +40,12 @@ func (d *Datapath) ensureBridge(idx *linkIndex, n *Network, mtu int) (netlink.Li
 		if br, err = d.addLink(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
 			return nil, err
 		}
-		// Networks are isolated from each other: the host holds every
-		// network's gateway, so without this it would route between them.
-		// Equivalent to: sysctl -w net.ipv4.conf.BRIDGE.forwarding=0.
-		if err := writeSysctl(d.ns, "/proc/sys/net/ipv4/conf/"+name+"/forwarding", "0"); err != nil {
+		// A network is never up, even for a moment, without its policy:
+		// isolated networks must not route.
+		if err := d.ensurePolicy(name, n, rules); err != nil {
 			return nil, errors.Join(err, d.delHalfMade(br, name))
 		}
 	}
-	var errs []error
 	if mac != nil && !bytes.Equal(br.Attrs().HardwareAddr, mac) {
 		if err := d.h.LinkSetHardwareAddr(br, mac); err != nil {
 			errs = append(errs, fmt.Errorf("setting address of %s: %w", name, err))

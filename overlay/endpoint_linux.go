@@ -20,11 +20,11 @@ func (d *Datapath) syncLocal(idx *linkIndex, n *Network, br netlink.Link, mtu in
 	for i := range n.Local {
 		ep := &n.Local[i]
 		if err := ep.validate(); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &EndpointError{Endpoint: ep.ID, Err: err})
 			continue
 		}
 		if want[ep.ID] != nil {
-			errs = append(errs, fmt.Errorf("%w: local endpoint %s listed twice", ErrInvalid, ep.ID))
+			errs = append(errs, &EndpointError{Endpoint: ep.ID, Err: fmt.Errorf("%w: local endpoint %s listed twice", ErrInvalid, ep.ID)})
 			continue
 		}
 		want[ep.ID] = ep
@@ -34,7 +34,7 @@ func (d *Datapath) syncLocal(idx *linkIndex, n *Network, br netlink.Link, mtu in
 		if ok && nid == n.ID && eid != "" && want[eid] == nil {
 			// Equivalent to: `ip link del VETH` (takes the sandbox end along).
 			if err := d.h.LinkDel(l); err != nil && !isNotFound(err) {
-				errs = append(errs, fmt.Errorf("deleting %s of endpoint %s: %w", l.Attrs().Name, eid, err))
+				errs = append(errs, &EndpointError{Endpoint: eid, Err: fmt.Errorf("deleting %s: %w", l.Attrs().Name, err)})
 			}
 		}
 	}
@@ -44,19 +44,21 @@ func (d *Datapath) syncLocal(idx *linkIndex, n *Network, br netlink.Link, mtu in
 			continue
 		}
 		if err := d.ensureEndpoint(idx, n, ep, br, mtu); err != nil {
-			errs = append(errs, fmt.Errorf("endpoint %s: %w", ep.ID, err))
+			errs = append(errs, &EndpointError{Endpoint: ep.ID, Err: err})
 		}
 	}
 	return errors.Join(errs...)
 }
 
 // ensureEndpoint creates or repairs one local endpoint. The sandbox is
-// programmed through a netlink socket opened in it; no thread changes
-// namespace.
+// opened once and checked (see openSandbox), then programmed through that
+// descriptor only: the netlink socket opened in it, the veth's peer
+// namespace and the ARP sysctl. A sandbox that is gone is reported before
+// anything is touched, in it or on the host.
 func (d *Datapath) ensureEndpoint(idx *linkIndex, n *Network, ep *LocalEndpoint, br netlink.Link, mtu int) error {
-	ns, err := netns.GetFromPath(ep.Sandbox)
+	ns, err := openSandbox(ep, d.hostID)
 	if err != nil {
-		return fmt.Errorf("opening sandbox %s: %w", ep.Sandbox, err)
+		return err
 	}
 	defer ns.Close()
 	sh, err := netlink.NewHandleAt(ns)

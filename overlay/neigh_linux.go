@@ -1,9 +1,6 @@
 package overlay
 
 import (
-	"fmt"
-	"os"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -23,41 +20,4 @@ const SandboxARPRetrans = 50 * time.Millisecond
 // net.ipv4.neigh.IFNAME.retrans_time_ms=50`.
 func setARPRetrans(ns netns.NsHandle, ifname string, d time.Duration) error {
 	return writeSysctl(ns, "/proc/sys/net/ipv4/neigh/"+ifname+"/retrans_time_ms", strconv.FormatInt(d.Milliseconds(), 10))
-}
-
-// writeSysctl writes a /proc/sys/net file of namespace ns (None: the
-// caller's own).
-func writeSysctl(ns netns.NsHandle, path, value string) error {
-	if !ns.IsOpen() {
-		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-			return fmt.Errorf("setting %s: %w", path, err)
-		}
-		return nil
-	}
-	errc := make(chan error, 1)
-	go func() {
-		// /proc/sys/net is the namespace of the thread that opens it: a
-		// thread of our own, which dies rather than return to the pool if
-		// it cannot be switched back.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		err = os.WriteFile(path, []byte(value), 0o644)
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("setting %s: %w", path, err)
-	}
-	return nil
 }

@@ -23,8 +23,32 @@ const EncapOverhead = 50
 // to underlay − 70.
 const EncapOverhead6 = 70
 
+// EncapOverheadFor returns what VXLAN adds to a frame sent from the VTEP
+// vtep: EncapOverhead for an IPv4 (or IPv4-mapped IPv6) address,
+// EncapOverhead6 for an IPv6 one. An overlay network's default MTU is the
+// underlay device's MTU minus this; callers that compute or bound an
+// overlay MTU themselves should use it too.
+func EncapOverheadFor(vtep netip.Addr) int {
+	if vtep.Unmap().Is6() {
+		return EncapOverhead6
+	}
+	return EncapOverhead
+}
+
 // DefaultLocalMTU is the MTU of a local network (VNI 0) when Network.MTU is 0.
 const DefaultLocalMTU = 1500
+
+// IsolationRulePriority is the priority of the IPv6 policy rules that keep
+// networks without Forwarding from routing IPv6: one rule per such network
+// with an IPv6 gateway, `ip -6 rule add priority 1000 iif BRIDGE
+// prohibit`. It sits after the local table's rule (priority 0), so
+// packets to the host's own addresses, the gateway among them, are still
+// delivered, and before the main table's (32766), so nothing arriving on
+// the bridge is routed elsewhere. The priority is reserved: every IPv6
+// prohibit rule at it that names an input interface is taken for ours,
+// and Apply deletes those whose interface is not the bridge of a desired
+// network that wants one (such rules outlive the device they name).
+const IsolationRulePriority = 1000
 
 // maxVNI is the largest 24-bit VXLAN network identifier.
 const maxVNI = 1<<24 - 1
@@ -39,7 +63,25 @@ var (
 	ErrConflict = errors.New("conflicting endpoints")
 	// ErrInvalid reports a malformed desired state.
 	ErrInvalid = errors.New("invalid desired state")
+	// ErrSandboxGone reports a local endpoint whose sandbox path no longer
+	// leads to its sandbox: it leads to the host's own namespace or to
+	// something that is not a network namespace, or, for an endpoint
+	// pinned with LocalEndpoint.SandboxID, it is missing or leads to
+	// another namespace than the pinned one. Nothing inside it is touched.
+	ErrSandboxGone = errors.New("sandbox namespace is gone")
 )
+
+// EndpointError is the failure of one local endpoint, the rest of its
+// network having been applied. Apply and ApplyNetwork return it (joined
+// with any others) so that a caller can tell whose failure it is: a
+// sandbox joining a network fails for its own endpoint, not for another.
+type EndpointError struct {
+	Endpoint string // the endpoint's id
+	Err      error
+}
+
+func (e *EndpointError) Error() string { return "endpoint " + e.Endpoint + ": " + e.Err.Error() }
+func (e *EndpointError) Unwrap() error { return e.Err }
 
 // Network is the desired state of one network on this host: an overlay
 // network (VNI 1…16777215: a bridge with a VXLAN device) or a local network
@@ -64,14 +106,26 @@ type Network struct {
 	// network.
 	Port uint16
 	// MTU of the bridge, VXLAN device and veths; 0 means the underlay
-	// device's MTU minus EncapOverhead (EncapOverhead6 for an IPv6 VTEP),
-	// or DefaultLocalMTU for a local network.
+	// device's MTU minus EncapOverheadFor(VTEP) (50 over IPv4, 70 over
+	// IPv6), or DefaultLocalMTU for a local network.
 	MTU int
 	// Gateway, when valid, is put on the bridge (address and prefix length)
 	// and is the next hop of every local endpoint's default route.
 	Gateway netip.Prefix
 	// Gateway6 is the same for IPv6.
 	Gateway6 netip.Prefix
+	// Forwarding is whether the host routes packets that arrive on the
+	// network's bridge: to other networks, to the underlay and beyond. The
+	// host holds every network's gateway, so without this policy it would
+	// route between networks; false (the zero value) isolates the network,
+	// and its sandboxes reach only each other and the host's own
+	// addresses. It is kernel state reconciled on every apply like any
+	// other: net.ipv4.conf.BRIDGE.forwarding, and for a network with a
+	// Gateway6, an IPv6 policy rule (see IsolationRulePriority), since
+	// Linux has no per-interface switch for IPv6 forwarding. Forwarding
+	// does not enable forwarding host-wide (net.ipv4.ip_forward,
+	// net.ipv6.conf.all.forwarding); NAT is the caller's business.
+	Forwarding bool
 	// Remote lists endpoints on other hosts; a local network has none.
 	Remote []RemoteEndpoint
 	// Local lists endpoints attached to sandboxes on this host.
@@ -91,8 +145,16 @@ type LocalEndpoint struct {
 	// ID is the endpoint's id; the host end of the veth is named after it.
 	ID string
 	// Sandbox is the path of the sandbox's network namespace
-	// (/run/netns/NAME or /proc/PID/ns/net).
+	// (/run/netns/NAME or /proc/PID/ns/net), opened anew on every apply.
 	Sandbox string
+	// SandboxID, when not zero, pins the endpoint to the namespace it
+	// identifies, as IdentifyNS returned it: an apply that finds Sandbox
+	// missing or leading to another namespace (a reused PID, a name
+	// mounted again) reports ErrSandboxGone for the endpoint and touches
+	// nothing of it, in the sandbox or on the host. Zero leaves the
+	// endpoint unpinned: whatever network namespace Sandbox leads to is
+	// programmed, but never the host's own.
+	SandboxID NSID
 	// IfName is the interface name inside the sandbox (eth0, eth1, …).
 	IfName string
 	// Addr is the IPv4 address with the subnet's prefix length.
@@ -106,6 +168,29 @@ type LocalEndpoint struct {
 	// family, so the caller sets it on at most one of a sandbox's endpoints;
 	// without it, default routes through this interface are removed.
 	DefaultRoute bool
+}
+
+// NSID is the identity of a namespace: the device and inode numbers of its
+// nsfs file (`stat -L /proc/PID/ns/net`, `ls -iL`). Two paths lead to the
+// same namespace exactly when they have the same NSID, and a namespace's
+// NSID is not reused while the namespace lives.
+type NSID struct {
+	Dev, Ino uint64
+}
+
+// IsZero reports the zero NSID, which identifies no namespace.
+func (id NSID) IsZero() bool { return id == NSID{} }
+
+// String formats id as the kernel names a network namespace, followed by
+// the device of nsfs: "net:[4026532281] dev 0:4"; the zero NSID is "none".
+func (id NSID) String() string {
+	if id.IsZero() {
+		return "none"
+	}
+	// major(3) and minor(3) of glibc.
+	major := id.Dev&0x00000000000fff00>>8 | id.Dev&0xfffff00000000000>>32
+	minor := id.Dev&0x00000000000000ff | id.Dev&0x00000ffffff00000>>12
+	return fmt.Sprintf("net:[%d] dev %d:%d", id.Ino, major, minor)
 }
 
 // MACFromIPv4 returns the MAC meshnet gives an endpoint with IPv4 address ip:
@@ -184,12 +269,11 @@ func (n *Network) port() int {
 func (n *Network) vtep() netip.Addr { return n.VTEP.Unmap() }
 
 // encapOverhead is what the network's encapsulation adds to a frame.
-func (n *Network) encapOverhead() int {
-	if n.vtep().Is6() {
-		return EncapOverhead6
-	}
-	return EncapOverhead
-}
+func (n *Network) encapOverhead() int { return EncapOverheadFor(n.VTEP) }
+
+// isolated6 reports whether n wants its IPv6 isolation rule: an IPv6
+// gateway on a network that does not forward.
+func (n *Network) isolated6() bool { return !n.Forwarding && n.Gateway6.IsValid() }
 
 // vtep is the endpoint's VTEP with an IPv4-mapped address unmapped.
 func (e *RemoteEndpoint) vtep() netip.Addr { return e.VTEP.Unmap() }

@@ -140,10 +140,30 @@ func TestValidateRemoteVTEP(t *testing.T) {
 }
 
 func TestEncapOverhead(t *testing.T) {
-	for vtep, want := range map[string]int{"192.0.2.1": EncapOverhead, "::ffff:192.0.2.1": EncapOverhead, "2001:db8::1": EncapOverhead6} {
+	for vtep, want := range map[string]int{"192.0.2.1": 50, "::ffff:192.0.2.1": 50, "2001:db8::1": 70} {
 		n := Network{VTEP: netip.MustParseAddr(vtep)}
 		if got := n.encapOverhead(); got != want {
 			t.Errorf("encapOverhead with VTEP %s = %d, want %d", vtep, got, want)
+		}
+		if got := EncapOverheadFor(n.VTEP); got != want {
+			t.Errorf("EncapOverheadFor(%s) = %d, want %d", vtep, got, want)
+		}
+	}
+}
+
+func TestNSIDString(t *testing.T) {
+	for id, want := range map[NSID]string{
+		{}:                         "none",
+		{Dev: 4, Ino: 4026531840}:  "net:[4026531840] dev 0:4",
+		{Dev: 259<<8 | 3, Ino: 1}:  "net:[1] dev 259:3",
+		{Dev: 0x12300<<12 | 0x45}:  "net:[0] dev 0:74565", // minor 0x12345
+		{Dev: 0x1000<<32 | 0x1<<8}: "net:[0] dev 4097:0",  // major 0x1001
+	} {
+		if got := id.String(); got != want {
+			t.Errorf("%#v.String() = %q, want %q", id, got, want)
+		}
+		if id.IsZero() != (want == "none") {
+			t.Errorf("%#v.IsZero() = %v", id, id.IsZero())
 		}
 	}
 }

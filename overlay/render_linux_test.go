@@ -3,6 +3,7 @@ package overlay_test
 import (
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -13,8 +14,10 @@ import (
 )
 
 // render prints the overlay state of a host namespace as sorted lines: every
-// link but lo and the underlay device, the VXLAN devices' FDB and neighbour
-// entries. Veths are shown by alias, as their names are hashes.
+// link but lo and the underlay device, the bridges' IPv4 forwarding switch,
+// the VXLAN devices' FDB and neighbour entries, and the IPv6 policy rules
+// but the two every namespace has. Veths are shown by alias, as their names
+// are hashes.
 func render(t *testing.T, ns *nshost.NS) string {
 	t.Helper()
 	h, err := ns.Netlink()
@@ -57,13 +60,51 @@ func render(t *testing.T, ns *nshost.NS) string {
 		}
 		b.WriteString(upDown(a))
 		b.WriteString(renderAddrs(t, h, l))
+		if l.Type() == "bridge" {
+			fmt.Fprintf(&b, " forwarding=%s", readSysctl(t, ns, "net/ipv4/conf/"+a.Name+"/forwarding"))
+		}
 		lines = append(lines, b.String())
 		if l.Type() == "vxlan" {
 			lines = append(lines, renderEntries(t, h, a.Index, a.Name)...)
 		}
 	}
+	lines = append(lines, renderRules6(t, h)...)
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
+}
+
+// renderRules6 prints the IPv6 policy rules but those of every namespace
+// (priority 0, table local; priority 32766, table main). netlink's rule
+// dump leaves out a rule's action, so a prohibit rule shows as table=0.
+func renderRules6(t *testing.T, h *netlink.Handle) []string {
+	t.Helper()
+	rules, err := h.RuleList(netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, r := range rules {
+		if (r.Priority == 0 && r.Table == unix.RT_TABLE_LOCAL) || (r.Priority == 32766 && r.Table == unix.RT_TABLE_MAIN) {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("rule6 pref=%d iif=%s table=%d", r.Priority, r.IifName, r.Table))
+	}
+	return lines
+}
+
+// readSysctl reads /proc/sys/KEY in ns.
+func readSysctl(t *testing.T, ns *nshost.NS, key string) string {
+	t.Helper()
+	var b []byte
+	err := ns.Do(func() error {
+		var err error
+		b, err = os.ReadFile("/proc/sys/" + key)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // renderSandbox prints a sandbox's interfaces (but lo), addresses and

@@ -56,10 +56,11 @@ var stateCases = []stateCase{
 				local(tb, "a", "s1", "eth0", "10.1.0.2/24", "fd00:1::2/64", true))}
 		},
 		host: `
-bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64
+bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64 forwarding=0
 fdb mnvx-100 02:6d:0a:01:00:03 dst=192.0.2.2 permanent
 neigh mnvx-100 10.1.0.3 02:6d:0a:01:00:03 permanent
 neigh mnvx-100 fd00:1::3 02:6d:0a:01:00:03 permanent
+rule6 pref=1000 iif=mnbr-100 table=0
 veth alias=meshnet:net=blue:ep=a mtu=1450 master=mnbr-100 up
 vxlan mnvx-100 vni=100 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=blue mtu=1450 master=mnbr-100 up`,
 		sandboxes: map[string]string{
@@ -78,11 +79,12 @@ eth0 veth alias=meshnet:net=blue:ep=a mac=02:6d:0a:01:00:02 mtu=1450 up addrs=10
 				local(tb, "a", "s2", "eth1", "10.1.0.2/24", "", true))}
 		},
 		host: `
-bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64
+bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64 forwarding=0
 fdb mnvx-100 02:6d:0a:01:00:03 dst=192.0.2.3 permanent
 fdb mnvx-100 02:6d:0a:01:00:04 dst=192.0.2.2 permanent
 neigh mnvx-100 10.1.0.3 02:6d:0a:01:00:03 permanent
 neigh mnvx-100 10.1.0.4 02:6d:0a:01:00:04 permanent
+rule6 pref=1000 iif=mnbr-100 table=0
 veth alias=meshnet:net=blue:ep=a mtu=1450 master=mnbr-100 up
 vxlan mnvx-100 vni=100 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=blue mtu=1450 master=mnbr-100 up`,
 		sandboxes: map[string]string{
@@ -102,11 +104,12 @@ eth1 veth alias=meshnet:net=blue:ep=a mac=02:6d:0a:01:00:02 mtu=1450 up addrs=10
 			}
 		},
 		host: `
-bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64
-bridge mnbr-200 alias=meshnet:net=red mtu=1400 up
+bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64 forwarding=0
+bridge mnbr-200 alias=meshnet:net=red mtu=1400 up forwarding=0
 fdb mnvx-200 02:6d:aa:00:00:01 dst=192.0.2.2 permanent
 neigh mnvx-200 10.2.0.3 02:6d:aa:00:00:01 permanent
 neigh mnvx-200 10.2.0.4 02:6d:aa:00:00:01 permanent
+rule6 pref=1000 iif=mnbr-100 table=0
 vxlan mnvx-100 vni=100 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=blue mtu=1450 master=mnbr-100 up
 vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=red mtu=1400 master=mnbr-200 up`,
 	},
@@ -118,7 +121,7 @@ vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=t
 			})}
 		},
 		host: `
-bridge mnbr-200 alias=meshnet:net=red mtu=1400 up
+bridge mnbr-200 alias=meshnet:net=red mtu=1400 up forwarding=0
 fdb mnvx-200 02:6d:aa:00:00:01 dst=192.0.2.2 permanent
 neigh mnvx-200 10.2.0.4 02:6d:aa:00:00:01 permanent
 vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=red mtu=1400 master=mnbr-200 up`,
@@ -131,7 +134,8 @@ vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=t
 				local(tb, "b", "s1", "eth1", "10.1.0.5/24", "fd00:1::5/64", false))}
 		},
 		host: `
-bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64
+bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64 forwarding=0
+rule6 pref=1000 iif=mnbr-100 table=0
 veth alias=meshnet:net=blue:ep=a mtu=1450 master=mnbr-100 up
 veth alias=meshnet:net=blue:ep=b mtu=1450 master=mnbr-100 up
 vxlan mnvx-100 vni=100 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=blue mtu=1450 master=mnbr-100 up`,
@@ -152,8 +156,8 @@ eth1 veth alias=meshnet:net=blue:ep=b mac=02:6d:0a:01:00:05 mtu=1450 up addrs=10
 			}
 		},
 		host: `
-bridge mesh0 alias=meshnet:net=def mtu=1500 mac=02:6d:ac:11:00:01 up addrs=172.17.0.1/16
-bridge mnbr-200 alias=meshnet:net=red mtu=1400 up
+bridge mesh0 alias=meshnet:net=def mtu=1500 mac=02:6d:ac:11:00:01 up addrs=172.17.0.1/16 forwarding=0
+bridge mnbr-200 alias=meshnet:net=red mtu=1400 up forwarding=0
 veth alias=meshnet:net=def:ep=a mtu=1500 master=mesh0 up
 veth alias=meshnet:net=def:ep=b mtu=1500 master=mesh0 up
 vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=red mtu=1400 master=mnbr-200 up`,
@@ -174,8 +178,8 @@ eth0 veth alias=meshnet:net=def:ep=b mac=02:6d:ac:11:00:03 mtu=1500 up addrs=172
 			return []overlay.Network{def, r}
 		},
 		host: `
-bridge br-0123456789ab alias=meshnet:net=def mtu=9000 up
-bridge red0 alias=meshnet:net=red mtu=1400 up
+bridge br-0123456789ab alias=meshnet:net=def mtu=9000 up forwarding=0
+bridge red0 alias=meshnet:net=red mtu=1400 up forwarding=0
 fdb mnvx-200 02:6d:0a:02:00:03 dst=192.0.2.2 permanent
 neigh mnvx-200 10.2.0.3 02:6d:0a:02:00:03 permanent
 veth alias=meshnet:net=def:ep=a mtu=9000 master=br-0123456789ab up
@@ -184,6 +188,46 @@ vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=t
 			"s1": `
 eth0 veth alias=meshnet:net=def:ep=a mac=02:6d:ac:11:00:02 mtu=9000 up addrs=172.17.0.2/16`,
 		},
+	},
+	{
+		name: "blue forwarding beside an isolated local network with an IPv6 gateway",
+		nets: func(tb *testbed) []overlay.Network {
+			// eth2: no other state has it, so no interface changes network.
+			b := blue(tb, nil, local(tb, "a", "s1", "eth2", "10.1.0.2/24", "fd00:1::2/64", true))
+			b.Forwarding = true
+			def := bridgeNet("def", "mesh0", "172.17.0.1/16", local(tb, "b", "s2", "eth2", "172.17.0.2/16", "fd00:17::2/64", true))
+			def.Gateway6 = pfx("fd00:17::1/64")
+			return []overlay.Network{b, def}
+		},
+		host: `
+bridge mesh0 alias=meshnet:net=def mtu=1500 mac=02:6d:ac:11:00:01 up addrs=172.17.0.1/16,fd00:17::1/64 forwarding=0
+bridge mnbr-100 alias=meshnet:net=blue mtu=1450 mac=02:6d:0a:01:00:01 up addrs=10.1.0.1/24,fd00:1::1/64 forwarding=1
+rule6 pref=1000 iif=mesh0 table=0
+veth alias=meshnet:net=blue:ep=a mtu=1450 master=mnbr-100 up
+veth alias=meshnet:net=def:ep=b mtu=1500 master=mesh0 up
+vxlan mnvx-100 vni=100 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=blue mtu=1450 master=mnbr-100 up`,
+		sandboxes: map[string]string{
+			"s1": `
+eth2 veth alias=meshnet:net=blue:ep=a mac=02:6d:0a:01:00:02 mtu=1450 up addrs=10.1.0.2/24,fd00:1::2/64 default=10.1.0.1 default=fd00:1::1`,
+			"s2": `
+eth2 veth alias=meshnet:net=def:ep=b mac=02:6d:ac:11:00:02 mtu=1500 up addrs=172.17.0.2/16,fd00:17::2/64 default=172.17.0.1 default=fd00:17::1`,
+		},
+	},
+	{
+		name: "the isolated local network renamed, red forwarding",
+		nets: func(tb *testbed) []overlay.Network {
+			def := bridgeNet("def", "mesh1", "172.17.0.1/16")
+			def.Gateway6 = pfx("fd00:17::1/64")
+			r := red(nil)
+			r.Forwarding = true
+			r.Gateway6 = pfx("fd00:2::1/64") // forwarding: no rule
+			return []overlay.Network{def, r}
+		},
+		host: `
+bridge mesh1 alias=meshnet:net=def mtu=1500 mac=02:6d:ac:11:00:01 up addrs=172.17.0.1/16,fd00:17::1/64 forwarding=0
+bridge mnbr-200 alias=meshnet:net=red mtu=1400 up addrs=fd00:2::1/64 forwarding=1
+rule6 pref=1000 iif=mesh1 table=0
+vxlan mnvx-200 vni=200 port=4789 local=192.0.2.1 dev=eth0 learning=false proxy=true alias=meshnet:net=red mtu=1400 master=mnbr-200 up`,
 	},
 }
 
