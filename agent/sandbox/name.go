@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+
+	"github.com/meshnet/meshnet/internal/netnsdir"
 )
 
 const (
 	// RunDir holds the named network namespaces, one file per sandbox.
-	RunDir = "/run/netns"
+	RunDir = netnsdir.Dir
 	// EtcDir holds one directory of resolver files per sandbox.
 	EtcDir = "/etc/netns"
 )

@@ -6,15 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-)
 
-// runDirMu serialises making RunDir a mount point, so that concurrent
-// Creates do not stack several bind mounts of it onto itself.
-var runDirMu sync.Mutex
+	"github.com/meshnet/meshnet/internal/netnsdir"
+)
 
 // Create makes the named network namespace RunDir/NAME, with its loopback
 // up, and returns its path. If the file exists already the error wraps
@@ -25,7 +22,7 @@ func Create(name string) (string, error) {
 	if err := ValidName(name); err != nil {
 		return "", err
 	}
-	if err := prepareRunDir(); err != nil {
+	if err := netnsdir.Prepare(); err != nil {
 		return "", err
 	}
 	path := Path(name)
@@ -41,33 +38,6 @@ func Create(name string) (string, error) {
 		return "", errors.Join(fmt.Errorf("creating sandbox namespace %s: %w", name, err), removeNetNSFile(path))
 	}
 	return path, nil
-}
-
-// prepareRunDir makes RunDir a mount point with shared propagation, as
-// iproute2 does, so that unmounting a namespace file in one mount namespace
-// unmounts it in every peer and lets the namespace be freed.
-// Equivalent to: `mount --make-rshared /run/netns`, after
-// `mount --rbind /run/netns /run/netns` if it is not a mount point yet.
-func prepareRunDir() error {
-	runDirMu.Lock()
-	defer runDirMu.Unlock()
-	if err := os.MkdirAll(RunDir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", RunDir, err)
-	}
-	err := unix.Mount("", RunDir, "none", unix.MS_SHARED|unix.MS_REC, "")
-	if !errors.Is(err, unix.EINVAL) { // EINVAL: not a mount point
-		if err != nil {
-			return fmt.Errorf("making %s a shared mount: %w", RunDir, err)
-		}
-		return nil
-	}
-	if err := unix.Mount(RunDir, RunDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind-mounting %s onto itself: %w", RunDir, err)
-	}
-	if err := unix.Mount("", RunDir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("making %s a shared mount: %w", RunDir, err)
-	}
-	return nil
 }
 
 // bindNetNS is bindNewNetNS; tests replace it to make Create fail late.

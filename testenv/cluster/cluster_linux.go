@@ -39,6 +39,9 @@ type Options struct {
 	Tag string
 	// AgentArgs are extra meshagent flags for every agent.
 	AgentArgs []string
+	// AgentWrapper, if set, is a command that runs the agent: the agent's
+	// path and arguments are appended to it (say, unshare --mount).
+	AgentWrapper []string
 	// StartTimeout bounds waiting for a process to serve; default two
 	// minutes (a guard against hangs, not a performance limit).
 	StartTimeout time.Duration

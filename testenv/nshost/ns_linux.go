@@ -11,6 +11,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/meshnet/meshnet/internal/netnsdir"
 )
 
 // Prefix returns "mnt-TAG-XXXXXX" with six random hex digits: a namespace
@@ -33,6 +35,12 @@ type NS struct {
 // NewNS creates the named namespace /run/netns/NAME with its loopback up.
 // Equivalent to: `ip netns add NAME; ip -n NAME link set lo up`.
 func NewNS(name string) (*NS, error) {
+	// As ip netns does: /run/netns is a shared mount point before anything
+	// is mounted in it. Made later (by the agent), it would hide the
+	// namespaces mounted before it, which could then not be deleted.
+	if err := netnsdir.Prepare(); err != nil {
+		return nil, err
+	}
 	var h netns.NsHandle
 	err := onFreshThread(func() error {
 		var err error
