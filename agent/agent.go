@@ -2,16 +2,37 @@ package agent
 
 // The agent ties the parts together:
 //
-//   - the cluster store (store.go) holds global networks and leases; the
-//     agent registers its node there, mirrors networks/ into memory with a
-//     watch, and keeps working from that mirror (and its copy in the data
-//     dir) while the store is down;
+//   - drivers (agent/driver) say what each kind of network is and render
+//     its kernel state; the agent core never names one;
+//   - the cluster store (store.go, agent/netstore, agent/ipam) holds
+//     global networks and leases; the agent registers its node there,
+//     mirrors networks/ with a watch, and keeps working from that mirror
+//     (and its copy in the data dir) while the store is down;
 //   - gossip (gossip.Cluster) tells where every endpoint lives; the agent
-//     publishes its own endpoints and subscribes to the networks it has
-//     endpoints in;
-//   - the datapath loop (datapath.go) turns networks + local sandboxes +
-//     gossip into overlay.Apply calls, one at a time;
-//   - the API (server.go) serves agentctl on the unix socket.
+//     announces its joined endpoints and subscribes to global networks;
+//   - the reconciler (reconciler.go) applies the drivers' rendering
+//     (datapath.go) to the kernel, network by network;
+//   - the operations (networks.go, endpoints.go, sandboxes.go, views.go)
+//     implement service.Service, which the API (agent/apiserver) serves.
+//
+// Concurrency. Goroutines, all started by Run and waited for before it
+// returns: the API server's handlers (owned by apiserver.Server, which
+// Shutdown waits for), the reconciler loop, the store loop and the loops
+// it starts (registration, health, lease housekeeping, the network
+// watch), the gossip join loop, the gone-sandbox reaper, and one consumer
+// per gossip subscription. Locks, in the order they are taken:
+//
+//	opMu           serialises operations that change networks, endpoints
+//	               and sandboxes (the API's, the orphan sweep, the reaper),
+//	               so that checks ("no endpoints", "name free") and the
+//	               changes relying on them do not interleave; store calls
+//	               and kernel writes happen under it
+//	state.mu       from a snapshot of the records to its rename on disk
+//	recon.applyMu  one kernel write at a time (reconciler.go)
+//	subMu          the gossip subscriptions
+//	mu             the records and store state (the fields below it); held
+//	               only for reads and writes of them, never across a store
+//	               call, a kernel write or a wait
 //
 // Shutdown leaves the kernel alone (bridges, VXLAN devices, FDB entries,
 // veths and sandboxes keep forwarding), and it does not leave the gossip
@@ -33,9 +54,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netns"
 
-	"github.com/meshnet/meshnet/agent/ipam"
+	"github.com/meshnet/meshnet/agent/apiserver"
+	"github.com/meshnet/meshnet/agent/driver"
+	"github.com/meshnet/meshnet/agent/driver/builtin"
+	"github.com/meshnet/meshnet/agent/netstore"
+	"github.com/meshnet/meshnet/agent/service"
 	"github.com/meshnet/meshnet/gossip"
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/embedded"
@@ -46,60 +72,72 @@ import (
 // -ldflags "-X github.com/meshnet/meshnet/agent.Version=…".
 var Version = "dev"
 
-// Agent is one host's meshagent.
+// shutdownGrace is how long API requests in flight may go on after a
+// stop signal before they are cancelled (and roll back).
+const shutdownGrace = 5 * time.Second
+
+// Agent is one host's meshagent. It implements service.Service.
 type Agent struct {
-	cfg   Config
-	log   *slog.Logger
-	vtep  netip.Addr // this host's underlay address (VTEP, gossip, embedded store)
-	mtu   int        // underlay MTU
-	state *stateFile
+	cfg     Config
+	log     *slog.Logger
+	vtep    netip.Addr // this host's underlay address (VTEP, gossip, embedded store)
+	mtu     int        // underlay MTU
+	state   *stateFile
+	drivers *driver.Registry
+	metrics *prometheus.Registry
 
 	dp     *overlay.Datapath
+	recon  *reconciler
 	gossip *gossip.Cluster
 	embed  *embedded.Server // cluster-store: embedded
 
-	// opMu serialises changes of networks and sandboxes made through the
-	// API, so that checks ("no endpoints", "name free") and the changes
-	// that rely on them do not interleave. Store calls happen under it;
-	// readers only take mu.
-	opMu sync.Mutex
+	opMu sync.Mutex // see the top of this file
 
 	mu sync.Mutex
 	// Guarded by mu:
-	store     kvstore.Store   // nil until connected
-	alloc     *ipam.Allocator // with store
-	storeErr  error           // why the store is not usable, nil when it is
-	networks  map[string]*networkRecord
-	sandboxes map[string]*sandboxRecord // by id
-	remote    map[string][]gossip.Endpoint
-	synced    bool // gossip has caught up; until then remote is the cache
-	peers     []string
+	store      kvstore.Store   // nil until connected
+	nets       *netstore.Store // with store
+	storeErr   error           // why the store is not usable, nil when it is
+	everUp     bool            // the store has answered since start; firstUp is closed
+	networks   map[string]*driver.Network
+	versions   map[string]uint64 // store versions of global networks' records, 0 unknown
+	sandboxes  map[string]*sandboxRecord
+	endpoints  map[string]*endpointRecord
+	remote     map[string][]gossip.Endpoint // remote endpoints last programmed, for a restart
+	remoteSave *time.Timer                  // a pending save of remote
+	synced     bool                         // gossip has caught up; until then remote is the cache
+	peers      []string
 
 	subMu      sync.Mutex
 	subs       map[string]*gossip.Subscription // guarded by subMu; per global network
 	subsClosed bool                            // guarded by subMu; set at shutdown
 
-	// applyMu makes computing the desired datapath and applying it one
-	// step, so that an older view is never applied after a newer one.
-	applyMu sync.Mutex
 	// storeUp is signalled once, when the store is first connected, so
 	// that gossip joins the registered nodes without waiting a tick.
 	storeUp chan struct{}
-	dpKick  chan struct{}
+	// firstUp is closed when the store answers for the first time.
+	firstUp chan struct{}
+	// reap asks the reaper to look for sandboxes whose namespace is gone.
+	reap chan struct{}
 
 	wg sync.WaitGroup
 }
 
-// New prepares an agent: it resolves the advertise address and loads the
-// data dir. It starts nothing.
+var _ service.Service = (*Agent)(nil)
+
+// New prepares an agent: it resolves the advertise address, sets up the
+// drivers and loads the data dir. It starts nothing.
 func New(cfg Config, log *slog.Logger) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: log, networks: map[string]*networkRecord{},
-		sandboxes: map[string]*sandboxRecord{}, remote: map[string][]gossip.Endpoint{},
-		dpKick: make(chan struct{}, 1), storeUp: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, log: log, networks: map[string]*driver.Network{}, versions: map[string]uint64{},
+		sandboxes: map[string]*sandboxRecord{}, endpoints: map[string]*endpointRecord{},
+		remote:  map[string][]gossip.Endpoint{},
+		storeUp: make(chan struct{}, 1), firstUp: make(chan struct{}), reap: make(chan struct{}, 1)}
 	var err error
 	if a.vtep, a.mtu, err = resolveAdvertise(cfg); err != nil {
 		return nil, err
 	}
+	a.drivers = builtin.Registry(builtin.Config{DefaultBridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU,
+		HostRoutes: hostRoutes, VTEP: a.vtep, VXLANPort: uint16(cfg.VXLANPort), UnderlayMTU: a.mtu})
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data-dir: %w", err)
 	}
@@ -114,10 +152,14 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	for _, s := range st.Sandboxes {
 		a.sandboxes[s.ID] = s
 	}
+	for _, e := range st.Endpoints {
+		a.endpoints[e.ID] = e
+	}
 	for id, eps := range st.Remote {
 		a.remote[id] = eps
 	}
 	a.peers = st.Peers
+	a.metrics = a.newMetrics()
 	return a, nil
 }
 
@@ -126,6 +168,10 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("starting meshagent", "version", Version, "node", a.cfg.NodeName,
 		"advertise", a.vtep, "store", a.cfg.StoreURL, "data-dir", a.cfg.DataDir)
+	if privateMountNamespace() {
+		a.log.Warn("meshagent runs in a private mount namespace, so the sandboxes it creates under /run/netns are invisible to the host; " +
+			"start it in the host's mount namespace (nsenter --net=PATH instead of ip netns exec; no PrivateMounts/PrivateTmp/ProtectSystem in its unit)")
+	}
 	h, err := netns.Get()
 	if err != nil {
 		return fmt.Errorf("opening the host network namespace: %w", err)
@@ -136,6 +182,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.dp.Close()
+	a.recon = newReconciler(a.dp, a.desiredNetwork, a.desiredAll, a.applyFailed, a.log)
 
 	if a.cfg.IPForward {
 		// Equivalent to: sysctl -w net.ipv4.ip_forward=1 (in this namespace).
@@ -150,33 +197,37 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.gossip.Close()
+	a.reapGoneSandboxes() // before announcing endpoints of namespaces that are gone
 	a.announceLocal()
 	a.syncSubscriptions() // networks known from the data dir
 
-	srv, err := a.listenAPI()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.goRun(func() { a.recon.Run(runCtx) })
+	srv, err := apiserver.Listen(a, a.cfg.Hosts, a.log)
 	if err != nil {
+		cancel()
+		a.wg.Wait()
 		return err
 	}
-
-	runCtx, cancel := context.WithCancel(ctx)
-	a.goRun(func() { a.datapathLoop(runCtx) })
 	a.goRun(func() { a.storeLoop(runCtx) })
 	a.goRun(func() { a.gossipLoop(runCtx) })
-	a.kickDatapath()
+	a.goRun(func() { a.reapLoop(runCtx) })
 	a.log.Info("meshagent ready", "api", a.cfg.Hosts)
 
 	<-ctx.Done()
 	a.log.Info("shutting down; the datapath keeps running")
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	srv.shutdown(shutdownCtx)
-	stop()
+	srv.Shutdown(shutdownGrace) // every handler has returned (rolled back if cancelled)
 	cancel()
 	a.closeSubscriptions()
 	a.wg.Wait()
-	a.saveState()
 	a.mu.Lock()
+	if a.remoteSave != nil {
+		a.remoteSave.Stop()
+	}
 	store := a.store
 	a.mu.Unlock()
+	a.saveState()
 	if store != nil {
 		store.Close()
 	}
@@ -184,6 +235,31 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.embed.Close()
 	}
 	return nil
+}
+
+// applyFailed hears of every failure to program a network: a sandbox's
+// namespace may be gone (reapLoop looks). It never blocks.
+func (a *Agent) applyFailed(string, error) {
+	select {
+	case a.reap <- struct{}{}:
+	default:
+	}
+}
+
+// reapLoop looks for sandboxes whose namespace is gone when an apply
+// fails, and every resyncInterval.
+func (a *Agent) reapLoop(ctx context.Context) {
+	t := time.NewTicker(resyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.reap:
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		a.reapGoneSandboxes()
+	}
 }
 
 // startGossip starts the gossip listeners. A restarted agent may find its

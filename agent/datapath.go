@@ -1,139 +1,100 @@
 package agent
 
-// The datapath loop: one goroutine turns the agent's view (networks, local
-// sandboxes, remote endpoints from gossip) into overlay.Apply calls. Kicks
-// coalesce, so a burst of gossip events costs one Apply; a periodic resync
-// repairs drift (somebody deleting an FDB entry by hand).
+// The desired datapath: the agent's view of one network (its record, the
+// endpoints joined here, the endpoints gossip knows elsewhere) rendered by
+// the network's driver. The reconciler (reconciler.go) applies it.
 
 import (
-	"context"
-	"maps"
+	"cmp"
+	"errors"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/gossip"
 	"github.com/meshnet/meshnet/overlay"
 )
 
-const (
-	resyncInterval = 30 * time.Second
-	retryInterval  = time.Second
-	// remoteSaveInterval bounds how often the remote-endpoint cache is
-	// written to the data dir.
-	remoteSaveInterval = 2 * time.Second
-)
+// remoteSaveDelay bounds how often the remote-endpoint cache is written
+// to the data dir.
+const remoteSaveDelay = 2 * time.Second
 
-// kickDatapath asks the loop for an Apply; it never blocks.
-func (a *Agent) kickDatapath() {
-	select {
-	case a.dpKick <- struct{}{}:
-	default:
-	}
-}
-
-func (a *Agent) datapathLoop(ctx context.Context) {
-	resync := time.NewTicker(resyncInterval)
-	defer resync.Stop()
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	var lastSave time.Time
-	dirty := false
-	for {
-		select {
-		case <-a.dpKick:
-		case <-resync.C:
-		case <-retry.C:
-		case <-ctx.Done():
-			return
-		}
-		a.applyMu.Lock()
-		desired, remote, synced := a.desired()
-		err := a.dp.Apply(desired)
-		a.applyMu.Unlock()
-		if err != nil {
-			a.log.Error("programming the datapath; retrying", "err", err)
-			retry.Reset(retryInterval)
-		}
-		if synced && a.updateRemoteCache(remote) {
-			dirty = true
-		}
-		if dirty && time.Since(lastSave) > remoteSaveInterval {
-			a.saveState()
-			lastSave, dirty = time.Now(), false
-		} else if dirty {
-			retry.Reset(remoteSaveInterval)
-		}
-	}
-}
-
-// updateRemoteCache stores what gossip said about remote endpoints, for a
-// restart; it reports whether anything changed.
-func (a *Agent) updateRemoteCache(remote map[string][]gossip.Endpoint) bool {
+// desiredNetwork is one network's desired state on this host.
+func (a *Agent) desiredNetwork(id string) (overlay.Network, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if maps.EqualFunc(a.remote, remote, func(x, y []gossip.Endpoint) bool {
-		return slices.EqualFunc(x, y, func(p, q gossip.Endpoint) bool { return p.Equal(&q) })
-	}) {
-		return false
+	n := a.networks[id]
+	if n == nil {
+		a.forgetRemote(id)
+		return overlay.Network{}, false
 	}
-	a.remote = remote
-	return true
+	return a.renderLocked(n, a.defaultRoutes())
 }
 
-// desired computes the datapath for every network with a local endpoint,
-// plus the predefined bridge. It also returns the remote endpoints used,
-// and whether they came from gossip alone.
-func (a *Agent) desired() ([]overlay.Network, map[string][]gossip.Endpoint, bool) {
+// desiredAll is the desired state of every network this host needs.
+func (a *Agent) desiredAll() []overlay.Network {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	locals := map[string][]overlay.LocalEndpoint{}
+	routes := a.defaultRoutes()
+	var out []overlay.Network
+	for _, n := range a.networks {
+		if k, ok := a.renderLocked(n, routes); ok {
+			out = append(out, k)
+		}
+	}
+	slices.SortFunc(out, func(x, y overlay.Network) int { return strings.Compare(x.ID, y.ID) })
+	return out
+}
+
+// renderLocked asks the network's driver for its kernel state. The caller
+// holds mu.
+func (a *Agent) renderLocked(n *driver.Network, routes map[string]bool) (overlay.Network, bool) {
+	d, ok := a.driverOf(n)
+	if !ok {
+		return overlay.Network{}, false
+	}
+	v := driver.View{Network: n}
+	for _, e := range a.endpoints {
+		s := a.sandboxes[e.SandboxID]
+		if e.NetworkID != n.ID || s == nil {
+			continue
+		}
+		v.Local = append(v.Local, overlay.LocalEndpoint{ID: e.ID, Sandbox: s.NetNS, SandboxID: s.NSID,
+			IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6, DefaultRoute: routes[e.ID]})
+	}
+	slices.SortFunc(v.Local, func(x, y overlay.LocalEndpoint) int { return strings.Compare(x.ID, y.ID) })
+	if n.Global() && len(v.Local) > 0 {
+		eps := a.remoteEndpoints(n.ID)
+		for _, ep := range eps {
+			v.Remote = append(v.Remote, overlay.RemoteEndpoint{IP: ep.IP, IP6: ep.IPv6, MAC: ep.MAC, VTEP: ep.VTEP})
+		}
+		a.rememberRemote(n.ID, eps)
+	} else {
+		a.forgetRemote(n.ID)
+	}
+	return d.Render(v)
+}
+
+// defaultRoutes picks, for every sandbox, the endpoint that carries its
+// default route: the first joined whose driver offers external
+// connectivity on its network. The caller holds mu.
+func (a *Agent) defaultRoutes() map[string]bool {
+	routes := map[string]bool{}
 	for _, s := range a.sandboxes {
-		routed := false
-		for _, e := range s.Endpoints {
+		for _, e := range a.sandboxEndpoints(s) {
 			n := a.networks[e.NetworkID]
-			if n == nil || (n.Driver != "overlay" && n.Driver != "bridge") {
+			if n == nil {
 				continue
 			}
-			le := overlay.LocalEndpoint{ID: e.ID, Sandbox: s.NetNS, IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6}
-			if !routed && !n.Internal && n.gatewayPrefix(true).IsValid() {
-				le.DefaultRoute, routed = true, true
-			}
-			locals[n.ID] = append(locals[n.ID], le)
-		}
-	}
-	if bridge := a.defaultBridge(); bridge != nil {
-		if _, ok := locals[bridge.ID]; !ok {
-			locals[bridge.ID] = nil
-		}
-	}
-	remote := map[string][]gossip.Endpoint{}
-	var out []overlay.Network
-	for id, le := range locals {
-		n := a.networks[id]
-		on := a.overlayNetwork(n)
-		on.Local = le
-		if n.Driver == "overlay" {
-			eps := a.remoteEndpoints(id)
-			remote[id] = eps
-			for _, ep := range eps {
-				on.Remote = append(on.Remote, overlay.RemoteEndpoint{IP: ep.IP, IP6: ep.IPv6, MAC: ep.MAC, VTEP: ep.VTEP})
+			d, _ := a.driverOf(n)
+			if ec, ok := d.(driver.ExternalConnectivity); ok && ec.DefaultRoute(n) {
+				routes[e.ID] = true
+				break
 			}
 		}
-		out = append(out, on)
 	}
-	return out, remote, a.synced
-}
-
-// overlayNetwork is the datapath form of a network, without endpoints.
-func (a *Agent) overlayNetwork(n *networkRecord) overlay.Network {
-	on := overlay.Network{ID: n.ID, MTU: n.MTU, Gateway: n.gatewayPrefix(true), Gateway6: n.gatewayPrefix(false)}
-	if n.Driver == "overlay" {
-		on.VNI, on.VTEP, on.Port = n.VNI, a.vtep, uint16(a.cfg.VXLANPort)
-	} else {
-		on.Bridge = n.Bridge
-	}
-	return on
+	return routes
 }
 
 // remoteEndpoints are a network's endpoints on other hosts: gossip's view,
@@ -155,20 +116,69 @@ func (a *Agent) remoteEndpoints(networkID string) []gossip.Endpoint {
 			}
 		}
 	}
-	slices.SortFunc(eps, func(x, y gossip.Endpoint) int { return strings.Compare(x.ID, y.ID) })
+	slices.SortFunc(eps, func(x, y gossip.Endpoint) int { return cmp.Compare(x.ID, y.ID) })
 	return eps
 }
 
-// applyNetworkNow programs one network at once (a sandbox joining it
-// waits for its interface) and returns that network's error.
-func (a *Agent) applyNetworkNow(networkID string) error {
-	a.applyMu.Lock()
-	defer a.applyMu.Unlock()
-	desired, _, _ := a.desired()
-	for _, n := range desired {
-		if n.ID == networkID {
-			return a.dp.ApplyNetwork(n)
+// rememberRemote keeps what gossip said of a network's remote endpoints,
+// for a restart, once gossip has caught up. The caller holds mu.
+func (a *Agent) rememberRemote(id string, eps []gossip.Endpoint) {
+	if !a.synced || slices.EqualFunc(a.remote[id], eps, func(p, q gossip.Endpoint) bool { return p.Equal(&q) }) {
+		return
+	}
+	a.remote[id] = eps
+	a.remoteChanged()
+}
+
+// forgetRemote drops a network from the cache. The caller holds mu.
+func (a *Agent) forgetRemote(id string) {
+	if _, ok := a.remote[id]; ok && a.synced {
+		delete(a.remote, id)
+		a.remoteChanged()
+	}
+}
+
+// remoteChanged schedules a save of the cache, at most one per
+// remoteSaveDelay. The caller holds mu.
+func (a *Agent) remoteChanged() {
+	if a.remoteSave == nil {
+		a.remoteSave = time.AfterFunc(remoteSaveDelay, func() {
+			a.mu.Lock()
+			a.remoteSave = nil
+			a.mu.Unlock()
+			a.saveState()
+		})
+	}
+}
+
+// endpointError keeps, of the errors of applying a network, those that
+// concern the given endpoint or the whole network: a join fails for its
+// own endpoint, not for another's (say, a sandbox whose namespace is gone,
+// which the reaper cleans up).
+func endpointError(err error, endpointID string) error {
+	var keep []error
+	var walk func(e error)
+	walk = func(e error) {
+		var ee *overlay.EndpointError
+		if !errors.As(e, &ee) {
+			keep = append(keep, e) // about the network itself
+			return
+		}
+		switch x := e.(type) {
+		case *overlay.EndpointError:
+			if x.Endpoint == endpointID {
+				keep = append(keep, x)
+			}
+		case interface{ Unwrap() []error }:
+			for _, c := range x.Unwrap() {
+				walk(c)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
 		}
 	}
-	return a.dp.RemoveNetwork(networkID)
+	if err != nil {
+		walk(err)
+	}
+	return errors.Join(keep...)
 }

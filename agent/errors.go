@@ -1,68 +1,69 @@
 package agent
 
 import (
+	"context"
 	"errors"
-	"fmt"
-	"net/http"
 
+	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/ipam"
+	"github.com/meshnet/meshnet/agent/netstore"
+	"github.com/meshnet/meshnet/agent/service"
 	"github.com/meshnet/meshnet/kvstore"
 )
 
-// apiError is an error with the HTTP status the API answers it with. Its
-// message is one sentence for the user.
-type apiError struct {
-	status int
-	msg    string
-}
-
-func (e *apiError) Error() string { return e.msg }
-
 func badRequest(format string, args ...any) error {
-	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+	return service.Errorf(service.ErrInvalid, format, args...)
 }
 
 func notFound(format string, args ...any) error {
-	return &apiError{http.StatusNotFound, fmt.Sprintf(format, args...)}
+	return service.Errorf(service.ErrNotFound, format, args...)
 }
 
 func conflict(format string, args ...any) error {
-	return &apiError{http.StatusConflict, fmt.Sprintf(format, args...)}
+	return service.Errorf(service.ErrConflict, format, args...)
 }
 
-// statusOf maps an error to its HTTP status: apiErrors say theirs, IPAM
-// and store sentinels map to 400/409/503, anything else is a 500.
-func statusOf(err error) int {
-	var ae *apiError
-	switch {
-	case errors.As(err, &ae):
-		return ae.status
-	case errors.Is(err, ipam.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, ipam.ErrSubnetOverlap), errors.Is(err, ipam.ErrAddressInUse),
-		errors.Is(err, ipam.ErrVNIInUse), errors.Is(err, ipam.ErrPoolExhausted):
-		return http.StatusConflict
-	case errors.Is(err, kvstore.ErrUnavailable), errors.Is(err, ipam.ErrContention),
-		errors.Is(err, kvstore.ErrPermission):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// storeDownError is returned by global operations while the store is not
+// usable.
+type storeDownError struct{ cause error }
 
-// userMessage is err as the user sees it. Store failures say which store
-// and that it is unreachable, without the client library's details.
-func (a *Agent) userMessage(err error) string {
-	var ae *apiError
-	var down *storeDownError
+func (e *storeDownError) Error() string {
+	return "the cluster store is unreachable: " + e.cause.Error()
+}
+func (e *storeDownError) Unwrap() error { return kvstore.ErrUnavailable }
+
+// serviceError gives an error of the layers below the kind the service
+// answers it with (service.Error), keeping or writing its one-sentence
+// message. Store failures say which store and that it is unreachable,
+// without the client library's details. Errors of no known kind are
+// internal failures and pass unchanged.
+func (a *Agent) serviceError(err error) error {
+	var (
+		se   *service.Error
+		down *storeDownError
+	)
+	kind := func(k error) error { return &service.Error{Kind: k, Msg: err.Error()} }
 	switch {
-	case errors.As(err, &ae):
-		return ae.msg
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		return err
 	case errors.As(err, &down):
-		return down.Error()
+		return kind(service.ErrUnavailable)
+	case errors.Is(err, driver.ErrInvalid), errors.Is(err, ipam.ErrInvalid):
+		return kind(service.ErrInvalid)
+	case errors.Is(err, netstore.ErrNotFound):
+		return kind(service.ErrNotFound)
+	case errors.Is(err, ipam.ErrSubnetOverlap), errors.Is(err, ipam.ErrAddressInUse),
+		errors.Is(err, ipam.ErrVNIInUse), errors.Is(err, ipam.ErrPoolExhausted),
+		errors.Is(err, netstore.ErrNameTaken), errors.Is(err, netstore.ErrRemoving):
+		return kind(service.ErrConflict)
+	case errors.Is(err, ipam.ErrContention):
+		return kind(service.ErrUnavailable)
 	case errors.Is(err, kvstore.ErrPermission):
-		return "the cluster store " + a.cfg.StoreURL + " refused the agent's credentials"
-	case errors.Is(err, kvstore.ErrUnavailable):
-		return "the cluster store " + a.cfg.StoreURL + " is unreachable; try again when it is back"
+		return service.Errorf(service.ErrUnavailable, "the cluster store %s refused the agent's credentials", a.cfg.StoreURL)
+	case errors.Is(err, kvstore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return service.Errorf(service.ErrUnavailable, "the cluster store %s is unreachable; try again when it is back", a.cfg.StoreURL)
 	}
-	return err.Error()
+	return err
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/meshnet/meshnet/gossip"
-	"github.com/meshnet/meshnet/kvstore"
 )
 
 const (
@@ -43,7 +42,7 @@ func (a *Agent) gossipLoop(ctx context.Context) {
 		a.mu.Unlock()
 		if first {
 			a.log.Info("gossip caught up", "joined", joined, "members", len(a.gossip.Members()))
-			a.kickDatapath()
+			a.recon.MarkAllDirty()
 		}
 		a.rememberPeers()
 		select {
@@ -127,16 +126,15 @@ func (a *Agent) rememberPeers() {
 	}
 }
 
-// announceLocal publishes every local endpoint of a global network (after
-// a restart: the peers may have aged our records out).
+// announceLocal publishes every joined local endpoint of a global network
+// (after a restart: the peers may have aged our records out).
 func (a *Agent) announceLocal() {
 	a.mu.Lock()
 	var eps []gossip.Endpoint
-	for _, s := range a.sandboxes {
-		for _, e := range s.Endpoints {
-			if n := a.networks[e.NetworkID]; n != nil && n.global() {
-				eps = append(eps, a.gossipEndpoint(s, e))
-			}
+	for _, e := range a.endpoints {
+		s := a.sandboxes[e.SandboxID]
+		if n := a.networks[e.NetworkID]; s != nil && n != nil && n.Global() {
+			eps = append(eps, a.gossipEndpoint(s, e))
 		}
 	}
 	a.mu.Unlock()
@@ -147,16 +145,12 @@ func (a *Agent) announceLocal() {
 	}
 }
 
-// gossipEndpoint is what peers learn about a local endpoint.
-func (a *Agent) gossipEndpoint(s *sandboxRecord, e *endpointRecord) gossip.Endpoint {
-	return gossip.Endpoint{Network: e.NetworkID, ID: e.ID, Name: s.Name,
-		IP: e.Addr.Addr(), IPv6: e.Addr6.Addr(), VTEP: a.vtep, Node: a.cfg.NodeName,
-		Sandbox: s.Name, Aliases: e.Aliases}
-}
-
 // syncSubscriptions subscribes to the endpoints of every global network
 // and drops subscriptions of networks that are gone. Each subscription's
-// events just wake the datapath loop, which reads the current view.
+// goroutine consumes its events: a change of another host's endpoint
+// marks the network for reprogramming; changes of this host's own
+// endpoints are skipped, since the join or leave that made them has
+// programmed the datapath already.
 func (a *Agent) syncSubscriptions() {
 	a.subMu.Lock()
 	defer a.subMu.Unlock()
@@ -169,7 +163,7 @@ func (a *Agent) syncSubscriptions() {
 	a.mu.Lock()
 	want := map[string]bool{}
 	for id, n := range a.networks {
-		if n.global() {
+		if n.Global() {
 			want[id] = true
 		}
 	}
@@ -190,11 +184,22 @@ func (a *Agent) syncSubscriptions() {
 		}
 		a.subs[id] = sub
 		a.goRun(func() {
-			for range sub.C() {
-				a.kickDatapath()
+			for ev := range sub.C() {
+				if a.remoteChange(ev) {
+					a.recon.MarkDirty(id)
+				}
 			}
 		})
 	}
+}
+
+// remoteChange reports whether a gossip event changes what this host
+// programs: anything about another node's endpoints.
+func (a *Agent) remoteChange(ev gossip.Event) bool {
+	if ev.Kind == gossip.EventSnapshot {
+		return slices.ContainsFunc(ev.Snapshot, func(ep gossip.Endpoint) bool { return ep.Node != a.cfg.NodeName })
+	}
+	return ev.Endpoint.Node != a.cfg.NodeName
 }
 
 // closeSubscriptions ends every subscription (and so its goroutine).
@@ -206,11 +211,4 @@ func (a *Agent) closeSubscriptions() {
 		delete(a.subs, id)
 	}
 	a.subsClosed = true
-}
-
-// storeReady reports whether the store is connected and answering.
-func (a *Agent) storeReady() (kvstore.Store, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.store, a.store != nil && a.storeErr == nil
 }

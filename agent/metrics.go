@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-func (a *Agent) metrics() *prometheus.Registry {
+func (a *Agent) newMetrics() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "meshnet", Name: name, Help: help}, f))
@@ -23,6 +23,11 @@ func (a *Agent) metrics() *prometheus.Registry {
 		defer a.mu.Unlock()
 		return float64(len(a.sandboxes))
 	})
+	gauge("endpoints", "Endpoints on this host, joined or not.", func() float64 {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return float64(len(a.endpoints))
+	})
 	gauge("remote_endpoints", "Endpoints on other hosts in networks with a local endpoint.", func() float64 {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -31,6 +36,9 @@ func (a *Agent) metrics() *prometheus.Registry {
 			n += len(eps)
 		}
 		return float64(n)
+	})
+	gauge("datapath_failing_networks", "Networks whose last programming failed and are retried with back-off.", func() float64 {
+		return float64(a.recon.Failing())
 	})
 	gauge("gossip_members", "Members of the gossip cluster, this node included.", func() float64 {
 		return float64(len(a.gossip.Members()))

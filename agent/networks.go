@@ -1,51 +1,35 @@
 package agent
 
-// Network create, remove and lookup. Global (overlay) networks are created
-// in one store transaction together with their leases and name
-// (ipam.LeaseNetwork); local ones (bridge, null, host, config-only) live in
-// the data dir.
+// Network operations. A network's kind is its driver's business
+// (agent/driver): the core reads capabilities — global networks live in
+// the cluster store (agent/netstore, created with their leases in one
+// transaction), local ones in the data dir.
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/meshnet/meshnet/agent/api"
+	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/ipam"
-	"github.com/meshnet/meshnet/kvstore"
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/agent/netstore"
+	"github.com/meshnet/meshnet/agent/service"
 )
 
 var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
-// Driver options understood (-o K=V). Docker's long names and short ones.
-const (
-	optMTU        = "com.docker.network.driver.mtu"
-	optBridgeName = "com.docker.network.bridge.name"
-	optVNI        = "com.docker.network.driver.overlay.vxlanid_list"
-)
-
-var knownOptions = map[string][]string{
-	api.DriverOverlay: {optMTU, "mtu", optVNI, "vni"},
-	api.DriverBridge:  {optMTU, "mtu", optBridgeName, "bridge"},
-	api.DriverNull:    {},
-	api.DriverHost:    {},
-}
 
 // opTimeout bounds one API operation's store work.
 const opTimeout = 30 * time.Second
 
 // findNetwork looks a network up by full id, name, or unique id prefix.
 // The caller holds mu.
-func (a *Agent) findNetwork(ref string) (*networkRecord, error) {
+func (a *Agent) findNetwork(ref string) (*driver.Network, error) {
 	if ref == "" {
 		return nil, badRequest("no network given")
 	}
@@ -57,7 +41,7 @@ func (a *Agent) findNetwork(ref string) (*networkRecord, error) {
 			return n, nil
 		}
 	}
-	var match []*networkRecord
+	var match []*driver.Network
 	for id, n := range a.networks {
 		if strings.HasPrefix(id, ref) {
 			match = append(match, n)
@@ -72,137 +56,150 @@ func (a *Agent) findNetwork(ref string) (*networkRecord, error) {
 	return nil, badRequest("network id prefix %s is ambiguous: %d networks match", ref, len(match))
 }
 
-func (a *Agent) lookupNetwork(ref string) (*networkRecord, error) {
+func (a *Agent) lookupNetwork(ref string) (*driver.Network, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.findNetwork(ref)
 }
 
-// CreateNetwork validates req and creates the network.
-func (a *Agent) CreateNetwork(ctx context.Context, req api.NetworkCreate) (api.CreateResponse, error) {
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	rec, err := a.networkFromRequest(req)
-	if err != nil {
-		return api.CreateResponse{}, err
-	}
-	a.mu.Lock()
-	for _, n := range a.networks {
-		if n.Name == rec.Name {
-			a.mu.Unlock()
-			return api.CreateResponse{}, conflict("network with name %s already exists", rec.Name)
-		}
-	}
-	a.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	if rec.global() {
-		err = a.createGlobal(ctx, rec)
-	} else {
-		err = a.createLocal(rec)
-	}
-	if err != nil {
-		return api.CreateResponse{}, err
-	}
-	a.log.Info("network created", "name", rec.Name, "id", rec.ID, "driver", rec.Driver, "vni", rec.VNI, "subnets", subnetList(rec.Subnets))
-	a.mu.Lock()
-	a.networks[rec.ID] = rec
-	a.mu.Unlock()
-	a.networksChanged()
-	return api.CreateResponse{ID: rec.ID}, nil
+// driverOf returns a known network's driver. A network whose driver this
+// agent lacks (a record written by a newer agent) has none.
+func (a *Agent) driverOf(n *driver.Network) (driver.Driver, bool) {
+	return a.drivers.Lookup(n.Driver)
 }
 
-// networkFromRequest checks every field of req and returns the record to
-// create (leases not yet taken).
-func (a *Agent) networkFromRequest(req api.NetworkCreate) (*networkRecord, error) {
-	rec := &networkRecord{ID: newID(), Name: req.Name, Driver: req.Driver, Created: time.Now().UTC(),
+// NetworkCreate validates req and creates the network.
+func (a *Agent) NetworkCreate(ctx context.Context, req api.NetworkCreate) (_ api.CreateResponse, err error) {
+	defer func() { err = a.serviceError(err) }()
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if req.ConfigFrom != nil && req.ConfigFrom.Network != "" {
+		a.knowNetworks(ctx, req.ConfigFrom.Network)
+	}
+	n, d, err := a.networkFromRequest(req)
+	if err != nil {
+		return api.CreateResponse{}, err
+	}
+	if d.Capabilities().Scope == driver.ScopeGlobal && !n.ConfigOnly {
+		ns, err := a.netStore(ctx)
+		if err != nil {
+			return api.CreateResponse{}, err
+		}
+		if err := ns.Create(ctx, n); err != nil {
+			a.noteStoreErr(err)
+			return api.CreateResponse{}, err
+		}
+	} else if err := a.leaseLocalSubnets(n, d); err != nil {
+		return api.CreateResponse{}, err
+	}
+	a.log.Info("network created", "name", n.Name, "id", n.ID, "driver", n.Driver, "vni", n.VNI, "subnets", subnetList(n.Subnets))
+	a.mu.Lock()
+	a.networks[n.ID] = n
+	a.mu.Unlock()
+	a.networksChanged(n.ID)
+	return api.CreateResponse{ID: n.ID}, nil
+}
+
+// networkFromRequest checks every field of req and returns the network to
+// create (leases not yet taken) with its driver.
+func (a *Agent) networkFromRequest(req api.NetworkCreate) (*driver.Network, driver.Driver, error) {
+	n := &driver.Network{ID: newID(), Name: req.Name, Driver: req.Driver, Created: time.Now().UTC(),
 		IPv6: req.EnableIPv6, Internal: req.Internal, Attachable: req.Attachable, ConfigOnly: req.ConfigOnly,
 		Options: maps.Clone(req.Options), Labels: maps.Clone(req.Labels)}
 	switch {
 	case req.Name == "":
-		return nil, badRequest("a network needs a name")
+		return nil, nil, badRequest("a network needs a name")
 	case len(req.Name) > 64 || !validName.MatchString(req.Name):
-		return nil, badRequest("invalid network name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 characters", req.Name)
+		return nil, nil, badRequest("invalid network name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 characters", req.Name)
 	case req.Ingress:
-		return nil, badRequest("ingress networks are a Swarm routing-mesh feature that meshnet does not have")
+		return nil, nil, badRequest("ingress networks are a Swarm routing-mesh feature that meshnet does not have")
+	case req.ConfigOnly && req.ConfigFrom != nil && req.ConfigFrom.Network != "":
+		return nil, nil, badRequest("a config-only network cannot take its configuration from another network")
 	}
-	if rec.Driver == "" {
-		rec.Driver = api.DriverBridge
+	d, err := a.drivers.Get(req.Driver)
+	if err != nil {
+		return nil, nil, err
 	}
-	known, ok := knownOptions[rec.Driver]
-	if !ok {
-		return nil, badRequest("unknown network driver %q: meshnet has overlay, bridge, null and host", rec.Driver)
-	}
-	if req.ConfigOnly && req.ConfigFrom != nil && req.ConfigFrom.Network != "" {
-		return nil, badRequest("a config-only network cannot take its configuration from another network")
-	}
+	n.Driver = d.Name()
+	caps := d.Capabilities()
 	if req.ConfigOnly {
-		rec.Driver = api.DriverNull
-		known = slices.Concat(knownOptions[api.DriverOverlay], knownOptions[api.DriverBridge])
-	}
-	if req.ConfigFrom != nil && req.ConfigFrom.Network != "" {
-		if err := a.applyConfigFrom(rec, req); err != nil {
-			return nil, err
+		// Docker records config-only networks under the null driver;
+		// their options are checked by the driver of the network that
+		// takes its configuration from them.
+		if d, err = a.drivers.Get(a.drivers.ConfigOnly()); err != nil {
+			return nil, nil, err
 		}
-	}
-	for k := range rec.Options {
-		if !slices.Contains(known, k) {
-			if len(known) == 0 {
-				return nil, badRequest("the %s driver takes no options (got %q)", rec.Driver, k)
-			}
-			return nil, badRequest("option %q is not known to the %s driver (it knows %s)", k, rec.Driver, strings.Join(known, ", "))
+		n.Driver, caps = d.Name(), driver.Capabilities{Scope: driver.ScopeLocal}
+		if err := driver.CheckOptions(n.Driver, n.Options, a.drivers.AllOptions()); err != nil {
+			return nil, nil, err
 		}
-	}
-	scope := api.ScopeLocal
-	if rec.Driver == api.DriverOverlay {
-		scope = api.ScopeGlobal
 	}
 	switch {
-	case req.Scope == "" || req.Scope == scope || (req.ConfigOnly && req.Scope == api.ScopeLocal):
-	case req.Scope == api.ScopeLocal || req.Scope == api.ScopeGlobal:
-		return nil, badRequest("the %s driver makes %s networks; --scope %s is not supported", rec.Driver, scope, req.Scope)
+	case req.Scope == "" || req.Scope == caps.Scope:
+	case req.Scope == driver.ScopeLocal || req.Scope == driver.ScopeGlobal:
+		return nil, nil, badRequest("the %s driver makes %s networks; --scope %s is not supported", n.Driver, caps.Scope, req.Scope)
 	default:
-		return nil, badRequest("invalid scope %q: use local or global", req.Scope)
+		return nil, nil, badRequest("invalid scope %q: use local or global", req.Scope)
 	}
-	rec.Scope = scope
-	if req.ConfigOnly {
-		rec.Scope = api.ScopeLocal
+	n.Scope = caps.Scope
+	a.mu.Lock()
+	for _, o := range a.networks {
+		if o.Name == n.Name {
+			a.mu.Unlock()
+			return nil, nil, conflict("network with name %s already exists", n.Name)
+		}
 	}
-	if (rec.Driver == api.DriverNull || rec.Driver == api.DriverHost) && !req.ConfigOnly {
-		return nil, badRequest("only one instance of the %q network is allowed: use the predefined one", nameOfDriver(rec.Driver))
+	a.mu.Unlock()
+	if caps.Singleton && !req.ConfigOnly {
+		return nil, nil, badRequest("only one instance of the %q network is allowed: use the predefined one", a.predefinedName(n.Driver))
+	}
+	if req.ConfigFrom != nil && req.ConfigFrom.Network != "" {
+		if err := a.applyConfigFrom(n, req); err != nil {
+			return nil, nil, err
+		}
 	}
 	if req.IPAM != nil && req.IPAM.Driver != "" && req.IPAM.Driver != "default" && req.ConfigFrom == nil {
-		return nil, badRequest("IPAM driver %q is not supported: meshnet has only the default IPAM driver", req.IPAM.Driver)
+		return nil, nil, badRequest("IPAM driver %q is not supported: meshnet has only the default IPAM driver", req.IPAM.Driver)
 	}
 	if req.IPAM != nil && req.ConfigFrom == nil {
-		rec.IPAMDriver, rec.IPAMOptions = "default", maps.Clone(req.IPAM.Options)
-		subnets, err := parseIPAMConfig(req.IPAM.Config)
-		if err != nil {
-			return nil, err
-		}
-		rec.Subnets = subnets
-	}
-	for _, s := range rec.Subnets {
-		if !s.Subnet.Addr().Is4() && !rec.IPv6 {
-			return nil, badRequest("subnet %s is IPv6: create the network with --ipv6", s.Subnet)
+		n.IPAMDriver, n.IPAMOptions = "default", maps.Clone(req.IPAM.Options)
+		if n.Subnets, err = parseIPAMConfig(req.IPAM.Config); err != nil {
+			return nil, nil, err
 		}
 	}
-	if err := a.applyOptions(rec); err != nil {
-		return nil, err
+	for _, s := range n.Subnets {
+		if !s.Subnet.Addr().Is4() && !n.IPv6 {
+			return nil, nil, badRequest("subnet %s is IPv6: create the network with --ipv6", s.Subnet)
+		}
 	}
-	return rec, nil
+	if !req.ConfigOnly {
+		a.mu.Lock()
+		others := slices.Collect(maps.Values(a.networks))
+		a.mu.Unlock()
+		if err := d.Configure(n, others); err != nil {
+			return nil, nil, err
+		}
+	}
+	return n, d, nil
 }
 
-func nameOfDriver(driver string) string {
-	if driver == api.DriverNull {
-		return "none"
+// predefinedName is the name of a driver's predefined network.
+func (a *Agent) predefinedName(driverName string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range a.networks {
+		if n.Predefined && n.Driver == driverName {
+			return n.Name
+		}
 	}
-	return driver
+	return driverName
 }
 
 // applyConfigFrom copies the IPAM configuration and options of a
 // config-only network; the request must not set its own.
-func (a *Agent) applyConfigFrom(rec *networkRecord, req api.NetworkCreate) error {
+func (a *Agent) applyConfigFrom(n *driver.Network, req api.NetworkCreate) error {
 	if req.IPAM != nil && len(req.IPAM.Config) > 0 || len(req.Options) > 0 || req.EnableIPv6 {
 		return badRequest("a network created --config-from another takes its subnets, options and IPv6 setting from it; do not give them again")
 	}
@@ -213,40 +210,11 @@ func (a *Agent) applyConfigFrom(rec *networkRecord, req api.NetworkCreate) error
 	if !from.ConfigOnly {
 		return badRequest("network %s is not a config-only network", from.Name)
 	}
-	rec.ConfigFrom = from.Name
-	rec.Subnets = slices.Clone(from.Subnets)
-	rec.IPv6 = from.IPv6
-	rec.IPAMDriver, rec.IPAMOptions = from.IPAMDriver, maps.Clone(from.IPAMOptions)
-	rec.Options = maps.Clone(from.Options)
-	return nil
-}
-
-// applyOptions reads the driver options into the record.
-func (a *Agent) applyOptions(rec *networkRecord) error {
-	for k, v := range rec.Options {
-		switch k {
-		case optMTU, "mtu":
-			mtu, err := strconv.Atoi(v)
-			if err != nil || mtu < 576 || mtu > 65535 {
-				return badRequest("invalid MTU %q: give a number from 576 to 65535", v)
-			}
-			if rec.Driver == api.DriverOverlay && a.mtu > 0 && mtu > a.mtu-overlay.EncapOverhead {
-				return badRequest("MTU %d is too large for an overlay network: the underlay MTU %d leaves at most %d after the VXLAN header", mtu, a.mtu, a.mtu-overlay.EncapOverhead)
-			}
-			rec.MTU = mtu
-		case optVNI, "vni":
-			vni, err := strconv.ParseUint(v, 10, 32)
-			if err != nil || vni < 1 || vni > uint64(ipam.DefaultVNIMax) {
-				return badRequest("invalid VNI %q: give one number from 1 to %d", v, ipam.DefaultVNIMax)
-			}
-			rec.VNI = uint32(vni)
-		case optBridgeName, "bridge":
-			if len(v) == 0 || len(v) > 15 || strings.ContainsAny(v, "/ \t:") {
-				return badRequest("invalid bridge name %q: at most 15 characters, no '/', ':' or spaces", v)
-			}
-			rec.Bridge = v
-		}
-	}
+	n.ConfigFrom = from.Name
+	n.Subnets = slices.Clone(from.Subnets)
+	n.IPv6 = from.IPv6
+	n.IPAMDriver, n.IPAMOptions = from.IPAMDriver, maps.Clone(from.IPAMOptions)
+	n.Options = maps.Clone(from.Options)
 	return nil
 }
 
@@ -296,91 +264,36 @@ func parseIPAMConfig(cfgs []api.IPAMConfig) ([]ipam.SubnetConfig, error) {
 	return out, nil
 }
 
-// createGlobal leases the VNI and subnets and writes the network record
-// and its name in one transaction.
-func (a *Agent) createGlobal(ctx context.Context, rec *networkRecord) error {
-	store, alloc, err := a.usableStore()
-	if err != nil {
-		return err
-	}
-	_, err = alloc.LeaseNetwork(ctx, ipam.NetworkRequest{ID: rec.ID, VNI: rec.VNI, Subnets: rec.Subnets, IPv6: rec.IPv6},
-		func(l ipam.NetworkLease) ([]kvstore.Op, error) {
-			rec.VNI, rec.Subnets = l.VNI, l.Subnets
-			b, err := json.Marshal(rec)
-			if err != nil {
-				return nil, err
-			}
-			return []kvstore.Op{
-				{Kind: kvstore.OpCreate, Key: namesPrefix + rec.Name, Value: []byte(rec.ID)},
-				{Kind: kvstore.OpCreate, Key: networksPrefix + rec.ID, Value: b},
-			}, nil
-		})
-	var te *kvstore.TxnError
-	switch {
-	case err == nil:
+// leaseLocalSubnets gives a local network whose driver gives interfaces
+// its subnets: the requested ones, checked against every network this
+// host knows and its routes, or free ones from the local pools.
+func (a *Agent) leaseLocalSubnets(n *driver.Network, d driver.Driver) error {
+	if n.ConfigOnly || !d.Capabilities().Interfaces {
 		return nil
-	case errors.As(err, &te) && te.Key == namesPrefix+rec.Name:
-		return conflict("network with name %s already exists", rec.Name)
-	case errors.Is(err, kvstore.ErrUnavailable):
-		a.noteStoreErr(err)
-		// The transaction may have committed: then the network exists.
-		checkCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, gerr := store.Get(checkCtx, networksPrefix+rec.ID); gerr == nil {
-			return nil
-		}
-		return err
 	}
-	return err
-}
-
-// createLocal picks a bridge network's subnet and device name and saves it.
-func (a *Agent) createLocal(rec *networkRecord) error {
-	if rec.Driver == api.DriverBridge && !rec.ConfigOnly {
-		if err := a.leaseLocalSubnets(rec); err != nil {
-			return err
-		}
-		if rec.Bridge == "" {
-			rec.Bridge = "br-" + rec.ID[:12]
-		}
-		a.mu.Lock()
-		for _, n := range a.networks {
-			if n.Bridge == rec.Bridge {
-				a.mu.Unlock()
-				return conflict("bridge %s is already used by network %s", rec.Bridge, n.Name)
-			}
-		}
-		a.mu.Unlock()
-	}
-	return nil
-}
-
-// leaseLocalSubnets checks requested subnets against every network this
-// host knows, or picks one from the local pools.
-func (a *Agent) leaseLocalSubnets(rec *networkRecord) error {
 	a.mu.Lock()
 	var taken []netip.Prefix
-	for _, n := range a.networks {
-		if n.ConfigOnly {
+	for _, o := range a.networks {
+		if o.ConfigOnly {
 			continue
 		}
-		for _, s := range n.Subnets {
+		for _, s := range o.Subnets {
 			taken = append(taken, s.Subnet)
 		}
 	}
 	a.mu.Unlock()
 	taken = append(taken, hostRoutes()...)
-	for _, s := range rec.Subnets {
+	for _, s := range n.Subnets {
 		if err := ipam.CheckOverlap(s.Subnet, taken); err != nil {
 			return err
 		}
 	}
 	need := []bool{true}
-	if rec.IPv6 {
+	if n.IPv6 {
 		need = append(need, false)
 	}
 	for _, v4 := range need {
-		if _, ok := rec.subnet(v4); ok {
+		if _, ok := n.Subnet(v4); ok {
 			continue
 		}
 		p, err := ipam.FreeSubnet(a.cfg.LocalPools, v4, taken)
@@ -391,14 +304,15 @@ func (a *Agent) leaseLocalSubnets(rec *networkRecord) error {
 		if err != nil {
 			return err
 		}
-		rec.Subnets = append(rec.Subnets, sc)
+		n.Subnets = append(n.Subnets, sc)
 		taken = append(taken, p)
 	}
 	return nil
 }
 
-// RemoveNetwork deletes a network that has no endpoints on any host.
-func (a *Agent) RemoveNetwork(ctx context.Context, ref string) error {
+// NetworkRemove deletes a network that has no endpoints on any host.
+func (a *Agent) NetworkRemove(ctx context.Context, ref string) (err error) {
+	defer func() { err = a.serviceError(err) }()
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -413,35 +327,54 @@ func (a *Agent) removeNetwork(ctx context.Context, ref string) error {
 		return err
 	}
 	if n.Predefined {
-		return &apiError{403, fmt.Sprintf("%s is a pre-defined network and cannot be removed", n.Name)}
+		return service.Errorf(service.ErrForbidden, "%s is a pre-defined network and cannot be removed", n.Name)
 	}
 	if eps := a.endpointsOf(n); len(eps) > 0 {
-		return conflict("network %s has active endpoints (%s): remove or disconnect them first", n.Name, strings.Join(eps, ", "))
+		return inUse(n, eps)
 	}
-	if n.global() {
-		if err := a.removeGlobal(ctx, n); err != nil {
+	if n.Global() {
+		ns, err := a.netStore(ctx)
+		if err != nil {
+			return err
+		}
+		err = ns.Remove(ctx, n.ID)
+		var used *netstore.InUseError
+		if errors.As(err, &used) {
+			var who []string
+			for _, l := range used.Leases {
+				who = append(who, l.Addr.String()+" on "+l.Owner.Node)
+			}
+			return inUse(n, who)
+		}
+		if err != nil {
+			a.noteStoreErr(err)
 			return err
 		}
 	}
 	a.mu.Lock()
 	delete(a.networks, n.ID)
+	delete(a.versions, n.ID)
 	a.mu.Unlock()
-	a.networksChanged()
+	a.networksChanged(n.ID)
 	a.log.Info("network removed", "name", n.Name, "id", n.ID)
 	return nil
 }
 
+func inUse(n *driver.Network, who []string) error {
+	return conflict("network %s has active endpoints (%s): remove or disconnect them first", n.Name, strings.Join(who, ", "))
+}
+
 // endpointsOf names the network's endpoints on every host we know of.
-func (a *Agent) endpointsOf(n *networkRecord) []string {
+func (a *Agent) endpointsOf(n *driver.Network) []string {
 	var names []string
 	a.mu.Lock()
-	for _, s := range a.sandboxes {
-		if s.endpoint(n.ID) != nil {
-			names = append(names, s.Name)
+	for _, e := range a.endpoints {
+		if e.NetworkID == n.ID {
+			names = append(names, a.endpointName(e))
 		}
 	}
 	a.mu.Unlock()
-	if n.global() {
+	if n.Global() {
 		for _, ep := range a.gossip.Endpoints(n.ID) {
 			if ep.Node != a.cfg.NodeName {
 				names = append(names, ep.Name+" on "+ep.Node)
@@ -452,67 +385,34 @@ func (a *Agent) endpointsOf(n *networkRecord) []string {
 	return slices.Compact(names)
 }
 
-// removeGlobal deletes the record, name and leases in one transaction,
-// refusing while any address of the network is still leased.
-func (a *Agent) removeGlobal(ctx context.Context, n *networkRecord) error {
-	store, alloc, err := a.usableStore()
-	if err != nil {
-		return err
+// endpointName is how an endpoint is named to the user: its sandbox's
+// name while joined, else its own. The caller holds mu.
+func (a *Agent) endpointName(e *endpointRecord) string {
+	if s := a.sandboxes[e.SandboxID]; s != nil {
+		return s.Name
 	}
-	leases, err := alloc.Addresses(ctx, n.ID)
-	if err != nil {
-		a.noteStoreErr(err)
-		return err
+	if e.Name != "" {
+		return e.Name
 	}
-	if len(leases) > 0 {
-		var who []string
-		for _, l := range leases {
-			who = append(who, l.Addr.String()+" on "+l.Owner.Node)
-		}
-		return conflict("network %s has active endpoints (%s): remove or disconnect them first", n.Name, strings.Join(who, ", "))
-	}
-	kv, err := store.Get(ctx, networksPrefix+n.ID)
-	if errors.Is(err, kvstore.ErrKeyNotFound) {
-		return nil // removed meanwhile from another host
-	}
-	if err != nil {
-		a.noteStoreErr(err)
-		return err
-	}
-	ops := []kvstore.Op{{Kind: kvstore.OpCompareDelete, Key: networksPrefix + n.ID, Version: kv.Version}}
-	if nk, err := store.Get(ctx, namesPrefix+n.Name); err == nil && string(nk.Value) == n.ID {
-		ops = append(ops, kvstore.Op{Kind: kvstore.OpCompareDelete, Key: namesPrefix + n.Name, Version: nk.Version})
-	}
-	release, err := alloc.ReleaseOps(ctx, n.lease())
-	if err != nil {
-		a.noteStoreErr(err)
-		return err
-	}
-	if err := store.Txn(ctx, append(ops, release...)...); err != nil {
-		a.noteStoreErr(err)
-		if errors.Is(err, kvstore.ErrKeyModified) || errors.Is(err, kvstore.ErrKeyNotFound) {
-			return conflict("network %s changed while it was being removed; try again", n.Name)
-		}
-		return err
-	}
-	return nil
+	return e.ID[:12]
 }
 
-// PruneNetworks removes every user network without endpoints.
-func (a *Agent) PruneNetworks(ctx context.Context) (api.PruneResponse, error) {
+// NetworkPrune removes every user network without endpoints.
+func (a *Agent) NetworkPrune(ctx context.Context) (_ api.PruneResponse, err error) {
+	defer func() { err = a.serviceError(err) }()
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	a.mu.Lock()
-	var cands []*networkRecord
+	var cands []*driver.Network
 	for _, n := range a.networks {
 		if !n.Predefined {
 			cands = append(cands, n)
 		}
 	}
 	a.mu.Unlock()
-	slices.SortFunc(cands, func(x, y *networkRecord) int { return strings.Compare(x.Name, y.Name) })
+	slices.SortFunc(cands, func(x, y *driver.Network) int { return strings.Compare(x.Name, y.Name) })
 	resp := api.PruneResponse{NetworksDeleted: []string{}}
 	var errs []error
 	for _, n := range cands {
@@ -520,11 +420,10 @@ func (a *Agent) PruneNetworks(ctx context.Context) (api.PruneResponse, error) {
 			continue
 		}
 		err := a.removeNetwork(ctx, n.ID)
-		var ae *apiError
 		switch {
 		case err == nil:
 			resp.NetworksDeleted = append(resp.NetworksDeleted, n.Name)
-		case errors.As(err, &ae) && ae.status == 409:
+		case errors.Is(err, service.ErrConflict):
 		default:
 			errs = append(errs, err)
 		}

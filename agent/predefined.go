@@ -1,106 +1,58 @@
 package agent
 
-// The predefined networks every host has, like Docker's: "bridge" (the
-// default bridge, device mesh0 unless --bridge says otherwise or none),
-// "host" (the host's own stack) and "none" (loopback only). They are local,
-// kept in the data dir with stable ids, and cannot be removed.
+// The predefined networks every host has, like Docker's: each driver that
+// has some (driver.Predefiner) says which, from the agent's configuration.
+// They are local, kept in the data dir with stable ids, and cannot be
+// removed.
 
 import (
-	"errors"
 	"net/netip"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/meshnet/meshnet/agent/api"
-	"github.com/meshnet/meshnet/agent/ipam"
+	"github.com/meshnet/meshnet/agent/driver"
 )
 
-// defaultBIPs are tried in order for the default bridge when --bip is not
-// given: the first that overlaps no route of the host.
-var defaultBIPs = func() []netip.Prefix {
-	var out []netip.Prefix
-	for i := 17; i <= 31; i++ {
-		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(i), 0, 1}), 16))
-	}
-	return out
-}()
-
+// ensurePredefined makes the predefined networks those the drivers want
+// now, keeping ids (and what the drivers keep) of the ones in the data
+// dir, and dropping those no driver wants any more.
 func (a *Agent) ensurePredefined() error {
-	a.mu.Lock()
-	byName := map[string]*networkRecord{}
-	for _, n := range a.networks {
-		if n.Predefined {
-			byName[n.Name] = n
+	for _, d := range a.drivers.All() {
+		p, ok := d.(driver.Predefiner)
+		if !ok {
+			continue
 		}
-	}
-	a.mu.Unlock()
-	add := func(n *networkRecord) {
 		a.mu.Lock()
-		a.networks[n.ID] = n
-		a.mu.Unlock()
-	}
-	for _, p := range []struct{ name, driver string }{{"host", api.DriverHost}, {"none", api.DriverNull}} {
-		if byName[p.name] == nil {
-			add(&networkRecord{ID: newID(), Name: p.name, Driver: p.driver, Scope: api.ScopeLocal,
-				Created: time.Now().UTC(), Predefined: true})
-		}
-	}
-	old := byName["bridge"]
-	if a.cfg.Bridge == "none" {
-		if old != nil {
-			a.mu.Lock()
-			delete(a.networks, old.ID)
-			a.mu.Unlock()
-		}
-		return a.saveState()
-	}
-	bip := a.cfg.BIP
-	if !bip.IsValid() && old != nil && old.Bridge == a.cfg.Bridge {
-		bip = old.gatewayPrefix(true) // keep what the sandboxes use
-	}
-	if !bip.IsValid() {
-		routes := hostRoutes()
-		for _, p := range defaultBIPs {
-			if !slices.ContainsFunc(routes, func(r netip.Prefix) bool { return r.Overlaps(p.Masked()) }) {
-				bip = p
-				break
+		old := map[string]*driver.Network{}
+		for _, n := range a.networks {
+			if n.Predefined && n.Driver == d.Name() {
+				old[n.Name] = n
 			}
 		}
-		if !bip.IsValid() {
-			return errors.New("no free subnet for the default bridge in 172.17.0.0/16–172.31.0.0/16: set --bip or --bridge none")
+		a.mu.Unlock()
+		nets, err := p.Predefined(old)
+		if err != nil {
+			return err
 		}
+		a.mu.Lock()
+		for _, n := range old {
+			delete(a.networks, n.ID)
+		}
+		for _, n := range nets {
+			if n.ID == "" {
+				n.ID = newID()
+			}
+			a.networks[n.ID] = n
+		}
+		a.mu.Unlock()
 	}
-	sc, err := ipam.SubnetConfig{Subnet: bip.Masked(), Gateway: bip.Addr()}.Normalize()
-	if err != nil {
-		return err
-	}
-	n := &networkRecord{ID: newID(), Name: "bridge", Driver: api.DriverBridge, Scope: api.ScopeLocal,
-		Created: time.Now().UTC(), Predefined: true, Bridge: a.cfg.Bridge, Subnets: []ipam.SubnetConfig{sc},
-		MTU: a.cfg.MTU, IPAMDriver: "default"}
-	if old != nil {
-		n.ID, n.Created = old.ID, old.Created
-	}
-	add(n)
 	return a.saveState()
 }
 
-// defaultBridge returns the predefined bridge network, if any. The caller
-// holds mu.
-func (a *Agent) defaultBridge() *networkRecord {
-	for _, n := range a.networks {
-		if n.Predefined && n.Driver == api.DriverBridge {
-			return n
-		}
-	}
-	return nil
-}
-
 // hostRoutes lists the IPv4 and IPv6 destinations the host routes, other
-// than default routes and the predefined bridge's own, so that automatic
-// local subnets avoid them.
+// than default routes and our own bridges', so that automatic local
+// subnets avoid them.
 func hostRoutes() []netip.Prefix {
 	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {

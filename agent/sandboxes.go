@@ -1,9 +1,9 @@
 package agent
 
-// Sandboxes and their endpoints. A sandbox is a named network namespace on
-// this host; each endpoint is an interface (eth0, eth1, …) on one network
-// with addresses leased from the store (global networks) or picked locally
-// (bridge networks). Every operation completes or is undone step by step.
+// Sandboxes: network namespaces of this host, named (ours: /run/netns/NAME
+// with /etc/netns/NAME files) or adopted (--netns PATH). Creating one
+// composes endpoint create and join per network; removing it, leave and
+// delete.
 
 import (
 	"context"
@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/meshnet/meshnet/agent/api"
-	"github.com/meshnet/meshnet/agent/ipam"
+	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/sandbox"
+	"github.com/meshnet/meshnet/overlay"
 )
 
 // findSandbox looks a sandbox up by id, name or unique id prefix. The
@@ -48,19 +49,15 @@ func (a *Agent) findSandbox(ref string) (*sandboxRecord, error) {
 	return nil, notFound("sandbox %s not found", ref)
 }
 
-// undo collects the steps that take back a half-done operation.
-type undo []func()
-
-func (u *undo) add(f func()) { *u = append(*u, f) }
-
-func (u undo) run() {
-	for i := len(u) - 1; i >= 0; i-- {
-		u[i]()
-	}
+// attachment is one network a new sandbox joins, checked.
+type attachment struct {
+	net  *driver.Network
+	spec endpointSpec
 }
 
-// CreateSandbox creates a sandbox and attaches it to its networks.
-func (a *Agent) CreateSandbox(ctx context.Context, req api.SandboxCreate) (api.CreateResponse, error) {
+// SandboxCreate creates a sandbox and joins it to its networks.
+func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api.CreateResponse, err error) {
+	defer func() { err = a.serviceError(err) }()
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -91,6 +88,9 @@ func (a *Agent) CreateSandbox(ctx context.Context, req api.SandboxCreate) (api.C
 		s.NetNS = path
 		rollback.add(func() { sandbox.Remove(s.Name) })
 	}
+	if s.NSID, err = overlay.IdentifyNS(s.NetNS); err != nil {
+		return api.CreateResponse{}, badRequest("--netns %s: %v", s.NetNS, err)
+	}
 	a.mu.Lock()
 	a.sandboxes[s.ID] = s
 	a.mu.Unlock()
@@ -100,7 +100,11 @@ func (a *Agent) CreateSandbox(ctx context.Context, req api.SandboxCreate) (api.C
 		a.mu.Unlock()
 	})
 	for _, at := range attach {
-		if err := a.attach(ctx, s, at, &rollback); err != nil {
+		e, err := a.createEndpoint(ctx, at.net, at.spec, &rollback)
+		if err != nil {
+			return api.CreateResponse{}, err
+		}
+		if err := a.joinEndpoint(s, e, "", &rollback); err != nil {
 			return api.CreateResponse{}, err
 		}
 	}
@@ -113,14 +117,6 @@ func (a *Agent) CreateSandbox(ctx context.Context, req api.SandboxCreate) (api.C
 	rollback = nil
 	a.log.Info("sandbox created", "name", s.Name, "id", s.ID, "endpoints", len(s.Endpoints))
 	return api.CreateResponse{ID: s.ID}, nil
-}
-
-// attachment is one network a sandbox joins, resolved.
-type attachment struct {
-	net     *networkRecord
-	ip, ip6 netip.Addr
-	aliases []string
-	links   []string
 }
 
 func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []attachment, error) {
@@ -141,9 +137,6 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 		}
 		s.DNS = append(s.DNS, d)
 	}
-	if len(req.Publish) > 0 || req.PublishAll || len(req.Expose) > 0 {
-		return nil, nil, badRequest("publishing ports (-p, -P, --expose) needs the bridge driver's NAT, which this meshagent does not have yet")
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, o := range a.sandboxes {
@@ -153,171 +146,85 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 	}
 	nets := req.Networks
 	if len(nets) == 0 {
-		def := "none"
-		if a.defaultBridge() != nil {
-			def = "bridge"
+		def := a.defaultNetwork()
+		if def == nil {
+			return nil, nil, badRequest("no network given and this host has no default network")
 		}
-		nets = []api.NetworkAttachment{{Network: def}}
+		nets = []api.NetworkAttachment{{Network: def.Name}}
 	}
 	var out []attachment
 	for _, na := range nets {
-		switch {
-		case strings.HasPrefix(na.Network, "container:"):
+		if strings.HasPrefix(na.Network, "container:") {
 			return nil, nil, badRequest("--net container:NAME is not supported yet: give the sandbox its own networks")
-		case na.Network == "none" || na.Network == "host":
-			if len(nets) > 1 {
-				return nil, nil, badRequest("--net %s cannot be combined with other networks", na.Network)
-			}
-			if na.Network == "host" {
-				return nil, nil, badRequest("--net host is not supported yet: a sandbox is its own namespace")
-			}
-			if na.IP != "" || na.IP6 != "" || len(na.Aliases) > 0 {
-				return nil, nil, badRequest("--net none has no interface to give an address or alias")
-			}
-			continue
 		}
 		n, err := a.findNetwork(na.Network)
 		if err != nil {
 			return nil, nil, err
 		}
-		at, err := checkAttachment(n, na)
+		d, ok := a.driverOf(n)
+		if !ok {
+			return nil, nil, badRequest("network %s has driver %q, which this meshagent does not have", n.Name, n.Driver)
+		}
+		caps := d.Capabilities()
+		if caps.Exclusive && len(nets) > 1 {
+			return nil, nil, badRequest("network %s cannot be combined with other networks", n.Name)
+		}
+		if err := d.CheckJoin(n); err != nil {
+			return nil, nil, err
+		}
+		if !caps.Interfaces {
+			if na.IP != "" || na.IP6 != "" || len(na.Aliases) > 0 || len(na.Links) > 0 {
+				return nil, nil, badRequest("network %s gives the sandbox no interface to give an address, alias or link", n.Name)
+			}
+			continue
+		}
+		if n.ConfigOnly {
+			return nil, nil, badRequest("network %s is a config-only network: sandboxes cannot join it", n.Name)
+		}
+		spec, err := checkEndpointSpec(n, "", na.IP, na.IP6, na.Aliases, na.Links)
 		if err != nil {
 			return nil, nil, err
 		}
 		if slices.ContainsFunc(out, func(o attachment) bool { return o.net.ID == n.ID }) {
 			return nil, nil, badRequest("network %s is given twice", n.Name)
 		}
-		out = append(out, at)
+		out = append(out, attachment{net: n, spec: spec})
+	}
+	if len(req.Publish) > 0 || req.PublishAll || len(req.Expose) > 0 {
+		if err := a.checkPublish(out); err != nil {
+			return nil, nil, err
+		}
 	}
 	return s, out, nil
 }
 
-// checkAttachment validates one network of a sandbox.
-func checkAttachment(n *networkRecord, na api.NetworkAttachment) (attachment, error) {
-	at := attachment{net: n, aliases: na.Aliases, links: na.Links}
-	switch {
-	case n.ConfigOnly:
-		return at, badRequest("network %s is a config-only network: sandboxes cannot join it", n.Name)
-	case n.Driver == api.DriverNull || n.Driver == api.DriverHost:
-		return at, badRequest("network %s cannot be combined with other networks", n.Name)
-	}
-	var err error
-	if na.IP != "" {
-		if at.ip, err = netip.ParseAddr(na.IP); err != nil || !at.ip.Is4() {
-			return at, badRequest("invalid IPv4 address %q", na.IP)
+// checkPublish refuses published ports unless a network of the sandbox
+// has a driver that publishes them. The caller holds mu.
+func (a *Agent) checkPublish(nets []attachment) error {
+	for _, at := range nets {
+		d, _ := a.driverOf(at.net)
+		if p, ok := d.(driver.PortPublisher); ok {
+			return p.CheckPublish(at.net)
 		}
 	}
-	if na.IP6 != "" {
-		if at.ip6, err = netip.ParseAddr(na.IP6); err != nil || !at.ip6.Is6() || at.ip6.Is4In6() {
-			return at, badRequest("invalid IPv6 address %q", na.IP6)
-		}
-		if !n.IPv6 {
-			return at, badRequest("network %s has no IPv6: --ip6 needs a network created with --ipv6", n.Name)
-		}
-	}
-	for _, al := range na.Aliases {
-		if al == "" || len(al) > 253 || strings.ContainsAny(al, " \t/") {
-			return at, badRequest("invalid alias %q", al)
-		}
-	}
-	for _, l := range na.Links {
-		if name, alias, ok := strings.Cut(l, ":"); name == "" || (ok && alias == "") {
-			return at, badRequest("invalid link %q: use SANDBOX or SANDBOX:ALIAS", l)
-		}
-	}
-	return at, nil
+	return badRequest("publishing ports (-p, -P, --expose) needs a network whose driver publishes ports (NAT), which this meshagent does not have yet")
 }
 
-// attach leases the endpoint's addresses, records it, publishes it and
-// programs it, adding each undo step to rollback.
-func (a *Agent) attach(ctx context.Context, s *sandboxRecord, at attachment, rollback *undo) error {
-	n := at.net
-	ep := &endpointRecord{ID: newID(), NetworkID: n.ID, Aliases: at.aliases, Links: at.links}
-	a.mu.Lock()
-	ep.IfName = s.nextIfName()
-	a.mu.Unlock()
-	if n.global() {
-		_, alloc, err := a.usableStore()
-		if err != nil {
-			return err
+// defaultNetwork is the network a sandbox created without one joins: the
+// predefined network whose driver ranks highest. The caller holds mu.
+func (a *Agent) defaultNetwork() *driver.Network {
+	var best *driver.Network
+	rank := 0
+	for _, n := range a.networks {
+		if !n.Predefined {
+			continue
 		}
-		owner := ipam.Owner{EndpointID: ep.ID, Node: a.cfg.NodeName}
-		if ep.Addr, err = alloc.LeaseAddress(ctx, n.ID, n.Subnets, ipam.AddressRequest{Addr: at.ip, Owner: owner}); err != nil {
-			a.noteStoreErr(err)
-			return err
-		}
-		rollback.add(func() { a.releaseAddr(n.ID, ep.Addr.Addr(), ep.ID) })
-		if n.IPv6 {
-			if ep.Addr6, err = alloc.LeaseAddress(ctx, n.ID, n.Subnets, ipam.AddressRequest{Addr: at.ip6, IPv6: true, Owner: owner}); err != nil {
-				a.noteStoreErr(err)
-				return err
-			}
-			rollback.add(func() { a.releaseAddr(n.ID, ep.Addr6.Addr(), ep.ID) })
-		}
-	} else {
-		a.mu.Lock()
-		taken := a.localAddrs(n.ID)
-		var err error
-		ep.Addr, err = ipam.PickAddress(n.Subnets, taken, at.ip, true)
-		if err == nil && n.IPv6 {
-			ep.Addr6, err = ipam.PickAddress(n.Subnets, taken, at.ip6, false)
-		}
-		a.mu.Unlock()
-		if err != nil {
-			return err
+		d, ok := a.driverOf(n)
+		if ok && d.Capabilities().DefaultRank > rank {
+			best, rank = n, d.Capabilities().DefaultRank
 		}
 	}
-	a.mu.Lock()
-	s.Endpoints = append(s.Endpoints, ep)
-	a.mu.Unlock()
-	rollback.add(func() {
-		a.mu.Lock()
-		s.Endpoints = slices.DeleteFunc(s.Endpoints, func(e *endpointRecord) bool { return e.ID == ep.ID })
-		a.mu.Unlock()
-		a.applyNetworkNow(n.ID)
-	})
-	if n.global() {
-		a.mu.Lock()
-		gep := a.gossipEndpoint(s, ep)
-		a.mu.Unlock()
-		if err := a.gossip.Put(gep); err != nil {
-			return fmt.Errorf("publishing the endpoint: %w", err)
-		}
-		rollback.add(func() { a.gossip.Delete(n.ID, ep.ID) })
-	}
-	if err := a.applyNetworkNow(n.ID); err != nil {
-		return fmt.Errorf("attaching %s to network %s: %w", s.Name, n.Name, err)
-	}
-	return nil
-}
-
-// localAddrs are the addresses local endpoints hold in a network. The
-// caller holds mu.
-func (a *Agent) localAddrs(networkID string) map[netip.Addr]bool {
-	taken := map[netip.Addr]bool{}
-	for _, o := range a.sandboxes {
-		if e := o.endpoint(networkID); e != nil {
-			taken[e.Addr.Addr()] = true
-			if e.Addr6.IsValid() {
-				taken[e.Addr6.Addr()] = true
-			}
-		}
-	}
-	return taken
-}
-
-// releaseAddr gives an address lease back, best effort (a lease left
-// behind by a failure here is found by the orphan sweep).
-func (a *Agent) releaseAddr(networkID string, addr netip.Addr, endpointID string) {
-	_, alloc, err := a.usableStore()
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err = alloc.ReleaseAddress(ctx, networkID, addr, endpointID)
-	}
-	if err != nil {
-		a.log.Warn("releasing address lease; the orphan sweep will retry", "network", networkID, "addr", addr, "err", err)
-	}
+	return best
 }
 
 // writeSandboxFiles writes /etc/netns/NAME/{hostname,hosts,resolv.conf}.
@@ -331,7 +238,7 @@ func (a *Agent) writeSandboxFiles(s *sandboxRecord) error {
 	if s.Name != s.Hostname {
 		names = append(names, s.Name)
 	}
-	for _, e := range s.Endpoints {
+	for _, e := range a.sandboxEndpoints(s) {
 		f.Hosts = append(f.Hosts, sandbox.HostEntry{IP: e.Addr.Addr(), Names: append(slices.Clone(names), e.Aliases...)})
 		if e.Addr6.IsValid() {
 			f.Hosts = append(f.Hosts, sandbox.HostEntry{IP: e.Addr6.Addr(), Names: slices.Clone(names)})
@@ -377,11 +284,12 @@ func (a *Agent) resolvConf(s *sandboxRecord) []byte {
 	return []byte(b.String())
 }
 
-// RemoveSandbox detaches a sandbox from every network and deletes it.
+// SandboxRemove takes a sandbox off every network and deletes it.
 // Without force it refuses while the store is down and the sandbox has
 // leases there (they could not be given back); with force it goes on and
 // leaves the leases to the orphan sweep.
-func (a *Agent) RemoveSandbox(ctx context.Context, ref string, force bool) error {
+func (a *Agent) SandboxRemove(ctx context.Context, ref string, force bool) (err error) {
+	defer func() { err = a.serviceError(err) }()
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	a.mu.Lock()
@@ -391,54 +299,48 @@ func (a *Agent) RemoveSandbox(ctx context.Context, ref string, force bool) error
 		return err
 	}
 	global := false
-	for _, e := range s.Endpoints {
-		if n := a.networks[e.NetworkID]; n == nil || n.global() {
+	for _, e := range a.sandboxEndpoints(s) {
+		if n := a.networks[e.NetworkID]; n == nil || n.Global() {
 			global = true
 		}
 	}
 	a.mu.Unlock()
 	if global && !force {
-		if _, _, err := a.usableStore(); err != nil {
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		if _, err := a.netStore(ctx); err != nil {
 			return err
 		}
 	}
-	for _, e := range slices.Clone(s.Endpoints) {
-		a.detach(s, e)
+	err = a.dropSandbox(s, !s.External)
+	a.log.Info("sandbox removed", "name", s.Name, "id", s.ID)
+	return err
+}
+
+// dropSandbox leaves and deletes every endpoint of the sandbox and
+// forgets it; with removeNS it also deletes the named namespace and its
+// /etc files. The caller holds opMu.
+func (a *Agent) dropSandbox(s *sandboxRecord, removeNS bool) error {
+	a.mu.Lock()
+	eps := a.sandboxEndpoints(s)
+	a.mu.Unlock()
+	for _, e := range eps {
+		a.leaveEndpoint(e)
+		a.deleteEndpoint(e)
 	}
 	a.mu.Lock()
 	delete(a.sandboxes, s.ID)
 	a.mu.Unlock()
 	var errs []error
-	if !s.External {
+	if removeNS {
 		errs = append(errs, sandbox.Remove(s.Name))
 	}
-	errs = append(errs, a.saveState())
-	a.log.Info("sandbox removed", "name", s.Name, "id", s.ID)
-	return errors.Join(errs...)
+	return errors.Join(append(errs, a.saveState())...)
 }
 
-// detach removes one endpoint: unpublish, unprogram, release.
-func (a *Agent) detach(s *sandboxRecord, e *endpointRecord) {
-	a.mu.Lock()
-	n := a.networks[e.NetworkID]
-	s.Endpoints = slices.DeleteFunc(s.Endpoints, func(x *endpointRecord) bool { return x.ID == e.ID })
-	a.mu.Unlock()
-	if n == nil || n.global() {
-		a.gossip.Delete(e.NetworkID, e.ID)
-	}
-	if err := a.applyNetworkNow(e.NetworkID); err != nil {
-		a.log.Warn("removing an endpoint from the datapath", "endpoint", e.ID, "err", err)
-	}
-	if n == nil || n.global() {
-		a.releaseAddr(e.NetworkID, e.Addr.Addr(), e.ID)
-		if e.Addr6.IsValid() {
-			a.releaseAddr(e.NetworkID, e.Addr6.Addr(), e.ID)
-		}
-	}
-}
-
-// Connect attaches an existing sandbox to one more network.
-func (a *Agent) Connect(ctx context.Context, netRef string, req api.NetworkConnect) error {
+// NetworkConnect joins an existing sandbox to one more network.
+func (a *Agent) NetworkConnect(ctx context.Context, netRef string, req api.NetworkConnect) (err error) {
+	defer func() { err = a.serviceError(err) }()
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -446,77 +348,139 @@ func (a *Agent) Connect(ctx context.Context, netRef string, req api.NetworkConne
 	a.knowNetworks(ctx, netRef)
 	a.mu.Lock()
 	n, err := a.findNetwork(netRef)
-	if err != nil {
-		a.mu.Unlock()
-		return err
+	var s *sandboxRecord
+	if err == nil {
+		s, err = a.findSandbox(req.Container)
 	}
-	s, err := a.findSandbox(req.Container)
-	if err != nil {
-		a.mu.Unlock()
-		return err
-	}
-	if s.endpoint(n.ID) != nil {
-		a.mu.Unlock()
-		return conflict("sandbox %s is already connected to network %s", s.Name, n.Name)
+	if err == nil && a.endpointIn(s, n.ID) != nil {
+		err = conflict("sandbox %s is already connected to network %s", s.Name, n.Name)
 	}
 	a.mu.Unlock()
-	na := api.NetworkAttachment{Network: netRef}
+	if err != nil {
+		return err
+	}
+	var aliases, links []string
+	var ip, ip6 string
 	if ec := req.EndpointConfig; ec != nil {
-		na.Aliases, na.Links = ec.Aliases, ec.Links
+		aliases, links = ec.Aliases, ec.Links
 		if ec.IPAMConfig != nil {
-			na.IP, na.IP6 = ec.IPAMConfig.IPv4Address, ec.IPAMConfig.IPv6Address
+			ip, ip6 = ec.IPAMConfig.IPv4Address, ec.IPAMConfig.IPv6Address
 		}
 	}
-	if n.Driver == api.DriverNull || n.Driver == api.DriverHost {
+	if d, ok := a.driverOf(n); ok && d.Capabilities().Exclusive {
 		return badRequest("a sandbox cannot be connected to the %s network after it is created", n.Name)
 	}
-	at, err := checkAttachment(n, na)
+	spec, err := checkEndpointSpec(n, "", ip, ip6, aliases, links)
 	if err != nil {
 		return err
 	}
 	var rollback undo
 	defer func() { rollback.run() }()
-	if err := a.attach(ctx, s, at, &rollback); err != nil {
+	e, err := a.createEndpoint(ctx, n, spec, &rollback)
+	if err != nil {
 		return err
 	}
-	if err := a.writeSandboxFiles(s); err != nil {
+	if err := a.joinEndpoint(s, e, "", &rollback); err != nil {
 		return err
 	}
-	if err := a.saveState(); err != nil {
+	if err := errors.Join(a.writeSandboxFiles(s), a.saveState()); err != nil {
 		return err
 	}
 	rollback = nil
 	return nil
 }
 
-// Disconnect detaches a sandbox from a network.
-func (a *Agent) Disconnect(ctx context.Context, netRef string, req api.NetworkDisconnect) error {
+// NetworkDisconnect takes a sandbox off a network.
+func (a *Agent) NetworkDisconnect(ctx context.Context, netRef string, req api.NetworkDisconnect) (err error) {
+	defer func() { err = a.serviceError(err) }()
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	a.mu.Lock()
 	n, err := a.findNetwork(netRef)
-	if err != nil {
-		a.mu.Unlock()
-		return err
+	var (
+		s *sandboxRecord
+		e *endpointRecord
+	)
+	if err == nil {
+		s, err = a.findSandbox(req.Container)
 	}
-	s, err := a.findSandbox(req.Container)
-	if err != nil {
-		a.mu.Unlock()
-		return err
+	if err == nil {
+		e = a.endpointIn(s, n.ID)
 	}
-	e := s.endpoint(n.ID)
 	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if e == nil {
 		if req.Force {
 			return nil
 		}
 		return notFound("sandbox %s is not connected to network %s", s.Name, n.Name)
 	}
-	if n.global() && !req.Force {
-		if _, _, err := a.usableStore(); err != nil {
+	if n.Global() && !req.Force {
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		if _, err := a.netStore(ctx); err != nil {
 			return err
 		}
 	}
-	a.detach(s, e)
+	a.leaveEndpoint(e)
+	a.deleteEndpoint(e)
 	return errors.Join(a.writeSandboxFiles(s), a.saveState())
+}
+
+// reapGoneSandboxes forgets the sandboxes whose namespace is gone, or
+// whose path now leads to another namespace (a process that exited and
+// its PID reused, a named namespace deleted and made anew): their
+// endpoints leave (peers are told) and give their leases back. The new
+// namespace at such a path is never touched.
+func (a *Agent) reapGoneSandboxes() {
+	a.mu.Lock()
+	var check []*sandboxRecord
+	for _, s := range a.sandboxes {
+		check = append(check, s)
+	}
+	a.mu.Unlock()
+	var gone []*sandboxRecord
+	for _, s := range check {
+		id, err := overlay.IdentifyNS(s.NetNS)
+		if err == nil && (s.NSID.IsZero() || id == s.NSID) {
+			continue
+		}
+		gone = append(gone, s)
+	}
+	if len(gone) == 0 {
+		return
+	}
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	reprogram := map[string]bool{}
+	for _, s := range gone {
+		a.mu.Lock()
+		_, still := a.sandboxes[s.ID]
+		a.mu.Unlock()
+		if !still {
+			continue
+		}
+		id, err := overlay.IdentifyNS(s.NetNS)
+		if err == nil && (s.NSID.IsZero() || id == s.NSID) {
+			continue // back (a transient error)
+		}
+		a.log.Warn("the sandbox's namespace is gone; releasing its endpoints", "sandbox", s.Name, "netns", s.NetNS, "err", err)
+		if !s.External && err != nil {
+			sandbox.RemoveFiles(s.Name) // the namespace file is gone; our /etc files with it
+		}
+		a.mu.Lock()
+		eps := a.sandboxEndpoints(s)
+		delete(a.sandboxes, s.ID)
+		a.mu.Unlock()
+		for _, e := range eps {
+			reprogram[a.unjoin(e)] = true
+			a.deleteEndpoint(e)
+		}
+	}
+	for id := range reprogram {
+		a.recon.ApplyNow(id) // a failure is retried with back-off
+	}
+	a.saveState()
 }

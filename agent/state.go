@@ -1,7 +1,7 @@
 package agent
 
 // The data dir keeps what the agent needs to come back after a restart
-// without the store or gossip: its sandboxes and their endpoints, its local
+// without the store or gossip: its sandboxes and endpoints, its local
 // networks, a copy of the global networks it mirrors from the store, the
 // remote endpoints it last programmed, and the gossip peers it last saw.
 
@@ -13,12 +13,14 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/gossip"
 )
 
 type persisted struct {
-	Networks  []*networkRecord             `json:"networks"`
+	Networks  []*driver.Network            `json:"networks"`
 	Sandboxes []*sandboxRecord             `json:"sandboxes"`
+	Endpoints []*endpointRecord            `json:"endpoints"`
 	Remote    map[string][]gossip.Endpoint `json:"remote"`
 	Peers     []string                     `json:"peers"`
 }
@@ -39,6 +41,15 @@ func (f *stateFile) load() (persisted, error) {
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
 		return st, fmt.Errorf("agent state %s is corrupt: %v", f.path, err)
+	}
+	// Before endpoints were records of their own, sandboxes held them.
+	for _, s := range st.Sandboxes {
+		for _, e := range s.Legacy {
+			e.SandboxID = s.ID
+			st.Endpoints = append(st.Endpoints, e)
+			s.Endpoints = append(s.Endpoints, e.ID)
+		}
+		s.Legacy = nil
 	}
 	return st, nil
 }
@@ -79,6 +90,9 @@ func (a *Agent) saveState() error {
 	}
 	for _, s := range a.sandboxes {
 		st.Sandboxes = append(st.Sandboxes, s)
+	}
+	for _, e := range a.endpoints {
+		st.Endpoints = append(st.Endpoints, e)
 	}
 	for id, eps := range a.remote {
 		st.Remote[id] = eps

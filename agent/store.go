@@ -1,16 +1,16 @@
 package agent
 
 // The agent's side of the cluster store: connecting (and starting the
-// embedded server), registering the node, mirroring networks/, tracking
-// whether the store answers, and reclaiming the leases of nodes gone for
-// good. Everything here retries in the background: the agent runs, with
+// embedded server), registering the node, mirroring networks/ (through
+// agent/netstore), tracking whether the store answers, and the lease
+// housekeeping agent/ipam does (this node's orphans, departed nodes'
+// leases). Everything here retries in the background: the agent runs, with
 // its local networks and existing sandboxes, while the store is down.
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"net"
 	"path/filepath"
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/meshnet/meshnet/agent/ipam"
+	"github.com/meshnet/meshnet/agent/netstore"
 	"github.com/meshnet/meshnet/internal/backoff"
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/backends"
@@ -28,9 +29,7 @@ import (
 )
 
 const (
-	nodesPrefix    = "nodes/"
-	networksPrefix = "networks/"
-	namesPrefix    = "names/"
+	nodesPrefix = "nodes/"
 	// nodeTTL is the registration's lease: a node that stops refreshing
 	// disappears from nodes/ after about this long.
 	nodeTTL = 15 * time.Second
@@ -59,28 +58,44 @@ type nodeInfo struct {
 	Version    string `json:"version"`
 }
 
-// storeDownError is returned by global operations while the store is not
-// usable; the API answers 503.
-type storeDownError struct{ cause error }
-
-func (e *storeDownError) Error() string {
-	return "the cluster store is unreachable: " + e.cause.Error()
-}
-func (e *storeDownError) Unwrap() error { return kvstore.ErrUnavailable }
-
-// usableStore returns the store and allocator, or a storeDownError at once
-// when the store is known to be down (global operations fail fast).
-func (a *Agent) usableStore() (kvstore.Store, *ipam.Allocator, error) {
+// netStore returns the network records in the store, or a storeDownError
+// at once when the store is known to be down (global operations fail
+// fast). Until the store has answered for the first time after start, it
+// waits for that up to the store timeout: a script that starts the agent
+// and creates a network at once should not fail because the connection
+// is still being made.
+func (a *Agent) netStore(ctx context.Context) (*netstore.Store, error) {
+	select {
+	case <-a.firstUp:
+	default:
+		t := time.NewTimer(a.cfg.Store.Timeout)
+		select {
+		case <-a.firstUp:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.store == nil || a.storeErr != nil {
+	if a.nets == nil || a.storeErr != nil {
 		cause := a.storeErr
 		if cause == nil {
-			cause = errors.New("not connected yet")
+			cause = errors.New("still connecting")
 		}
-		return nil, nil, &storeDownError{cause}
+		return nil, &storeDownError{cause}
 	}
-	return a.store, a.alloc, nil
+	return a.nets, nil
+}
+
+// storeAnswered records that the store answers; the first time, it
+// releases the operations waiting in netStore. The caller holds mu.
+func (a *Agent) storeAnswered() {
+	a.storeErr = nil
+	if !a.everUp {
+		a.everUp = true
+		close(a.firstUp)
+	}
 }
 
 // noteStoreErr marks the store down when err says it is unreachable.
@@ -95,6 +110,13 @@ func (a *Agent) noteStoreErr(err error) {
 	}
 }
 
+// storeReady reports whether the store is connected and answering.
+func (a *Agent) storeReady() (kvstore.Store, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.store, a.store != nil && a.storeErr == nil
+}
+
 // storeLoop connects, registers, and mirrors networks/ until ctx ends.
 func (a *Agent) storeLoop(ctx context.Context) {
 	store, err := a.connectStore(ctx)
@@ -106,15 +128,19 @@ func (a *Agent) storeLoop(ctx context.Context) {
 		a.log.Error("configuring IPAM", "err", err)
 		return
 	}
+	nets := netstore.New(store, alloc, a.log)
 	a.mu.Lock()
-	a.store, a.alloc = store, alloc
+	a.store, a.nets = store, nets
+	if a.storeErr == nil { // openStore's ping answered
+		a.storeAnswered()
+	}
 	a.mu.Unlock()
 	a.storeUp <- struct{}{}
 
 	a.goRun(func() { a.registerLoop(ctx, store) })
 	a.goRun(func() { a.healthLoop(ctx, store) })
-	a.goRun(func() { a.reclaimLoop(ctx, store, alloc) })
-	a.watchNetworks(ctx, store)
+	a.goRun(func() { a.leaseLoop(ctx, store, alloc) })
+	a.watchNetworks(ctx, nets)
 }
 
 // connectStore opens the store client (starting the embedded server
@@ -185,12 +211,11 @@ func (a *Agent) nodeValue() []byte {
 func (a *Agent) registerLoop(ctx context.Context, store kvstore.Store) {
 	b := backoff.New(500*time.Millisecond, 10*time.Second)
 	for {
-		reg, err := store.Register(ctx, nodesPrefix+a.cfg.NodeName, a.nodeValue(), nodeTTL)
+		_, err := store.Register(ctx, nodesPrefix+a.cfg.NodeName, a.nodeValue(), nodeTTL)
 		if err == nil {
 			a.log.Info("registered in the cluster store", "key", nodesPrefix+a.cfg.NodeName)
 			<-ctx.Done()
 			// Leave the key to expire: a restarting agent is still a node.
-			_ = reg
 			return
 		}
 		a.noteStoreErr(err)
@@ -217,8 +242,10 @@ func (a *Agent) healthLoop(ctx context.Context, store kvstore.Store) {
 		switch {
 		case err == nil && a.storeErr != nil:
 			a.log.Info("cluster store reachable again")
-			a.storeErr = nil
-		case err != nil && a.storeErr == nil:
+			a.storeAnswered()
+		case err == nil:
+			a.storeAnswered()
+		case a.storeErr == nil:
 			a.log.Warn("cluster store unreachable", "err", err)
 			a.storeErr = errors.New(a.cfg.StoreURL + " does not answer")
 			if errors.Is(err, kvstore.ErrPermission) {
@@ -236,15 +263,15 @@ func (a *Agent) healthLoop(ctx context.Context, store kvstore.Store) {
 
 // watchNetworks mirrors networks/ into a.networks: a listing, then a watch
 // from the listing's version (the watch itself survives outages).
-func (a *Agent) watchNetworks(ctx context.Context, store kvstore.Store) {
+func (a *Agent) watchNetworks(ctx context.Context, nets *netstore.Store) {
 	b := backoff.New(500*time.Millisecond, 10*time.Second)
 	var (
-		kvs []kvstore.KVPair
-		ver uint64
-		err error
+		recs []netstore.Record
+		ver  uint64
+		err  error
 	)
 	for {
-		kvs, ver, err = store.List(ctx, networksPrefix)
+		recs, ver, err = nets.List(ctx)
 		if err == nil {
 			break
 		}
@@ -253,8 +280,8 @@ func (a *Agent) watchNetworks(ctx context.Context, store kvstore.Store) {
 			return
 		}
 	}
-	a.replaceGlobalNetworks(kvs)
-	events, err := store.Watch(ctx, networksPrefix, ver)
+	a.replaceGlobalNetworks(recs)
+	events, err := nets.Watch(ctx, ver)
 	if err != nil {
 		a.log.Error("watching networks", "err", err)
 		return
@@ -264,63 +291,64 @@ func (a *Agent) watchNetworks(ctx context.Context, store kvstore.Store) {
 		case kvstore.EventReset:
 			a.replaceGlobalNetworks(ev.Snapshot)
 		case kvstore.EventPut:
-			if n, ok := a.parseNetwork(ev.Key, ev.Value); ok {
-				a.mu.Lock()
-				a.networks[n.ID] = n
-				a.mu.Unlock()
-				a.networksChanged()
-			}
+			a.putGlobalNetwork(ev.Record)
 		case kvstore.EventDelete:
-			id := strings.TrimPrefix(ev.Key, networksPrefix)
 			a.mu.Lock()
-			n, ok := a.networks[id]
-			if ok && n.global() {
-				delete(a.networks, id)
+			n, ok := a.networks[ev.ID]
+			ok = ok && n.Global()
+			if ok {
+				delete(a.networks, ev.ID)
+				delete(a.versions, ev.ID)
 			}
 			a.mu.Unlock()
 			if ok {
-				a.networksChanged()
+				a.networksChanged(ev.ID)
 			}
 		}
 	}
 }
 
-func (a *Agent) parseNetwork(key string, value []byte) (*networkRecord, bool) {
-	var n networkRecord
-	if err := json.Unmarshal(value, &n); err != nil || n.ID != strings.TrimPrefix(key, networksPrefix) {
-		a.log.Warn("ignoring a malformed network record", "key", key)
-		return nil, false
+// putGlobalNetwork puts a record into the mirror. A record the mirror
+// already holds (the echo of this agent's own create) only updates the
+// version: nothing is saved or reprogrammed twice.
+func (a *Agent) putGlobalNetwork(r netstore.Record) {
+	a.mu.Lock()
+	old := a.networks[r.Network.ID]
+	same := old != nil && reflect.DeepEqual(old, r.Network)
+	a.networks[r.Network.ID] = r.Network
+	a.versions[r.Network.ID] = r.Version
+	a.mu.Unlock()
+	if !same {
+		a.networksChanged(r.Network.ID)
 	}
-	n.Scope = "global"
-	return &n, true
 }
 
 // replaceGlobalNetworks makes the mirror hold exactly the listed global
 // networks; local ones stay.
-func (a *Agent) replaceGlobalNetworks(kvs []kvstore.KVPair) {
-	fresh := map[string]*networkRecord{}
-	for _, kv := range kvs {
-		if n, ok := a.parseNetwork(kv.Key, kv.Value); ok {
-			fresh[n.ID] = n
-		}
+func (a *Agent) replaceGlobalNetworks(recs []netstore.Record) {
+	fresh := map[string]netstore.Record{}
+	for _, r := range recs {
+		fresh[r.Network.ID] = r
 	}
+	var changed []string
 	a.mu.Lock()
-	changed := false
 	for id, n := range a.networks {
-		if n.global() && !reflect.DeepEqual(fresh[id], n) {
+		if n.Global() && fresh[id].Network == nil {
 			delete(a.networks, id)
-			changed = true
+			delete(a.versions, id)
+			changed = append(changed, id)
 		}
 	}
-	for id, n := range fresh {
-		if a.networks[id] == nil {
-			a.networks[id] = n
-			changed = true
+	for id, r := range fresh {
+		if old := a.networks[id]; old == nil || !reflect.DeepEqual(old, r.Network) {
+			a.networks[id] = r.Network
+			changed = append(changed, id)
 		}
+		a.versions[id] = r.Version
 	}
 	a.mu.Unlock()
-	if changed {
-		a.networksChanged()
+	if len(changed) > 0 {
+		a.networksChanged(changed...)
 	}
 }
 
@@ -328,18 +356,20 @@ func (a *Agent) replaceGlobalNetworks(kvs []kvstore.KVPair) {
 // network created on another host a moment ago is known here at once,
 // before the watch delivers it.
 func (a *Agent) refreshNetworks(ctx context.Context) {
-	store, ok := a.storeReady()
-	if !ok {
+	if _, ok := a.storeReady(); !ok {
 		return
 	}
+	a.mu.Lock()
+	nets := a.nets
+	a.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	kvs, _, err := store.List(ctx, networksPrefix)
+	recs, _, err := nets.List(ctx)
 	if err != nil {
 		a.noteStoreErr(err)
 		return
 	}
-	a.replaceGlobalNetworks(kvs)
+	a.replaceGlobalNetworks(recs)
 }
 
 // knowNetworks refreshes the mirror if one of refs is not in it.
@@ -358,11 +388,13 @@ func (a *Agent) knowNetworks(ctx context.Context, refs ...string) {
 }
 
 // networksChanged follows a change of the network mirror: persist it,
-// subscribe to new networks' endpoints, reprogram the datapath.
-func (a *Agent) networksChanged() {
+// subscribe to new networks' endpoints, reprogram what changed.
+func (a *Agent) networksChanged(ids ...string) {
 	a.saveState()
 	a.syncSubscriptions()
-	a.kickDatapath()
+	for _, id := range ids {
+		a.recon.MarkDirty(id)
+	}
 }
 
 // registeredNodes lists nodes/ and returns the store version of the
@@ -382,10 +414,13 @@ func registeredNodes(ctx context.Context, store kvstore.Store) (map[string]nodeI
 	return nodes, ver, nil
 }
 
-// reclaimLoop deletes the address leases of nodes gone for good: absent
-// from nodes/ and from gossip for reclaimGrace as observed by this agent.
-func (a *Agent) reclaimLoop(ctx context.Context, store kvstore.Store, alloc *ipam.Allocator) {
-	missingSince := map[string]time.Time{}
+// leaseLoop gives back, now and then, this node's address leases that no
+// endpoint holds (left behind when a release failed: the store was down
+// during sandbox rm -f, or the agent died halfway through an operation),
+// and the leases of nodes gone for good (absent from nodes/ and gossip
+// for reclaimGrace, as this agent sees it).
+func (a *Agent) leaseLoop(ctx context.Context, store kvstore.Store, alloc *ipam.Allocator) {
+	reclaimer := alloc.NewReclaimer(reclaimGrace)
 	t := time.NewTicker(reclaimInterval)
 	defer t.Stop()
 	for {
@@ -394,100 +429,43 @@ func (a *Agent) reclaimLoop(ctx context.Context, store kvstore.Store, alloc *ipa
 		case <-ctx.Done():
 			return
 		}
-		if err := a.sweepOwnLeases(ctx, store); err != nil {
+		if err := a.sweepOwnLeases(ctx, alloc); err != nil {
 			a.noteStoreErr(err)
 			a.log.Warn("releasing this node's orphaned leases", "err", err)
 		}
-		if err := a.reclaimOnce(ctx, store, alloc, missingSince); err != nil {
+		nodes, ver, err := registeredNodes(ctx, store)
+		if err == nil {
+			present := slices.Collect(maps.Keys(nodes))
+			for _, m := range a.gossip.Members() {
+				present = append(present, m.Name)
+			}
+			var reclaimed []ipam.AddressLease
+			reclaimed, err = reclaimer.Reclaim(ctx, append(present, a.cfg.NodeName), ver)
+			for _, l := range reclaimed {
+				a.log.Info("reclaimed the address lease of a departed node", "network", l.NetworkID, "addr", l.Addr, "node", l.Owner.Node)
+			}
+		}
+		if err != nil {
 			a.noteStoreErr(err)
 			a.log.Warn("reclaiming leases of departed nodes", "err", err)
 		}
 	}
 }
 
-// sweepOwnLeases releases address leases that name this node but no
-// endpoint it has: left behind when a release failed (store down during
-// sandbox rm -f) or the agent died halfway through an operation. It holds
-// opMu, so no operation is between leasing and recording.
-func (a *Agent) sweepOwnLeases(ctx context.Context, store kvstore.Store) error {
+// sweepOwnLeases releases the leases naming this node but no endpoint it
+// has. It holds opMu, so no operation is between leasing and recording.
+func (a *Agent) sweepOwnLeases(ctx context.Context, alloc *ipam.Allocator) error {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
-	kvs, _, err := store.List(ctx, "ips/")
-	if err != nil {
-		return err
-	}
 	a.mu.Lock()
 	mine := map[string]bool{}
-	for _, s := range a.sandboxes {
-		for _, e := range s.Endpoints {
-			mine[e.ID] = true
-		}
+	for id := range a.endpoints {
+		mine[id] = true
 	}
 	a.mu.Unlock()
-	var errs []error
-	for _, kv := range kvs {
-		var o ipam.Owner
-		if json.Unmarshal(kv.Value, &o) != nil || o.Node != a.cfg.NodeName || mine[o.EndpointID] {
-			continue
-		}
-		err := store.CompareAndDelete(ctx, kv.Key, kv.Version)
-		if err == nil {
-			a.log.Info("released an orphaned address lease", "key", kv.Key)
-		} else if !errors.Is(err, kvstore.ErrKeyModified) && !errors.Is(err, kvstore.ErrKeyNotFound) {
-			errs = append(errs, err)
-		}
+	swept, err := alloc.SweepOrphans(ctx, a.cfg.NodeName, func(l ipam.AddressLease) bool { return mine[l.Owner.EndpointID] })
+	for _, l := range swept {
+		a.log.Info("released an orphaned address lease", "network", l.NetworkID, "addr", l.Addr)
 	}
-	return errors.Join(errs...)
-}
-
-func (a *Agent) reclaimOnce(ctx context.Context, store kvstore.Store, alloc *ipam.Allocator, missingSince map[string]time.Time) error {
-	nodes, ver, err := registeredNodes(ctx, store)
-	if err != nil {
-		return err
-	}
-	kvs, _, err := store.List(ctx, "ips/")
-	if err != nil {
-		return err
-	}
-	present := map[string]bool{a.cfg.NodeName: true}
-	for n := range nodes {
-		present[n] = true
-		delete(missingSince, n)
-	}
-	for _, m := range a.gossip.Members() {
-		present[m.Name] = true
-		delete(missingSince, m.Name)
-	}
-	// Owners absent for less than the grace period count as live.
-	live := map[string]bool{}
-	gone := 0
-	now := time.Now()
-	for _, kv := range kvs {
-		var o ipam.Owner
-		if json.Unmarshal(kv.Value, &o) != nil || o.Node == "" || present[o.Node] || live[o.Node] {
-			continue
-		}
-		since, seen := missingSince[o.Node]
-		if !seen {
-			missingSince[o.Node], since = now, now
-		}
-		if now.Sub(since) < reclaimGrace {
-			live[o.Node] = true
-		} else {
-			gone++
-		}
-	}
-	if gone == 0 {
-		return nil
-	}
-	names := slices.Collect(maps.Keys(present))
-	names = append(names, slices.Collect(maps.Keys(live))...)
-	reclaimed, err := alloc.Reclaim(ctx, names, ver)
-	for _, l := range reclaimed {
-		a.log.Info("reclaimed the address lease of a departed node", "network", l.NetworkID, "addr", l.Addr, "node", l.Owner.Node)
-	}
-	if err != nil {
-		return fmt.Errorf("reclaiming: %w", err)
-	}
-	return nil
+	return err
 }

@@ -12,22 +12,37 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshnet/meshnet/agent/api"
+	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/overlay"
 )
 
+// networkMTU is the MTU the network's interfaces get here, as its driver
+// renders it; 0 when it has none. The caller may hold mu.
+func (a *Agent) networkMTU(n *driver.Network) int {
+	d, ok := a.driverOf(n)
+	if !ok {
+		return n.MTU
+	}
+	probe := []overlay.LocalEndpoint{{ID: "mtu"}}
+	k, ok := d.Render(driver.View{Network: n, Local: probe})
+	if !ok {
+		return n.MTU
+	}
+	return k.MTU
+}
+
 // networkView renders a network with its endpoints on every host. The
 // caller holds mu.
-func (a *Agent) networkView(n *networkRecord) api.Network {
+func (a *Agent) networkView(n *driver.Network) api.Network {
 	v := api.Network{Name: n.Name, ID: n.ID, Created: n.Created, Scope: n.Scope, Driver: n.Driver,
 		EnableIPv6: n.IPv6, Internal: n.Internal, Attachable: n.Attachable, Ingress: n.Ingress,
 		ConfigOnly: n.ConfigOnly, ConfigFrom: api.ConfigReference{Network: n.ConfigFrom},
-		Options: orEmpty(n.Options), Labels: orEmpty(n.Labels), VNI: n.VNI, MTU: n.MTU,
+		Options: orEmpty(n.Options), Labels: orEmpty(n.Labels), VNI: n.VNI, MTU: a.networkMTU(n),
 		Containers: map[string]api.EndpointResource{},
 		IPAM:       api.IPAM{Driver: "default", Options: orEmpty(n.IPAMOptions), Config: []api.IPAMConfig{}}}
-	if v.MTU == 0 && n.Driver == api.DriverOverlay && a.mtu > 0 {
-		v.MTU = a.mtu - overlay.EncapOverhead
-	}
 	for _, s := range n.Subnets {
 		c := api.IPAMConfig{Subnet: s.Subnet.String()}
 		if s.Gateway.IsValid() {
@@ -44,20 +59,20 @@ func (a *Agent) networkView(n *networkRecord) api.Network {
 		}
 		v.IPAM.Config = append(v.IPAM.Config, c)
 	}
-	for _, s := range a.sandboxes {
-		if e := s.endpoint(n.ID); e != nil {
-			v.Containers[e.ID] = api.EndpointResource{Name: s.Name, EndpointID: e.ID,
+	for _, e := range a.endpoints {
+		if e.NetworkID == n.ID {
+			v.Containers[e.ID] = api.EndpointResource{Name: a.endpointName(e), EndpointID: e.ID,
 				MacAddress: overlay.MACFromIPv4(e.Addr.Addr()).String(), IPv4Address: e.Addr.String(),
 				IPv6Address: prefixString(e.Addr6), Node: a.cfg.NodeName, Aliases: e.Aliases}
 		}
 	}
-	if n.global() && a.gossip != nil {
+	if n.Global() && a.gossip != nil {
 		bits := 32
-		if s, ok := n.subnet(true); ok {
+		if s, ok := n.Subnet(true); ok {
 			bits = s.Subnet.Bits()
 		}
 		bits6 := 128
-		if s, ok := n.subnet(false); ok {
+		if s, ok := n.Subnet(false); ok {
 			bits6 = s.Subnet.Bits()
 		}
 		for _, ep := range a.gossip.Endpoints(n.ID) {
@@ -98,15 +113,15 @@ func (a *Agent) sandboxView(s *sandboxRecord) api.Sandbox {
 	v := api.Sandbox{ID: s.ID, Name: s.Name, Created: s.Created, Hostname: s.Hostname, NetNS: s.NetNS,
 		External: s.External, Node: a.cfg.NodeName, Networks: map[string]api.EndpointSettings{},
 		DNS: orNone(s.DNS), DNSOpts: orNone(s.DNSOpts), DNSSearch: orNone(s.DNSSearch)}
-	for _, e := range s.Endpoints {
+	for _, e := range a.sandboxEndpoints(s) {
 		name := e.NetworkID
 		var gw, gw6 string
 		if n := a.networks[e.NetworkID]; n != nil {
 			name = n.Name
-			if g := n.gatewayPrefix(true); g.IsValid() {
+			if g := n.Gateway(true); g.IsValid() {
 				gw = g.Addr().String()
 			}
-			if g := n.gatewayPrefix(false); g.IsValid() {
+			if g := n.Gateway(false); g.IsValid() {
 				gw6 = g.Addr().String()
 			}
 		}
@@ -128,10 +143,11 @@ func orNone(s []string) []string {
 	return s
 }
 
-// Networks lists the networks matching filters (Docker's names: name,
+// NetworkList lists the networks matching filters (Docker's names: name,
 // id, driver, label, scope, type=custom|builtin). A name or id filter
 // matches substrings/prefixes as in Docker.
-func (a *Agent) Networks(ctx context.Context, filters map[string][]string) ([]api.Network, error) {
+func (a *Agent) NetworkList(ctx context.Context, filters map[string][]string) (_ []api.Network, err error) {
+	defer func() { err = a.serviceError(err) }()
 	for k := range filters {
 		switch k {
 		case "name", "id", "driver", "label", "scope", "type":
@@ -152,7 +168,7 @@ func (a *Agent) Networks(ctx context.Context, filters map[string][]string) ([]ap
 	return out, nil
 }
 
-func matchNetwork(n *networkRecord, filters map[string][]string) bool {
+func matchNetwork(n *driver.Network, filters map[string][]string) bool {
 	any := func(key string, ok func(string) bool) bool {
 		vals := filters[key]
 		return len(vals) == 0 || slices.ContainsFunc(vals, ok)
@@ -177,8 +193,9 @@ func allLabels(labels map[string]string, want []string) bool {
 	return true
 }
 
-// Network returns one network.
-func (a *Agent) Network(ctx context.Context, ref string) (api.Network, error) {
+// NetworkInspect returns one network.
+func (a *Agent) NetworkInspect(ctx context.Context, ref string) (_ api.Network, err error) {
+	defer func() { err = a.serviceError(err) }()
 	a.knowNetworks(ctx, ref)
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -189,8 +206,8 @@ func (a *Agent) Network(ctx context.Context, ref string) (api.Network, error) {
 	return a.networkView(n), nil
 }
 
-// Sandboxes lists this host's sandboxes.
-func (a *Agent) Sandboxes() []api.Sandbox {
+// SandboxList lists this host's sandboxes.
+func (a *Agent) SandboxList(context.Context) ([]api.Sandbox, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := []api.Sandbox{}
@@ -198,11 +215,12 @@ func (a *Agent) Sandboxes() []api.Sandbox {
 		out = append(out, a.sandboxView(s))
 	}
 	slices.SortFunc(out, func(x, y api.Sandbox) int { return strings.Compare(x.Name, y.Name) })
-	return out
+	return out, nil
 }
 
-// Sandbox returns one sandbox.
-func (a *Agent) Sandbox(ref string) (api.Sandbox, error) {
+// SandboxInspect returns one sandbox.
+func (a *Agent) SandboxInspect(_ context.Context, ref string) (_ api.Sandbox, err error) {
+	defer func() { err = a.serviceError(err) }()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s, err := a.findSandbox(ref)
@@ -213,7 +231,7 @@ func (a *Agent) Sandbox(ref string) (api.Sandbox, error) {
 }
 
 // Nodes lists the gossip members and the nodes registered in the store.
-func (a *Agent) Nodes(ctx context.Context) []api.Node {
+func (a *Agent) Nodes(ctx context.Context) ([]api.Node, error) {
 	nodes := map[string]*api.Node{}
 	for _, m := range a.gossip.Members() {
 		nodes[m.Name] = &api.Node{Name: m.Name, Address: m.Addr.Addr().String(), GossipPort: int(m.Addr.Port()),
@@ -232,7 +250,7 @@ func (a *Agent) Nodes(ctx context.Context) []api.Node {
 	}
 	a.mu.Lock()
 	for _, n := range a.networks {
-		if !n.global() {
+		if !n.Global() {
 			continue
 		}
 		for _, ep := range a.gossip.Endpoints(n.ID) {
@@ -251,15 +269,18 @@ func (a *Agent) Nodes(ctx context.Context) []api.Node {
 		out = append(out, *n)
 	}
 	slices.SortFunc(out, func(x, y api.Node) int { return strings.Compare(x.Name, y.Name) })
-	return out
+	return out, nil
 }
 
 // Info describes the agent.
-func (a *Agent) Info() api.Info {
+func (a *Agent) Info(context.Context) (api.Info, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	status := "ok"
-	if a.store == nil || a.storeErr != nil {
+	switch {
+	case !a.everUp && a.storeErr == nil:
+		status = "connecting"
+	case a.store == nil || a.storeErr != nil:
 		status = "unreachable"
 		if a.storeErr != nil {
 			status += ": " + a.storeErr.Error()
@@ -268,11 +289,17 @@ func (a *Agent) Info() api.Info {
 	return api.Info{Node: a.cfg.NodeName, Version: Version, ClusterStore: a.cfg.StoreURL,
 		ClusterAdvertise: a.vtep.String() + ":" + strconv.Itoa(a.cfg.GossipPort), StoreStatus: status,
 		DataDir: a.cfg.DataDir, Networks: len(a.networks), Sandboxes: len(a.sandboxes),
-		Nodes: len(a.gossip.Members())}
+		Nodes: len(a.gossip.Members())}, nil
 }
+
+// Version describes the build.
+func (a *Agent) Version() api.VersionInfo { return VersionInfo() }
 
 // VersionInfo describes the build.
 func VersionInfo() api.VersionInfo {
 	return api.VersionInfo{Version: Version, APIVersion: api.Version, GoVersion: runtime.Version(),
 		Os: runtime.GOOS, Arch: runtime.GOARCH}
 }
+
+// Metrics gathers the agent's metrics.
+func (a *Agent) Metrics() prometheus.Gatherer { return a.metrics }

@@ -17,6 +17,11 @@
 //	POST   /sandboxes/create  SandboxCreate   → CreateResponse (201)
 //	GET    /sandboxes/{id-or-name}            → Sandbox
 //	DELETE /sandboxes/{id-or-name}[?force=1]  → 204
+//	POST   /endpoints/create  EndpointCreate  → Endpoint (201)
+//	GET    /endpoints/{id}                    → Endpoint
+//	POST   /endpoints/{id}/join EndpointJoin  → Endpoint
+//	POST   /endpoints/{id}/leave              → 204
+//	DELETE /endpoints/{id}                    → 204
 //	GET    /nodes                             → []Node
 //	GET    /info                              → Info
 //	GET    /version                           → Version
@@ -219,6 +224,42 @@ type NetworkAttachment struct {
 	IP6     string   `json:"IP6"`
 	Aliases []string `json:"Aliases"`
 	Links   []string `json:"Links"`
+}
+
+// EndpointCreate is the body of POST /endpoints/create: an endpoint on a
+// network, its addresses leased, not yet in any sandbox.
+type EndpointCreate struct {
+	Network string   `json:"Network"` // id or name
+	Name    string   `json:"Name"`    // what peers and inspect call it (a sandbox's or container's name)
+	IP      string   `json:"IP"`      // requested IPv4 address
+	IP6     string   `json:"IP6"`     // requested IPv6 address
+	Aliases []string `json:"Aliases"`
+}
+
+// EndpointJoin is the body of POST /endpoints/{id}/join: the sandbox of
+// this host the endpoint goes into, and optionally the interface name it
+// gets there (default: the first free ethN).
+type EndpointJoin struct {
+	Sandbox   string `json:"Sandbox"` // id or name
+	Interface string `json:"Interface"`
+}
+
+// Endpoint is an endpoint of this host.
+type Endpoint struct {
+	ID          string   `json:"Id"`
+	Name        string   `json:"Name"`
+	NetworkID   string   `json:"NetworkID"`
+	Network     string   `json:"Network"` // its name
+	Sandbox     string   `json:"Sandbox"` // the sandbox's name while joined, else ""
+	Interface   string   `json:"Interface"`
+	MacAddress  string   `json:"MacAddress"`
+	IPv4Address string   `json:"IPv4Address"` // CIDR form
+	IPv6Address string   `json:"IPv6Address"`
+	Gateway     string   `json:"Gateway"`
+	IPv6Gateway string   `json:"IPv6Gateway"`
+	MTU         int      `json:"MTU,omitempty"`
+	Aliases     []string `json:"Aliases"`
+	Node        string   `json:"Node"`
 }
 
 // Node is a member of the cluster.

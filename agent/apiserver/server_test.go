@@ -1,4 +1,4 @@
-package agent
+package apiserver
 
 import (
 	"net/http"
@@ -34,8 +34,8 @@ func TestDecodeErrors(t *testing.T) {
 		got := ""
 		if err != nil {
 			got = err.Error()
-			if statusOf(err) != http.StatusBadRequest {
-				t.Errorf("%.40q: status %d, want 400", c.body, statusOf(err))
+			if StatusOf(err) != http.StatusBadRequest {
+				t.Errorf("%.40q: status %d, want 400", c.body, StatusOf(err))
 			}
 		}
 		if got != c.want {
@@ -56,8 +56,8 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		msg := err.Error()
-		if statusOf(err) != http.StatusBadRequest || strings.Contains(msg, "\n") || strings.Contains(msg, "json:") || !utf8.ValidString(msg) {
-			t.Fatalf("body %q: bad refusal %q (status %d)", body, msg, statusOf(err))
+		if StatusOf(err) != http.StatusBadRequest || strings.Contains(msg, "\n") || strings.Contains(msg, "json:") || !utf8.ValidString(msg) {
+			t.Fatalf("body %q: bad refusal %q (status %d)", body, msg, StatusOf(err))
 		}
 	})
 }
@@ -75,33 +75,7 @@ func TestParseFilters(t *testing.T) {
 	if err != nil || f["driver"][0] != "overlay" {
 		t.Fatalf("got %v, %v", f, err)
 	}
-	if _, err := parseFilters(`nope`); err == nil || statusOf(err) != 400 {
+	if _, err := parseFilters(`nope`); err == nil || StatusOf(err) != 400 {
 		t.Fatalf("bad filters: %v", err)
-	}
-}
-
-func TestMatchNetwork(t *testing.T) {
-	n := &networkRecord{ID: "abcdef", Name: "multi", Driver: "overlay", Scope: "global", Labels: map[string]string{"env": "prod", "x": ""}}
-	cases := []struct {
-		f    map[string][]string
-		want bool
-	}{
-		{nil, true},
-		{map[string][]string{"name": {"mul"}}, true},
-		{map[string][]string{"name": {"other", "ult"}}, true},
-		{map[string][]string{"name": {"other"}}, false},
-		{map[string][]string{"id": {"abc"}}, true},
-		{map[string][]string{"id": {"bcd"}}, false},
-		{map[string][]string{"driver": {"bridge"}}, false},
-		{map[string][]string{"scope": {"global"}, "driver": {"overlay"}}, true},
-		{map[string][]string{"label": {"env=prod", "x"}}, true},
-		{map[string][]string{"label": {"env=dev"}}, false},
-		{map[string][]string{"type": {"custom"}}, true},
-		{map[string][]string{"type": {"builtin"}}, false},
-	}
-	for _, c := range cases {
-		if got := matchNetwork(n, c.f); got != c.want {
-			t.Errorf("filters %v: got %v, want %v", c.f, got, c.want)
-		}
 	}
 }

@@ -1,8 +1,13 @@
-package agent
-
-// The HTTP API (DESIGN.md §3, agent/api): JSON over HTTP/1.1 on unix
-// sockets (mode 0660). Bodies are size-limited and decoded strictly, and
-// every error is {"message": "…"} with one sentence.
+// Package apiserver serves meshagent's HTTP API (DESIGN.md §3, agent/api)
+// over a service.Service: JSON over HTTP/1.1 on unix sockets (mode 0660).
+// Bodies are size-limited and decoded strictly, and every error is
+// {"message": "…"} with one sentence and the status its kind says.
+//
+// The server owns its request handlers: Shutdown stops accepting, lets the
+// handlers in flight finish (for a while), then cancels their contexts so
+// that a half-done operation rolls back, and returns only when every
+// handler has returned, so the caller may close what they use afterwards.
+package apiserver
 
 import (
 	"context"
@@ -10,48 +15,71 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshnet/meshnet/agent/api"
+	"github.com/meshnet/meshnet/agent/service"
 )
 
-type apiServer struct {
+// Server serves the API on one or more listeners.
+type Server struct {
+	svc     service.Service
+	log     *slog.Logger
 	servers []*http.Server
 	done    chan error
+
+	// ops is the context of every request; cancelled by Shutdown once
+	// the grace period is over.
+	ops      context.Context
+	cancel   context.CancelFunc
+	handlers sync.WaitGroup // requests being handled
 }
 
-// listenAPI listens on every -H address and serves the API in the
+// Listen listens on every address (unix:///PATH) and serves svc in the
 // background.
-func (a *Agent) listenAPI() (*apiServer, error) {
-	handler := a.routes()
-	s := &apiServer{done: make(chan error, len(a.cfg.Hosts))}
-	for _, h := range a.cfg.Hosts {
+func Listen(svc service.Service, hosts []string, log *slog.Logger) (*Server, error) {
+	s := &Server{svc: svc, log: log, done: make(chan error, len(hosts))}
+	s.ops, s.cancel = context.WithCancel(context.Background())
+	handler := s.routes()
+	for _, h := range hosts {
 		l, err := listen(h)
 		if err != nil {
-			s.shutdown(context.Background())
+			s.Shutdown(time.Second)
 			return nil, err
 		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return s.ops }}
 		s.servers = append(s.servers, srv)
 		go func() { s.done <- srv.Serve(l) }()
 	}
 	return s, nil
 }
 
-func (s *apiServer) shutdown(ctx context.Context) {
+// Shutdown stops accepting requests, waits up to grace for the ones in
+// flight, then cancels them and waits until every handler has returned.
+func (s *Server) Shutdown(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
 	for _, srv := range s.servers {
-		srv.Shutdown(ctx)
+		srv.Shutdown(ctx) // returns at the deadline with requests still running
+	}
+	s.cancel()
+	for _, srv := range s.servers {
+		srv.Close()
 	}
 	for range s.servers {
 		<-s.done
 	}
+	s.handlers.Wait()
 }
 
 // listen opens a unix socket (replacing a stale one, mode 0660). tcp://
@@ -80,13 +108,17 @@ func listen(host string) (net.Listener, error) {
 	return l, nil
 }
 
-func (a *Agent) routes() http.Handler {
+// routes maps every API route to the service.
+func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
+	svc := s.svc
 	handle := func(pattern string, h func(*http.Request) (int, any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			s.handlers.Add(1)
+			defer s.handlers.Done()
 			status, body, err := h(r)
 			if err != nil {
-				a.writeError(w, r, err)
+				s.writeError(w, r, err)
 				return
 			}
 			writeJSON(w, status, body)
@@ -97,7 +129,7 @@ func (a *Agent) routes() http.Handler {
 		if err != nil {
 			return 0, nil, err
 		}
-		nets, err := a.Networks(r.Context(), f)
+		nets, err := svc.NetworkList(r.Context(), f)
 		if nets == nil {
 			nets = []api.Network{}
 		}
@@ -108,78 +140,127 @@ func (a *Agent) routes() http.Handler {
 		if err := decode(r, &req); err != nil {
 			return 0, nil, err
 		}
-		resp, err := a.CreateNetwork(r.Context(), req)
+		resp, err := svc.NetworkCreate(r.Context(), req)
 		return 201, resp, err
 	})
 	handle("POST /networks/prune", func(r *http.Request) (int, any, error) {
-		resp, err := a.PruneNetworks(r.Context())
+		resp, err := svc.NetworkPrune(r.Context())
 		return 200, resp, err
 	})
 	handle("GET /networks/{id}", func(r *http.Request) (int, any, error) {
-		n, err := a.Network(r.Context(), r.PathValue("id"))
+		n, err := svc.NetworkInspect(r.Context(), r.PathValue("id"))
 		return 200, n, err
 	})
 	handle("DELETE /networks/{id}", func(r *http.Request) (int, any, error) {
-		return 204, nil, a.RemoveNetwork(r.Context(), r.PathValue("id"))
+		return 204, nil, svc.NetworkRemove(r.Context(), r.PathValue("id"))
 	})
 	handle("POST /networks/{id}/connect", func(r *http.Request) (int, any, error) {
 		var req api.NetworkConnect
 		if err := decode(r, &req); err != nil {
 			return 0, nil, err
 		}
-		return 200, nil, a.Connect(r.Context(), r.PathValue("id"), req)
+		return 200, nil, svc.NetworkConnect(r.Context(), r.PathValue("id"), req)
 	})
 	handle("POST /networks/{id}/disconnect", func(r *http.Request) (int, any, error) {
 		var req api.NetworkDisconnect
 		if err := decode(r, &req); err != nil {
 			return 0, nil, err
 		}
-		return 200, nil, a.Disconnect(r.Context(), r.PathValue("id"), req)
+		return 200, nil, svc.NetworkDisconnect(r.Context(), r.PathValue("id"), req)
+	})
+	handle("POST /endpoints/create", func(r *http.Request) (int, any, error) {
+		var req api.EndpointCreate
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		ep, err := svc.EndpointCreate(r.Context(), req)
+		return 201, ep, err
+	})
+	handle("GET /endpoints/{id}", func(r *http.Request) (int, any, error) {
+		ep, err := svc.EndpointInspect(r.Context(), r.PathValue("id"))
+		return 200, ep, err
+	})
+	handle("POST /endpoints/{id}/join", func(r *http.Request) (int, any, error) {
+		var req api.EndpointJoin
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		ep, err := svc.EndpointJoin(r.Context(), r.PathValue("id"), req)
+		return 200, ep, err
+	})
+	handle("POST /endpoints/{id}/leave", func(r *http.Request) (int, any, error) {
+		return 204, nil, svc.EndpointLeave(r.Context(), r.PathValue("id"))
+	})
+	handle("DELETE /endpoints/{id}", func(r *http.Request) (int, any, error) {
+		return 204, nil, svc.EndpointDelete(r.Context(), r.PathValue("id"))
 	})
 	handle("GET /sandboxes", func(r *http.Request) (int, any, error) {
-		return 200, a.Sandboxes(), nil
+		sbs, err := svc.SandboxList(r.Context())
+		if sbs == nil {
+			sbs = []api.Sandbox{}
+		}
+		return 200, sbs, err
 	})
 	handle("POST /sandboxes/create", func(r *http.Request) (int, any, error) {
 		var req api.SandboxCreate
 		if err := decode(r, &req); err != nil {
 			return 0, nil, err
 		}
-		resp, err := a.CreateSandbox(r.Context(), req)
+		resp, err := svc.SandboxCreate(r.Context(), req)
 		return 201, resp, err
 	})
 	handle("GET /sandboxes/{id}", func(r *http.Request) (int, any, error) {
-		s, err := a.Sandbox(r.PathValue("id"))
-		return 200, s, err
+		sb, err := svc.SandboxInspect(r.Context(), r.PathValue("id"))
+		return 200, sb, err
 	})
 	handle("DELETE /sandboxes/{id}", func(r *http.Request) (int, any, error) {
 		force := r.URL.Query().Get("force")
-		return 204, nil, a.RemoveSandbox(r.Context(), r.PathValue("id"), force == "1" || force == "true")
+		return 204, nil, svc.SandboxRemove(r.Context(), r.PathValue("id"), force == "1" || force == "true")
 	})
 	handle("GET /nodes", func(r *http.Request) (int, any, error) {
-		return 200, a.Nodes(r.Context()), nil
+		nodes, err := svc.Nodes(r.Context())
+		return 200, nodes, err
 	})
 	handle("GET /info", func(r *http.Request) (int, any, error) {
-		return 200, a.Info(), nil
+		info, err := svc.Info(r.Context())
+		return 200, info, err
 	})
 	handle("GET /version", func(r *http.Request) (int, any, error) {
-		return 200, VersionInfo(), nil
+		return 200, svc.Version(), nil
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics(), promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(svc.Metrics(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Message: fmt.Sprintf("no such API route: %s %s", r.Method, r.URL.Path)})
 	})
 	return mux
 }
 
-func (a *Agent) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status := statusOf(err)
-	msg := a.userMessage(err)
-	if status >= 500 {
-		a.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
-	} else {
-		a.log.Debug("API request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", msg)
+// StatusOf is the HTTP status of an error from the service: its kind's,
+// or 500 for anything else.
+func StatusOf(err error) int {
+	switch {
+	case errors.Is(err, service.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, service.ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, service.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, service.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, service.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, api.Error{Message: msg})
+	return http.StatusInternalServerError
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := StatusOf(err)
+	if status >= 500 {
+		s.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	} else {
+		s.log.Debug("API request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	writeJSON(w, status, api.Error{Message: err.Error()})
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
@@ -190,6 +271,10 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(body)
+}
+
+func badRequest(format string, args ...any) error {
+	return service.Errorf(service.ErrInvalid, format, args...)
 }
 
 // decode reads a JSON body strictly: at most api.MaxBodyBytes, no unknown

@@ -1,0 +1,52 @@
+// Package host is the driver of the predefined network "host": a sandbox
+// on it would use the host's own network stack. Joining it is refused
+// until sandboxes can be the host's namespace.
+package host
+
+import (
+	"time"
+
+	"github.com/meshnet/meshnet/agent/driver"
+	"github.com/meshnet/meshnet/overlay"
+)
+
+// Name is the driver's name, and its predefined network's.
+const (
+	Name        = "host"
+	NetworkName = "host"
+)
+
+// Driver is the host driver.
+type Driver struct{}
+
+var (
+	_ driver.Driver     = Driver{}
+	_ driver.Predefiner = Driver{}
+)
+
+func (Driver) Name() string { return Name }
+
+func (Driver) Capabilities() driver.Capabilities {
+	return driver.Capabilities{Scope: driver.ScopeLocal, Exclusive: true, Singleton: true}
+}
+
+func (Driver) Options() []string { return nil }
+
+func (Driver) Configure(n *driver.Network, _ []*driver.Network) error {
+	return driver.CheckOptions(Name, n.Options, nil)
+}
+
+func (Driver) CheckJoin(*driver.Network) error {
+	return driver.Invalid("--net host is not supported yet: a sandbox is its own namespace")
+}
+
+// Render: the host's own stack needs nothing programmed.
+func (Driver) Render(driver.View) (overlay.Network, bool) { return overlay.Network{}, false }
+
+func (Driver) Predefined(old map[string]*driver.Network) ([]*driver.Network, error) {
+	if n := old[NetworkName]; n != nil {
+		return []*driver.Network{n}, nil
+	}
+	return []*driver.Network{{Name: NetworkName, Driver: Name, Scope: driver.ScopeLocal,
+		Created: time.Now().UTC(), Predefined: true}}, nil
+}

@@ -1,0 +1,49 @@
+// Package null is the driver of the predefined network "none": a sandbox
+// on it has its loopback interface and nothing else.
+package null
+
+import (
+	"time"
+
+	"github.com/meshnet/meshnet/agent/driver"
+	"github.com/meshnet/meshnet/overlay"
+)
+
+// Name is the driver's name; NetworkName is its predefined network's.
+const (
+	Name        = "null"
+	NetworkName = "none"
+)
+
+// Driver is the null driver.
+type Driver struct{}
+
+var (
+	_ driver.Driver     = Driver{}
+	_ driver.Predefiner = Driver{}
+)
+
+func (Driver) Name() string { return Name }
+
+func (Driver) Capabilities() driver.Capabilities {
+	return driver.Capabilities{Scope: driver.ScopeLocal, Exclusive: true, Singleton: true, DefaultRank: 1}
+}
+
+func (Driver) Options() []string { return nil }
+
+func (Driver) Configure(n *driver.Network, _ []*driver.Network) error {
+	return driver.CheckOptions(Name, n.Options, nil)
+}
+
+func (Driver) CheckJoin(*driver.Network) error { return nil }
+
+// Render: a sandbox on none has no interface, so the host needs nothing.
+func (Driver) Render(driver.View) (overlay.Network, bool) { return overlay.Network{}, false }
+
+func (Driver) Predefined(old map[string]*driver.Network) ([]*driver.Network, error) {
+	if n := old[NetworkName]; n != nil {
+		return []*driver.Network{n}, nil
+	}
+	return []*driver.Network{{Name: NetworkName, Driver: Name, Scope: driver.ScopeLocal,
+		Created: time.Now().UTC(), Predefined: true}}, nil
+}

@@ -1,0 +1,249 @@
+package agent
+
+// The reconciler owns the datapath: one goroutine turns the agent's view
+// into kernel state, network by network.
+//
+//   - Changes mark networks dirty (a gossip event of another host's
+//     endpoint, a network record that changed); the loop applies each
+//     dirty network once however many marks it got, with the view of the
+//     moment.
+//   - Joins and leaves apply their network at once (ApplyNow): the caller
+//     waits for the interface.
+//   - A network whose programming fails is retried with back-off (one
+//     second, doubling, up to retryMax), alone: the other networks go on.
+//     Its first failure is a warning, repeats of the same error are debug
+//     lines, recovery is an info line.
+//   - Every resyncInterval all networks are applied again (repairing
+//     drift: somebody deleting an FDB entry by hand), failing ones only
+//     when their back-off is due. At start, one full Apply also removes
+//     the devices of networks this host no longer has.
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshnet/meshnet/overlay"
+)
+
+const (
+	resyncInterval = 30 * time.Second
+	retryMin       = time.Second
+	retryMax       = 2 * time.Minute
+)
+
+// kernel is what the reconciler programs (an *overlay.Datapath).
+type kernel interface {
+	Apply(desired []overlay.Network) error
+	ApplyNetwork(n overlay.Network) error
+	RemoveNetwork(id string) error
+}
+
+// reconciler applies desired networks to the kernel. Its methods are
+// safe for concurrent use; MarkDirty never blocks.
+type reconciler struct {
+	k kernel
+	// desired returns a network's desired state now; ok false means the
+	// host needs nothing of it. all lists every network this host needs.
+	desired func(id string) (n overlay.Network, ok bool)
+	all     func() []overlay.Network
+	// failed is told of every failure (it must not block).
+	failed func(id string, err error)
+	log    *slog.Logger
+	now    func() time.Time
+
+	kick chan struct{}
+
+	mu        sync.Mutex // guards dirty and resyncAll
+	dirty     map[string]bool
+	resyncAll bool
+
+	applyMu sync.Mutex          // one kernel write at a time; guards the fields below
+	failing map[string]*failure // networks whose last apply failed
+	applied map[string]bool     // networks applied since start, so that one no longer needed is removed
+
+	nFailing atomic.Int32
+}
+
+// failure is a network's back-off state.
+type failure struct {
+	attempts int
+	next     time.Time
+	last     string
+}
+
+func newReconciler(k kernel, desired func(string) (overlay.Network, bool), all func() []overlay.Network,
+	failed func(string, error), log *slog.Logger) *reconciler {
+	return &reconciler{k: k, desired: desired, all: all, failed: failed, log: log, now: time.Now,
+		kick: make(chan struct{}, 1), dirty: map[string]bool{}, failing: map[string]*failure{}, applied: map[string]bool{}}
+}
+
+// MarkDirty asks for the network to be applied again soon.
+func (r *reconciler) MarkDirty(id string) {
+	r.mu.Lock()
+	r.dirty[id] = true
+	r.mu.Unlock()
+	r.wake()
+}
+
+// MarkAllDirty asks for every network to be applied again soon.
+func (r *reconciler) MarkAllDirty() {
+	r.mu.Lock()
+	r.resyncAll = true
+	r.mu.Unlock()
+	r.wake()
+}
+
+func (r *reconciler) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Failing is the number of networks in back-off.
+func (r *reconciler) Failing() int { return int(r.nFailing.Load()) }
+
+// ApplyNow applies one network at once and returns its error (the join
+// or leave that asked fails with it). It records the outcome like the
+// loop does.
+func (r *reconciler) ApplyNow(id string) error {
+	r.mu.Lock()
+	delete(r.dirty, id) // applied now with the newest view
+	r.mu.Unlock()
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	return r.applyLocked(id)
+}
+
+// Run applies everything once, then dirty networks as they come, until
+// ctx ends.
+func (r *reconciler) Run(ctx context.Context) {
+	r.applyMu.Lock()
+	desired := r.all()
+	if err := r.k.Apply(desired); err != nil {
+		// Which network failed is found out one by one, with back-off.
+		r.log.Debug("programming the datapath at start", "err", err)
+		r.MarkAllDirty()
+	}
+	for _, n := range desired {
+		r.applied[n.ID] = true
+	}
+	r.applyMu.Unlock()
+
+	resync := time.NewTicker(resyncInterval)
+	defer resync.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-r.kick:
+		case <-retry.C:
+		case <-resync.C:
+			r.MarkAllDirty()
+			continue
+		case <-ctx.Done():
+			return
+		}
+		if next, ok := r.pass(); ok {
+			retry.Reset(max(next.Sub(r.now()), 10*time.Millisecond))
+		}
+	}
+}
+
+// pass applies the dirty networks whose back-off is not pending; those
+// stay dirty. It returns when the earliest of them is due.
+func (r *reconciler) pass() (next time.Time, pending bool) {
+	r.mu.Lock()
+	ids := r.dirty
+	r.dirty = map[string]bool{}
+	all := r.resyncAll
+	r.resyncAll = false
+	r.mu.Unlock()
+
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	if all {
+		for _, n := range r.all() {
+			ids[n.ID] = true
+		}
+		for id := range r.applied {
+			ids[id] = true
+		}
+	}
+	now := r.now()
+	var later []string
+	for id := range ids {
+		if f := r.failing[id]; f != nil && now.Before(f.next) {
+			later = append(later, id)
+			continue
+		}
+		r.applyLocked(id)
+	}
+	for _, f := range r.failing {
+		if !pending || f.next.Before(next) {
+			next, pending = f.next, true
+		}
+	}
+	if len(later) > 0 {
+		r.mu.Lock()
+		for _, id := range later {
+			r.dirty[id] = true
+		}
+		r.mu.Unlock()
+	}
+	return next, pending
+}
+
+// applyLocked applies one network and records the outcome. The caller
+// holds applyMu.
+func (r *reconciler) applyLocked(id string) error {
+	n, ok := r.desired(id)
+	var err error
+	if ok {
+		err = r.k.ApplyNetwork(n)
+		r.applied[id] = true
+	} else {
+		err = r.k.RemoveNetwork(id)
+		if err == nil {
+			delete(r.applied, id)
+		}
+	}
+	r.record(id, err)
+	return err
+}
+
+// record keeps a network's back-off state and logs its changes.
+func (r *reconciler) record(id string, err error) {
+	f := r.failing[id]
+	if err == nil {
+		if f != nil {
+			r.log.Info("network programmed again", "network", id, "after", f.attempts)
+			delete(r.failing, id)
+			r.nFailing.Store(int32(len(r.failing)))
+		}
+		return
+	}
+	if f == nil {
+		f = &failure{}
+		r.failing[id] = f
+		r.nFailing.Store(int32(len(r.failing)))
+	}
+	f.attempts++
+	delay := retryMin << min(f.attempts-1, 16)
+	if delay > retryMax {
+		delay = retryMax
+	}
+	f.next = r.now().Add(delay)
+	if msg := err.Error(); msg != f.last {
+		r.log.Warn("programming a network failed; retrying with back-off", "network", id, "retry-in", delay, "err", err)
+		f.last = msg
+	} else {
+		r.log.Debug("programming a network failed again", "network", id, "attempts", f.attempts, "retry-in", delay)
+	}
+	if r.failed != nil {
+		r.failed(id, err)
+	}
+}
