@@ -5,16 +5,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/meshnet/meshnet/overlay"
 	"github.com/meshnet/meshnet/testenv/nshost"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -171,27 +169,21 @@ func TestSandboxIdentity(t *testing.T) {
 	}
 }
 
-// TestSandboxThreadPath pins an endpoint to a namespace named by a thread's
-// /proc path; once the thread is gone, so is the sandbox.
-func TestSandboxThreadPath(t *testing.T) {
+// TestSandboxProcessPath pins an endpoint to a namespace named by a
+// process's /proc path, the way other runtimes give one; once the process
+// is gone, so is the sandbox, and nothing is done through the path.
+func TestSandboxProcessPath(t *testing.T) {
 	tb := newTestbed(t, "ovtp", 1)
 	d := tb.sandbox("d")
-	pathc, done := make(chan string, 1), make(chan struct{})
-	exit := sync.OnceFunc(func() { close(done) })
-	t.Cleanup(exit)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with us
-		if err := netns.Set(d.Handle()); err != nil {
-			pathc <- ""
-			return
-		}
-		pathc <- fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-		<-done
-	}()
-	path := <-pathc
-	if path == "" {
-		t.Fatal("cannot enter sandbox d")
+	cmd := exec.Command("sleep", "300")
+	if err := d.Do(cmd.Start); err != nil {
+		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop := sync.OnceFunc(func() { cmd.Process.Kill(); <-exited })
+	t.Cleanup(stop)
+	path := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
 	ep := overlay.LocalEndpoint{ID: "d", Sandbox: path, SandboxID: identify(t, path), IfName: "eth0",
 		Addr: pfx("172.17.0.5/16"), DefaultRoute: true}
 	n := bridgeNet("def", "mesh0", "172.17.0.1/16", ep)
@@ -201,17 +193,12 @@ func TestSandboxThreadPath(t *testing.T) {
 		t.Fatalf("sandbox d:\n%s", want)
 	}
 
-	exit()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still there", path)
-		}
+	stop()
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s still there after the process exited: %v", path, err)
 	}
 	if err := tb.dps[0].Apply([]overlay.Network{n}); !errors.Is(err, overlay.ErrSandboxGone) {
-		t.Errorf("Apply after the thread exited = %v, want ErrSandboxGone", err)
+		t.Errorf("Apply after the process exited = %v, want ErrSandboxGone", err)
 	}
 	if got := renderSandbox(t, d); got != want {
 		t.Errorf("sandbox d changed:\n%s\nwant:\n%s", got, want)
