@@ -51,6 +51,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -92,6 +93,8 @@ type Agent struct {
 	embed  *embedded.Server // cluster-store: embedded
 
 	opMu sync.Mutex // see the top of this file
+
+	saves atomic.Int64 // writes of the state file, for /metrics
 
 	mu sync.Mutex
 	// Guarded by mu:

@@ -40,6 +40,15 @@ func (a *Agent) newMetrics() *prometheus.Registry {
 	gauge("datapath_failing_networks", "Networks whose last programming failed and are retried with back-off.", func() float64 {
 		return float64(a.recon.Failing())
 	})
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "meshnet", Name: name, Help: help}, f))
+	}
+	counter("datapath_applies_total", "Calls into the kernel datapath: a network applied or removed, or the full apply at start.", func() float64 {
+		return float64(a.recon.Applies())
+	})
+	counter("state_saves_total", "Writes of the agent's state to the data dir.", func() float64 {
+		return float64(a.saves.Load())
+	})
 	gauge("gossip_members", "Members of the gossip cluster, this node included.", func() float64 {
 		return float64(len(a.gossip.Members()))
 	})

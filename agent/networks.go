@@ -95,10 +95,17 @@ func (a *Agent) NetworkCreate(ctx context.Context, req api.NetworkCreate) (_ api
 		return api.CreateResponse{}, err
 	}
 	a.log.Info("network created", "name", n.Name, "id", n.ID, "driver", n.Driver, "vni", n.VNI, "subnets", subnetList(n.Subnets))
+	// The store's watch may have brought the record already; then it has
+	// done what follows.
 	a.mu.Lock()
-	a.networks[n.ID] = n
+	_, known := a.networks[n.ID]
+	if !known {
+		a.networks[n.ID] = n
+	}
 	a.mu.Unlock()
-	a.networksChanged(n.ID)
+	if !known {
+		a.networksChanged(n.ID)
+	}
 	return api.CreateResponse{ID: n.ID}, nil
 }
 
@@ -352,10 +359,13 @@ func (a *Agent) removeNetwork(ctx context.Context, ref string) error {
 		}
 	}
 	a.mu.Lock()
+	_, known := a.networks[n.ID] // the watch may have dropped it already
 	delete(a.networks, n.ID)
 	delete(a.versions, n.ID)
 	a.mu.Unlock()
-	a.networksChanged(n.ID)
+	if known {
+		a.networksChanged(n.ID)
+	}
 	a.log.Info("network removed", "name", n.Name, "id", n.ID)
 	return nil
 }

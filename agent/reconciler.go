@@ -65,6 +65,7 @@ type reconciler struct {
 	applied map[string]bool     // networks applied since start, so that one no longer needed is removed
 
 	nFailing atomic.Int32
+	applies  atomic.Int64 // kernel writes: Apply, ApplyNetwork and RemoveNetwork calls
 }
 
 // failure is a network's back-off state.
@@ -103,6 +104,9 @@ func (r *reconciler) wake() {
 	}
 }
 
+// Applies counts the reconciler's calls into the kernel.
+func (r *reconciler) Applies() int64 { return r.applies.Load() }
+
 // Failing is the number of networks in back-off.
 func (r *reconciler) Failing() int { return int(r.nFailing.Load()) }
 
@@ -123,6 +127,7 @@ func (r *reconciler) ApplyNow(id string) error {
 func (r *reconciler) Run(ctx context.Context) {
 	r.applyMu.Lock()
 	desired := r.all()
+	r.applies.Add(1)
 	if err := r.k.Apply(desired); err != nil {
 		// Which network failed is found out one by one, with back-off.
 		r.log.Debug("programming the datapath at start", "err", err)
@@ -202,14 +207,19 @@ func (r *reconciler) pass() (next time.Time, pending bool) {
 func (r *reconciler) applyLocked(id string) error {
 	n, ok := r.desired(id)
 	var err error
-	if ok {
+	switch {
+	case ok:
+		r.applies.Add(1)
 		err = r.k.ApplyNetwork(n)
 		r.applied[id] = true
-	} else {
-		err = r.k.RemoveNetwork(id)
-		if err == nil {
+	case r.applied[id] || r.failing[id] != nil:
+		r.applies.Add(1)
+		if err = r.k.RemoveNetwork(id); err == nil {
 			delete(r.applied, id)
 		}
+	default:
+		// Never applied since start (the start's full Apply removed
+		// what was left): nothing to remove.
 	}
 	r.record(id, err)
 	return err

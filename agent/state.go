@@ -102,6 +102,7 @@ func (a *Agent) saveState() error {
 	if err != nil {
 		return err
 	}
+	a.saves.Add(1)
 	if err := a.state.write(b); err != nil {
 		a.log.Error("saving state", "err", err)
 		return err

@@ -8,18 +8,19 @@ package agent
 // its local networks and existing sandboxes, while the store is down.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"maps"
 	"net"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/agent/netstore"
 	"github.com/meshnet/meshnet/internal/backoff"
@@ -310,17 +311,34 @@ func (a *Agent) watchNetworks(ctx context.Context, nets *netstore.Store) {
 
 // putGlobalNetwork puts a record into the mirror. A record the mirror
 // already holds (the echo of this agent's own create) only updates the
-// version: nothing is saved or reprogrammed twice.
+// version, and so does the mark of a removal in progress: nothing is saved
+// or reprogrammed twice. A marked record of a network the mirror has
+// dropped already (this agent removed it) is not brought back.
 func (a *Agent) putGlobalNetwork(r netstore.Record) {
 	a.mu.Lock()
-	old := a.networks[r.Network.ID]
-	same := old != nil && reflect.DeepEqual(old, r.Network)
-	a.networks[r.Network.ID] = r.Network
-	a.versions[r.Network.ID] = r.Version
+	id := r.Network.ID
+	old := a.networks[id]
+	if old == nil && r.Network.Removing {
+		a.mu.Unlock()
+		return
+	}
+	same := old != nil && sameRecord(old, r.Network)
+	a.networks[id] = r.Network
+	a.versions[id] = r.Version
 	a.mu.Unlock()
 	if !same {
-		a.networksChanged(r.Network.ID)
+		a.networksChanged(id)
 	}
+}
+
+// sameRecord reports whether two records of a network say the same, but
+// for the mark of a removal in progress. They are compared as stored.
+func sameRecord(x, y *driver.Network) bool {
+	cx, cy := *x, *y
+	cx.Removing, cy.Removing = false, false
+	bx, err1 := json.Marshal(&cx)
+	by, err2 := json.Marshal(&cy)
+	return err1 == nil && err2 == nil && bytes.Equal(bx, by)
 }
 
 // replaceGlobalNetworks makes the mirror hold exactly the listed global
@@ -340,7 +358,7 @@ func (a *Agent) replaceGlobalNetworks(recs []netstore.Record) {
 		}
 	}
 	for id, r := range fresh {
-		if old := a.networks[id]; old == nil || !reflect.DeepEqual(old, r.Network) {
+		if old := a.networks[id]; old == nil || !sameRecord(old, r.Network) {
 			a.networks[id] = r.Network
 			changed = append(changed, id)
 		}
