@@ -77,7 +77,8 @@ var Version = "dev"
 // stop signal before they are cancelled (and roll back).
 const shutdownGrace = 5 * time.Second
 
-// Agent is one host's meshagent. It implements service.Service.
+// Agent is one host's meshagent. It implements service.Service, whose
+// methods may be called once Run is serving (as its API server does).
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
@@ -108,6 +109,7 @@ type Agent struct {
 	endpoints  map[string]*endpointRecord
 	remote     map[string][]gossip.Endpoint // remote endpoints last programmed, for a restart
 	remoteSave *time.Timer                  // a pending save of remote
+	stopped    bool                         // Run is returning: remoteSave does nothing
 	synced     bool                         // gossip has caught up; until then remote is the cache
 	peers      []string
 
@@ -200,19 +202,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.gossip.Close()
-	a.reapGoneSandboxes() // before announcing endpoints of namespaces that are gone
+	a.pinSandboxes()
 	a.announceLocal()
-	a.syncSubscriptions() // networks known from the data dir
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a.goRun(func() { a.recon.Run(runCtx) })
 	srv, err := apiserver.Listen(a, a.cfg.Hosts, a.log)
 	if err != nil {
-		cancel()
-		a.wg.Wait()
 		return err
 	}
+	a.syncSubscriptions() // networks known from the data dir
+	a.goRun(func() { a.recon.Run(runCtx) })
 	a.goRun(func() { a.storeLoop(runCtx) })
 	a.goRun(func() { a.gossipLoop(runCtx) })
 	a.goRun(func() { a.reapLoop(runCtx) })
@@ -225,6 +225,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.closeSubscriptions()
 	a.wg.Wait()
 	a.mu.Lock()
+	a.stopped = true // no more saves of the remote cache from its timer
 	if a.remoteSave != nil {
 		a.remoteSave.Stop()
 	}
@@ -249,11 +250,13 @@ func (a *Agent) applyFailed(string, error) {
 	}
 }
 
-// reapLoop looks for sandboxes whose namespace is gone when an apply
-// fails, and every resyncInterval.
+// reapLoop looks for sandboxes whose namespace is gone at start (with the
+// store coming up, so that their leases can go back), when an apply fails,
+// and every resyncInterval.
 func (a *Agent) reapLoop(ctx context.Context) {
 	t := time.NewTicker(resyncInterval)
 	defer t.Stop()
+	a.reapGoneSandboxes()
 	for {
 		select {
 		case <-a.reap:

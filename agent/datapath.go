@@ -145,8 +145,11 @@ func (a *Agent) remoteChanged() {
 		a.remoteSave = time.AfterFunc(remoteSaveDelay, func() {
 			a.mu.Lock()
 			a.remoteSave = nil
+			stopped := a.stopped
 			a.mu.Unlock()
-			a.saveState()
+			if !stopped {
+				a.saveState()
+			}
 		})
 	}
 }

@@ -105,8 +105,13 @@ func (a *Agent) createEndpoint(ctx context.Context, n *driver.Network, spec endp
 		if err != nil {
 			return nil, err
 		}
+		// The record and its version as the mirror holds them now, read
+		// together: the fence must be the version of this very record.
 		a.mu.Lock()
-		rec := netstore.Record{Network: n, Version: a.versions[n.ID]}
+		rec := netstore.Record{Network: n}
+		if cur := a.networks[n.ID]; cur != nil {
+			rec = netstore.Record{Network: cur, Version: a.versions[n.ID]}
+		}
 		a.mu.Unlock()
 		owner := ipam.Owner{EndpointID: e.ID, Node: a.cfg.NodeName}
 		if e.Addr, err = ns.LeaseAddress(ctx, rec, ipam.AddressRequest{Addr: spec.ip, Owner: owner}); err != nil {
@@ -252,7 +257,7 @@ func (a *Agent) deleteEndpoint(e *endpointRecord) {
 func (a *Agent) releaseAddr(networkID string, addr netip.Addr, endpointID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ns, err := a.netStore(ctx)
+	ns, err := a.netStoreNow()
 	if err == nil {
 		err = ns.Alloc().ReleaseAddress(ctx, networkID, addr, endpointID)
 	}

@@ -15,13 +15,18 @@ import (
 // or by a unit with PrivateMounts=, PrivateTmp= or ProtectSystem=, from
 // which mounts do not propagate back.
 //
-// It is judged twice over: by the propagation of the mount holding
-// /run/netns (a slave of the host's, as `ip netns exec` leaves it, receives
-// mounts but sends none), and, where PID 1's namespace can be read, by
-// comparing the two namespaces. When neither tells, it reports false: the
+// It is judged by the propagation of the mount holding /run/netns: shared
+// sends our mounts to its peers (a container given the host's /run/netns
+// with rshared is fine); a slave of the host's, as `ip netns exec` leaves
+// it, receives mounts but sends none. A private mount is fine only in the
+// host's own mount namespace, which is told by comparing with PID 1's
+// where that can be read. When nothing tells, it reports false: the
 // warning it drives is advice, not a check.
 func privateMountNamespace() bool {
-	if slaveMount(sandbox.RunDir) {
+	switch mountPropagation(sandbox.RunDir) {
+	case "shared":
+		return false
+	case "slave":
 		return true
 	}
 	self, err1 := os.Stat("/proc/self/ns/mnt")
@@ -34,16 +39,16 @@ func privateMountNamespace() bool {
 	return ok1 && ok2 && (s.Dev != i.Dev || s.Ino != i.Ino)
 }
 
-// slaveMount reports whether the mount holding path receives propagation
-// from a peer group (master:N) without being shared itself.
-// Equivalent to: `findmnt -o PROPAGATION --target PATH` saying "private,slave".
-func slaveMount(path string) bool {
+// mountPropagation says how the mount holding path propagates: "shared"
+// (a peer group, whatever else), "slave" (receives only) or "private".
+// Equivalent to: `findmnt -o PROPAGATION --target PATH`.
+func mountPropagation(path string) string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return ""
 	}
 	defer f.Close()
-	best, slave := -1, false
+	best, prop := -1, ""
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
@@ -55,16 +60,18 @@ func slaveMount(path string) bool {
 		if !(path == mp || mp == "/" || strings.HasPrefix(path, mp+"/")) || len(mp) < best {
 			continue
 		}
-		best, slave = len(mp), false
-		shared := false
+		best, prop = len(mp), "private"
 		for _, opt := range fields[6:] {
 			if opt == "-" {
 				break
 			}
-			shared = shared || strings.HasPrefix(opt, "shared:")
-			slave = slave || strings.HasPrefix(opt, "master:")
+			switch {
+			case strings.HasPrefix(opt, "shared:"):
+				prop = "shared"
+			case strings.HasPrefix(opt, "master:") && prop != "shared":
+				prop = "slave"
+			}
 		}
-		slave = slave && !shared
 	}
-	return slave
+	return prop
 }

@@ -87,7 +87,7 @@ func (a *Agent) NetworkCreate(ctx context.Context, req api.NetworkCreate) (_ api
 		if err != nil {
 			return api.CreateResponse{}, err
 		}
-		if err := ns.Create(ctx, n); err != nil {
+		if err := ns.Create(ctx, n, d.Capabilities().VNI); err != nil {
 			a.noteStoreErr(err)
 			return api.CreateResponse{}, err
 		}
@@ -433,7 +433,8 @@ func (a *Agent) NetworkPrune(ctx context.Context) (_ api.PruneResponse, err erro
 		switch {
 		case err == nil:
 			resp.NetworksDeleted = append(resp.NetworksDeleted, n.Name)
-		case errors.Is(err, service.ErrConflict):
+		case errors.Is(err, service.ErrConflict), errors.Is(err, ipam.ErrContention):
+			// in use, or changed meanwhile: not prunable now
 		default:
 			errs = append(errs, err)
 		}

@@ -118,8 +118,12 @@ func (r *reconciler) ApplyNow(id string) error {
 	delete(r.dirty, id) // applied now with the newest view
 	r.mu.Unlock()
 	r.applyMu.Lock()
-	defer r.applyMu.Unlock()
-	return r.applyLocked(id)
+	err := r.applyLocked(id)
+	r.applyMu.Unlock()
+	if err != nil {
+		r.wake() // the loop schedules the retry
+	}
+	return err
 }
 
 // Run applies everything once, then dirty networks as they come, until
@@ -158,8 +162,9 @@ func (r *reconciler) Run(ctx context.Context) {
 	}
 }
 
-// pass applies the dirty networks whose back-off is not pending; those
-// stay dirty. It returns when the earliest of them is due.
+// pass applies the dirty networks whose back-off is not pending (those
+// stay dirty) and the failing ones whose back-off is over. It returns when
+// the earliest failing network is due again.
 func (r *reconciler) pass() (next time.Time, pending bool) {
 	r.mu.Lock()
 	ids := r.dirty
@@ -179,6 +184,11 @@ func (r *reconciler) pass() (next time.Time, pending bool) {
 		}
 	}
 	now := r.now()
+	for id, f := range r.failing {
+		if !now.Before(f.next) {
+			ids[id] = true
+		}
+	}
 	var later []string
 	for id := range ids {
 		if f := r.failing[id]; f != nil && now.Before(f.next) {

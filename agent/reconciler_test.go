@@ -180,6 +180,35 @@ func TestReconcilerBackOff(t *testing.T) {
 	}
 }
 
+// TestReconcilerRetriesAlone: a failing network is retried when its
+// back-off is over even if nothing marks it again.
+func TestReconcilerRetriesAlone(t *testing.T) {
+	k := &recordingKernel{fail: map[string]error{"n": errors.New("boom")}, applied: map[string]int{}}
+	r := newReconciler(k, func(id string) (overlay.Network, bool) { return overlay.Network{ID: id}, true },
+		func() []overlay.Network { return nil }, nil, slog.New(slog.DiscardHandler))
+	now := time.Unix(1000, 0)
+	r.now = func() time.Time { return now }
+	if err := r.ApplyNow("n"); err == nil {
+		t.Fatal("ApplyNow hid the error")
+	}
+	select {
+	case <-r.kick:
+	default:
+		t.Fatal("a failed ApplyNow did not wake the loop to schedule the retry")
+	}
+	for i, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		next, pending := r.pass() // not due yet: nothing applied
+		if !pending || next.Sub(now) != wait || k.applied["n"] != i+1 {
+			t.Fatalf("retry %d: next in %s (pending %v), applied %d times", i, next.Sub(now), pending, k.applied["n"])
+		}
+		now = next
+		r.pass() // due: applied again, with nothing marking it
+		if k.applied["n"] != i+2 {
+			t.Fatalf("retry %d: applied %d times, want %d", i, k.applied["n"], i+2)
+		}
+	}
+}
+
 // TestReconcilerApplyNow: a join's apply reports its network's error and
 // takes the network off the dirty list.
 func TestReconcilerApplyNow(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/sandbox"
 	"github.com/meshnet/meshnet/overlay"
+	"golang.org/x/sys/unix"
 )
 
 // findSandbox looks a sandbox up by id, name or unique id prefix. The
@@ -89,7 +91,10 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 		rollback.add(func() { sandbox.Remove(s.Name) })
 	}
 	if s.NSID, err = overlay.IdentifyNS(s.NetNS); err != nil {
-		return api.CreateResponse{}, badRequest("--netns %s: %v", s.NetNS, err)
+		if s.External {
+			return api.CreateResponse{}, badRequest("--netns %s: %v", s.NetNS, err)
+		}
+		return api.CreateResponse{}, err
 	}
 	a.mu.Lock()
 	a.sandboxes[s.ID] = s
@@ -312,9 +317,11 @@ func (a *Agent) SandboxRemove(ctx context.Context, ref string, force bool) (err 
 			return err
 		}
 	}
-	err = a.dropSandbox(s, !s.External)
+	if err := a.dropSandbox(s, !s.External); err != nil {
+		return err
+	}
 	a.log.Info("sandbox removed", "name", s.Name, "id", s.ID)
-	return err
+	return nil
 }
 
 // dropSandbox leaves and deletes every endpoint of the sandbox and
@@ -429,6 +436,20 @@ func (a *Agent) NetworkDisconnect(ctx context.Context, netRef string, req api.Ne
 	return errors.Join(a.writeSandboxFiles(s), a.saveState())
 }
 
+// namespaceGone reports whether a sandbox's namespace is gone for good:
+// its path leads nowhere or to something else than the namespace it was
+// pinned to. A failure to tell (too many open files, say) is not "gone".
+func namespaceGone(s *sandboxRecord) (bool, error) {
+	id, err := overlay.IdentifyNS(s.NetNS)
+	switch {
+	case err == nil:
+		return !s.NSID.IsZero() && id != s.NSID, nil
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ESRCH), errors.Is(err, overlay.ErrNotNetNS):
+		return true, err
+	}
+	return false, err
+}
+
 // reapGoneSandboxes forgets the sandboxes whose namespace is gone, or
 // whose path now leads to another namespace (a process that exited and
 // its PID reused, a named namespace deleted and made anew): their
@@ -443,11 +464,11 @@ func (a *Agent) reapGoneSandboxes() {
 	a.mu.Unlock()
 	var gone []*sandboxRecord
 	for _, s := range check {
-		id, err := overlay.IdentifyNS(s.NetNS)
-		if err == nil && (s.NSID.IsZero() || id == s.NSID) {
-			continue
+		if g, err := namespaceGone(s); g {
+			gone = append(gone, s)
+		} else if err != nil {
+			a.log.Warn("cannot check a sandbox's namespace; trying again later", "sandbox", s.Name, "err", err)
 		}
-		gone = append(gone, s)
 	}
 	if len(gone) == 0 {
 		return
@@ -459,12 +480,9 @@ func (a *Agent) reapGoneSandboxes() {
 		a.mu.Lock()
 		_, still := a.sandboxes[s.ID]
 		a.mu.Unlock()
-		if !still {
+		g, err := namespaceGone(s)
+		if !still || !g {
 			continue
-		}
-		id, err := overlay.IdentifyNS(s.NetNS)
-		if err == nil && (s.NSID.IsZero() || id == s.NSID) {
-			continue // back (a transient error)
 		}
 		a.log.Warn("the sandbox's namespace is gone; releasing its endpoints", "sandbox", s.Name, "netns", s.NetNS, "err", err)
 		if !s.External && err != nil {
@@ -483,4 +501,52 @@ func (a *Agent) reapGoneSandboxes() {
 		a.recon.ApplyNow(id) // a failure is retried with back-off
 	}
 	a.saveState()
+}
+
+// pinSandboxes pins the sandboxes a data dir of an older agent kept
+// without their namespace's identity. A named sandbox is ours and pinned
+// as it is; an adopted one only if its namespace still holds our
+// interface, since its path may lead elsewhere by now (a PID reused): if
+// not, it is marked so that the reaper cleans it up.
+func (a *Agent) pinSandboxes() {
+	a.mu.Lock()
+	type unpinned struct {
+		s     *sandboxRecord
+		probe *endpointRecord
+	}
+	var todo []unpinned
+	for _, s := range a.sandboxes {
+		if s.NSID.IsZero() {
+			u := unpinned{s: s}
+			if eps := a.sandboxEndpoints(s); len(eps) > 0 {
+				u.probe = eps[0]
+			}
+			todo = append(todo, u)
+		}
+	}
+	a.mu.Unlock()
+	for _, u := range todo {
+		id, err := overlay.IdentifyNS(u.s.NetNS)
+		if err != nil {
+			continue // the reaper judges it
+		}
+		if u.s.External && u.probe != nil && !holdsInterface(u.s.NetNS, u.probe) {
+			a.log.Warn("an adopted sandbox's namespace does not hold its interface any more", "sandbox", u.s.Name, "netns", u.s.NetNS)
+			id = overlay.NSID{Dev: ^uint64(0), Ino: ^uint64(0)} // no namespace has it: reaped
+		}
+		a.mu.Lock()
+		u.s.NSID = id
+		a.mu.Unlock()
+	}
+}
+
+// holdsInterface reports whether the namespace at path has the endpoint's
+// interface, with its name and the MAC derived from its address.
+func holdsInterface(path string, e *endpointRecord) bool {
+	ifaces, err := sandbox.Interfaces(path)
+	if err != nil {
+		return false
+	}
+	mac := overlay.MACFromIPv4(e.Addr.Addr()).String()
+	return slices.ContainsFunc(ifaces, func(i sandbox.Interface) bool { return i.Name == e.IfName && i.MAC.String() == mac })
 }

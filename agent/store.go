@@ -60,11 +60,11 @@ type nodeInfo struct {
 }
 
 // netStore returns the network records in the store, or a storeDownError
-// at once when the store is known to be down (global operations fail
-// fast). Until the store has answered for the first time after start, it
-// waits for that up to the store timeout: a script that starts the agent
-// and creates a network at once should not fail because the connection
-// is still being made.
+// when the store is down. Once the store has answered since start, a
+// store known to be down fails at once (global operations fail fast);
+// before that, it waits for the first answer up to the store timeout: a
+// script that starts the agent and creates a network at once should not
+// fail because the connection is still being made.
 func (a *Agent) netStore(ctx context.Context) (*netstore.Store, error) {
 	select {
 	case <-a.firstUp:
@@ -77,6 +77,12 @@ func (a *Agent) netStore(ctx context.Context) (*netstore.Store, error) {
 		}
 		t.Stop()
 	}
+	return a.netStoreNow()
+}
+
+// netStoreNow is netStore without waiting: for best-effort work (giving
+// a lease back) that the orphan sweep does later if the store is down.
+func (a *Agent) netStoreNow() (*netstore.Store, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.nets == nil || a.storeErr != nil {
@@ -359,9 +365,11 @@ func (a *Agent) replaceGlobalNetworks(recs []netstore.Record) {
 	}
 	for id, r := range fresh {
 		if old := a.networks[id]; old == nil || !sameRecord(old, r.Network) {
-			a.networks[id] = r.Network
 			changed = append(changed, id)
 		}
+		// The record always goes with its version (a lease is fenced by
+		// the pair), even when only the removal mark differs.
+		a.networks[id] = r.Network
 		a.versions[id] = r.Version
 	}
 	a.mu.Unlock()
@@ -480,8 +488,15 @@ func (a *Agent) sweepOwnLeases(ctx context.Context, alloc *ipam.Allocator) error
 	for id := range a.endpoints {
 		mine[id] = true
 	}
+	networks := map[string]bool{}
+	for id, n := range a.networks {
+		networks[id] = n.Global()
+	}
 	a.mu.Unlock()
-	swept, err := alloc.SweepOrphans(ctx, a.cfg.NodeName, func(l ipam.AddressLease) bool { return mine[l.Owner.EndpointID] })
+	// Only leases in networks: addresses of IPAM pools (a Docker IPAM
+	// plugin's) are not endpoints of this agent's.
+	keep := func(l ipam.AddressLease) bool { return mine[l.Owner.EndpointID] || !networks[l.NetworkID] }
+	swept, err := alloc.SweepOrphans(ctx, a.cfg.NodeName, keep)
 	for _, l := range swept {
 		a.log.Info("released an orphaned address lease", "network", l.NetworkID, "addr", l.Addr)
 	}

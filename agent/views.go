@@ -20,18 +20,12 @@ import (
 )
 
 // networkMTU is the MTU the network's interfaces get here, as its driver
-// renders it; 0 when it has none. The caller may hold mu.
+// says; 0 when it has none.
 func (a *Agent) networkMTU(n *driver.Network) int {
-	d, ok := a.driverOf(n)
-	if !ok {
-		return n.MTU
+	if d, ok := a.driverOf(n); ok && !n.ConfigOnly {
+		return d.MTU(n)
 	}
-	probe := []overlay.LocalEndpoint{{ID: "mtu"}}
-	k, ok := d.Render(driver.View{Network: n, Local: probe})
-	if !ok {
-		return n.MTU
-	}
-	return k.MTU
+	return n.MTU
 }
 
 // networkView renders a network with its endpoints on every host. The

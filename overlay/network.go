@@ -69,6 +69,8 @@ var (
 	// pinned with LocalEndpoint.SandboxID, it is missing or leads to
 	// another namespace than the pinned one. Nothing inside it is touched.
 	ErrSandboxGone = errors.New("sandbox namespace is gone")
+	// ErrNotNetNS reports a path that is not a network namespace.
+	ErrNotNetNS = errors.New("not a network namespace")
 )
 
 // EndpointError is the failure of one local endpoint, the rest of its
@@ -226,6 +228,13 @@ func networkAlias(networkID string) string { return aliasPrefix + networkID }
 // endpointAlias marks both ends of a local endpoint's veth pair.
 func endpointAlias(networkID, endpointID string) string {
 	return aliasPrefix + networkID + ":ep=" + endpointID
+}
+
+// OwnsAlias reports whether a link alias marks a device this package made
+// (see `ip link show`), so that callers can tell our devices from others.
+func OwnsAlias(alias string) bool {
+	_, _, ok := parseAlias(alias)
+	return ok
 }
 
 // parseAlias splits one of our aliases; ok is false for anything else.

@@ -53,14 +53,14 @@ func checkNetNS(fd int) error {
 		return fmt.Errorf("reading its file system type: %w", err)
 	}
 	if fs.Type != unix.NSFS_MAGIC {
-		return fmt.Errorf("not a namespace file (file system type %#x, want nsfs)", fs.Type)
+		return fmt.Errorf("%w: not a namespace file (file system type %#x, want nsfs)", ErrNotNetNS, fs.Type)
 	}
 	typ, err := unix.IoctlRetInt(fd, nsGetNSType)
 	if err != nil {
 		return fmt.Errorf("reading its namespace type: %w", err)
 	}
 	if typ != unix.CLONE_NEWNET {
-		return fmt.Errorf("a %s namespace, not a network namespace", nsTypeName(typ))
+		return fmt.Errorf("%w: a %s namespace", ErrNotNetNS, nsTypeName(typ))
 	}
 	return nil
 }

@@ -54,7 +54,7 @@ func TestIdentifyNS(t *testing.T) {
 	}
 	for path, want := range map[string]string{
 		file:                    "not a namespace file",
-		"/proc/self/ns/mnt":     "a mnt namespace, not a network namespace",
+		"/proc/self/ns/mnt":     "not a network namespace: a mnt namespace",
 		file + "-missing":       "no such file",
 		"/proc/self/ns/net/sub": "not a directory",
 	} {
@@ -65,6 +65,11 @@ func TestIdentifyNS(t *testing.T) {
 	}
 	if _, err := overlay.IdentifyNS(file + "-missing"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("IdentifyNS(missing) = %v, want fs.ErrNotExist", err)
+	}
+	for _, path := range []string{file, "/proc/self/ns/mnt"} {
+		if _, err := overlay.IdentifyNS(path); !errors.Is(err, overlay.ErrNotNetNS) {
+			t.Errorf("IdentifyNS(%s) = %v, want ErrNotNetNS", path, err)
+		}
 	}
 }
 

@@ -39,9 +39,23 @@ type Server struct {
 
 	// ops is the context of every request; cancelled by Shutdown once
 	// the grace period is over.
-	ops      context.Context
-	cancel   context.CancelFunc
-	handlers sync.WaitGroup // requests being handled
+	ops    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	closing  bool           // guarded by mu: Shutdown has begun; no handler starts
+	handlers sync.WaitGroup // requests being handled; Add under mu while !closing
+}
+
+// enter registers a handler about to run; false once Shutdown has begun.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.handlers.Add(1)
+	return true
 }
 
 // Listen listens on every address (unix:///PATH) and serves svc in the
@@ -69,6 +83,9 @@ func Listen(svc service.Service, hosts []string, log *slog.Logger) (*Server, err
 func (s *Server) Shutdown(grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	for _, srv := range s.servers {
 		srv.Shutdown(ctx) // returns at the deadline with requests still running
 	}
@@ -114,7 +131,10 @@ func (s *Server) routes() http.Handler {
 	svc := s.svc
 	handle := func(pattern string, h func(*http.Request) (int, any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			s.handlers.Add(1)
+			if !s.enter() {
+				writeJSON(w, http.StatusServiceUnavailable, api.Error{Message: "meshagent is shutting down"})
+				return
+			}
 			defer s.handlers.Done()
 			status, body, err := h(r)
 			if err != nil {

@@ -18,8 +18,9 @@
 //
 // The agent core names no driver: it asks the Registry and reads
 // capabilities. What a driver does is decided by the data it is given;
-// none of its methods blocks, touches the kernel or the store, or keeps
-// state between calls, so all are safe for concurrent use.
+// no method writes to the kernel or the store, blocks, or keeps state
+// between calls (Predefined may read the host's routes), so all are safe
+// for concurrent use.
 package driver
 
 import (
@@ -92,6 +93,9 @@ type Driver interface {
 	// CheckJoin says whether a sandbox may join the network: nil, or an
 	// ErrInvalid saying why not.
 	CheckJoin(n *Network) error
+	// MTU is the MTU the network's interfaces get on this host; 0 when
+	// its sandboxes get none (or the datapath works it out).
+	MTU(n *Network) int
 	// Render returns the kernel state this host needs for the network,
 	// given its endpoints here and elsewhere; ok is false when it needs
 	// none (no local endpoint, and nothing the host must always have).

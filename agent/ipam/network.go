@@ -53,6 +53,9 @@ type NetworkRequest struct {
 	// IPv6 also leases an IPv6 subnet from the pools if none is requested;
 	// it needs an IPv6 pool.
 	IPv6 bool
+	// NoVNI leases subnets only: for a network whose driver has no use
+	// for a VXLAN id. VNI must then be 0.
+	NoVNI bool
 }
 
 // NetworkLease is what a network holds: its VNI and its subnets, IPv4
@@ -84,6 +87,9 @@ func (a *Allocator) LeaseNetwork(ctx context.Context, req NetworkRequest,
 	if err := checkID("network", req.ID); err != nil {
 		return NetworkLease{}, err
 	}
+	if req.NoVNI && req.VNI != 0 {
+		return NetworkLease{}, failf(ErrInvalid, "VNI %d requested for a network that takes none", req.VNI)
+	}
 	if req.VNI > DefaultVNIMax {
 		return NetworkLease{}, failf(ErrInvalid, "VNI %d is out of range: VXLAN ids go from 1 to %d", req.VNI, DefaultVNIMax)
 	}
@@ -91,7 +97,7 @@ func (a *Allocator) LeaseNetwork(ctx context.Context, req NetworkRequest,
 	if err != nil {
 		return NetworkLease{}, err
 	}
-	return a.leaseSubnets(ctx, subnetRequest{what: "network " + req.ID, id: req.ID, withVNI: true, vni: req.VNI,
+	return a.leaseSubnets(ctx, subnetRequest{what: "network " + req.ID, id: req.ID, withVNI: !req.NoVNI, vni: req.VNI,
 		explicit: explicit, auto4: true, auto6: req.IPv6}, with)
 }
 

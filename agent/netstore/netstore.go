@@ -55,6 +55,20 @@ var (
 	ErrInUse = errors.New("network has endpoints")
 )
 
+// netError is an error whose message is one sentence and which unwraps to
+// a sentinel.
+type netError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *netError) Error() string { return e.msg }
+func (e *netError) Unwrap() error { return e.sentinel }
+
+func failf(sentinel error, format string, args ...any) error {
+	return &netError{msg: fmt.Sprintf(format, args...), sentinel: sentinel}
+}
+
 // InUseError refuses a removal while addresses are leased.
 type InUseError struct {
 	Network string
@@ -90,14 +104,14 @@ func (s *Store) Alloc() *ipam.Allocator { return s.alloc }
 
 func recordKey(id string) string { return NetworksPrefix + id }
 
-// Create leases the network's VNI and subnets and writes its record and
+// Create leases the network's VNI (if vni) and subnets and writes its record and
 // name in one transaction; on success n holds the leased VNI and subnets.
 // A name in use is ErrNameTaken. A store failure is returned wrapping
 // kvstore.ErrUnavailable, unless a look afterwards finds the record: then
 // the transaction did commit, and Create succeeded.
-func (s *Store) Create(ctx context.Context, n *driver.Network) error {
+func (s *Store) Create(ctx context.Context, n *driver.Network, vni bool) error {
 	n.Scope = driver.ScopeGlobal
-	_, err := s.alloc.LeaseNetwork(ctx, ipam.NetworkRequest{ID: n.ID, VNI: n.VNI, Subnets: n.Subnets, IPv6: n.IPv6},
+	_, err := s.alloc.LeaseNetwork(ctx, ipam.NetworkRequest{ID: n.ID, VNI: n.VNI, Subnets: n.Subnets, IPv6: n.IPv6, NoVNI: !vni},
 		func(l ipam.NetworkLease) ([]kvstore.Op, error) {
 			n.VNI, n.Subnets = l.VNI, l.Subnets
 			b, err := json.Marshal(n)
@@ -114,7 +128,7 @@ func (s *Store) Create(ctx context.Context, n *driver.Network) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &te) && te.Key == NamesPrefix+n.Name:
-		return fmt.Errorf("network with name %s already exists: %w", n.Name, ErrNameTaken)
+		return failf(ErrNameTaken, "network with name %s already exists", n.Name)
 	case errors.Is(err, kvstore.ErrUnavailable):
 		checkCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -129,7 +143,7 @@ func (s *Store) Create(ctx context.Context, n *driver.Network) error {
 func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 	kv, err := s.kv.Get(ctx, recordKey(id))
 	if errors.Is(err, kvstore.ErrKeyNotFound) {
-		return Record{}, fmt.Errorf("network %s: %w", id, ErrNotFound)
+		return Record{}, failf(ErrNotFound, "network %s not found", id)
 	}
 	if err != nil {
 		return Record{}, err
@@ -232,13 +246,16 @@ func (s *Store) LeaseAddress(ctx context.Context, rec Record, req ipam.AddressRe
 	for range fenceAttempts {
 		if rec.Version == 0 || rec.Network.Removing {
 			fresh, err := s.Get(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				return netip.Prefix{}, failf(ErrNotFound, "network %s was removed", rec.Network.Name)
+			}
 			if err != nil {
 				return netip.Prefix{}, err
 			}
 			rec = fresh
 		}
 		if rec.Network.Removing {
-			return netip.Prefix{}, fmt.Errorf("network %s: %w", rec.Network.Name, ErrRemoving)
+			return netip.Prefix{}, failf(ErrRemoving, "network %s is being removed", rec.Network.Name)
 		}
 		req.Fence = &ipam.Fence{Key: recordKey(id), Version: rec.Version}
 		p, err := s.alloc.LeaseAddress(ctx, id, rec.Network.Subnets, req)
@@ -321,7 +338,7 @@ func (s *Store) swap(ctx context.Context, id string, n *driver.Network, version 
 	v, err := s.kv.CompareAndSwap(ctx, recordKey(id), b, version)
 	switch {
 	case errors.Is(err, kvstore.ErrKeyNotFound):
-		return 0, fmt.Errorf("network %s: %w", id, ErrNotFound)
+		return 0, failf(ErrNotFound, "network %s not found", n.Name)
 	case errors.Is(err, kvstore.ErrKeyModified):
 		return 0, fmt.Errorf("network %s changed while it was being removed; try again: %w", n.Name, ipam.ErrContention)
 	}

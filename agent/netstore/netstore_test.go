@@ -73,13 +73,13 @@ func testLifecycle(t *testing.T, srv testenv.StoreServer) {
 	ctx := testCtx(t)
 	a := newHost(t, srv, "n1")
 	n := newNetwork("multi")
-	if err := a.ns.Create(ctx, n); err != nil {
+	if err := a.ns.Create(ctx, n, true); err != nil {
 		t.Fatal(err)
 	}
 	if n.VNI == 0 || len(n.Subnets) != 1 || n.Scope != driver.ScopeGlobal {
 		t.Fatalf("created %+v", n)
 	}
-	if err := a.ns.Create(ctx, newNetwork("multi")); !errors.Is(err, netstore.ErrNameTaken) {
+	if err := a.ns.Create(ctx, newNetwork("multi"), true); !errors.Is(err, netstore.ErrNameTaken) || err.Error() != "network with name multi already exists" {
 		t.Fatalf("same name again: %v", err)
 	}
 	rec, err := a.ns.Get(ctx, n.ID)
@@ -138,7 +138,7 @@ func testRemoveRace(t *testing.T, srv testenv.StoreServer) {
 	removed, kept := 0, 0
 	for round := range rounds {
 		n := newNetwork(fmt.Sprintf("race%d", round))
-		if err := hosts[0].ns.Create(ctx, n); err != nil {
+		if err := hosts[0].ns.Create(ctx, n, true); err != nil {
 			t.Fatal(err)
 		}
 		rec, err := hosts[0].ns.Get(ctx, n.ID)

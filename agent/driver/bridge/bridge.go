@@ -91,9 +91,6 @@ func (d *Driver) Configure(n *driver.Network, others []*driver.Network) error {
 			n.Bridge = v
 		}
 	}
-	if n.ConfigOnly {
-		return nil
-	}
 	if n.Bridge == "" && len(n.ID) >= 12 {
 		n.Bridge = "br-" + n.ID[:12]
 	}
@@ -107,19 +104,23 @@ func (d *Driver) Configure(n *driver.Network, others []*driver.Network) error {
 
 func (d *Driver) CheckJoin(*driver.Network) error { return nil }
 
+// MTU is the user's, else overlay.DefaultLocalMTU (Docker's 1500).
+func (d *Driver) MTU(n *driver.Network) int {
+	if n.MTU != 0 {
+		return n.MTU
+	}
+	return overlay.DefaultLocalMTU
+}
+
 // Render gives the network a bridge when a sandbox here is on it; the
 // default bridge exists always, like docker0. Networks are isolated: the
 // host does not route out of a bridge (no NAT yet).
 func (d *Driver) Render(v driver.View) (overlay.Network, bool) {
 	n := v.Network
-	if n.ConfigOnly || (len(v.Local) == 0 && !n.Predefined) {
+	if len(v.Local) == 0 && !n.Predefined {
 		return overlay.Network{}, false
 	}
-	mtu := n.MTU
-	if mtu == 0 {
-		mtu = overlay.DefaultLocalMTU
-	}
-	return overlay.Network{ID: n.ID, Bridge: n.Bridge, MTU: mtu,
+	return overlay.Network{ID: n.ID, Bridge: n.Bridge, MTU: d.MTU(n),
 		Gateway: n.Gateway(true), Gateway6: n.Gateway(false), Local: slices.Clone(v.Local)}, true
 }
 

@@ -73,8 +73,6 @@ func TestRender(t *testing.T) {
 	}{
 		{name: "user network without endpoints has no bridge",
 			view: driver.View{Network: &driver.Network{ID: id, Bridge: "br-x", Subnets: sub}}},
-		{name: "config-only network never",
-			view: driver.View{Network: &driver.Network{ID: id, ConfigOnly: true}, Local: []overlay.LocalEndpoint{ep}}},
 		{name: "default bridge exists without endpoints",
 			view: driver.View{Network: &driver.Network{ID: id, Bridge: "mesh0", Subnets: sub, Predefined: true, MTU: 1450}},
 			want: overlay.Network{ID: id, Bridge: "mesh0", MTU: 1450, Gateway: netip.MustParsePrefix("10.9.0.1/24")}, ok: true},

@@ -36,6 +36,8 @@ func (Driver) Configure(n *driver.Network, _ []*driver.Network) error {
 	return driver.CheckOptions(Name, n.Options, nil)
 }
 
+func (Driver) MTU(*driver.Network) int { return 0 }
+
 func (Driver) CheckJoin(*driver.Network) error {
 	return driver.Invalid("--net host is not supported yet: a sandbox is its own namespace")
 }

@@ -35,6 +35,8 @@ func (Driver) Configure(n *driver.Network, _ []*driver.Network) error {
 	return driver.CheckOptions(Name, n.Options, nil)
 }
 
+func (Driver) MTU(*driver.Network) int { return 0 }
+
 func (Driver) CheckJoin(*driver.Network) error { return nil }
 
 // Render: a sandbox on none has no interface, so the host needs nothing.

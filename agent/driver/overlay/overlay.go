@@ -93,20 +93,25 @@ func (d *Driver) maxMTU() int {
 
 func (d *Driver) CheckJoin(*driver.Network) error { return nil }
 
+// MTU is the user's, else what the underlay leaves after the VXLAN
+// header; 0 if the underlay's is unknown (the datapath works it out).
+func (d *Driver) MTU(n *driver.Network) int {
+	if n.MTU != 0 {
+		return n.MTU
+	}
+	return d.maxMTU()
+}
+
 // Render gives the network its bridge and VXLAN device on a host with a
 // sandbox on it, with an FDB and a neighbour entry per remote endpoint.
 // The MTU is the user's, else what the underlay leaves after the VXLAN
 // header. The network is isolated: the host does not route out of it.
 func (d *Driver) Render(v driver.View) (datapath.Network, bool) {
 	n := v.Network
-	if n.ConfigOnly || len(v.Local) == 0 {
+	if len(v.Local) == 0 {
 		return datapath.Network{}, false
 	}
-	mtu := n.MTU
-	if mtu == 0 {
-		mtu = d.maxMTU() // 0 if unknown: the datapath computes it
-	}
-	return datapath.Network{ID: n.ID, VNI: n.VNI, VTEP: d.host.VTEP, Port: d.host.Port, MTU: mtu,
+	return datapath.Network{ID: n.ID, VNI: n.VNI, VTEP: d.host.VTEP, Port: d.host.Port, MTU: d.MTU(n),
 		Gateway: n.Gateway(true), Gateway6: n.Gateway(false),
 		Local: slices.Clone(v.Local), Remote: slices.Clone(v.Remote)}, true
 }
