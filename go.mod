@@ -3,6 +3,7 @@ module github.com/meshnet/meshnet
 go 1.26.0
 
 require (
+	github.com/google/nftables v0.3.0
 	github.com/hashicorp/consul/api v1.33.7
 	github.com/hashicorp/memberlist v0.5.4
 	github.com/prometheus/client_golang v1.20.5
@@ -57,6 +58,8 @@ require (
 	github.com/klauspost/compress v1.18.7 // indirect
 	github.com/mattn/go-colorable v0.1.13 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/mdlayher/netlink v1.7.3-0.20250113171957-fbb4dce95f42 // indirect
+	github.com/mdlayher/socket v0.5.0 // indirect
 	github.com/miekg/dns v1.1.68 // indirect
 	github.com/mitchellh/go-homedir v1.1.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect

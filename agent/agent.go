@@ -63,6 +63,7 @@ import (
 	"github.com/meshnet/meshnet/agent/driver/builtin"
 	"github.com/meshnet/meshnet/agent/netstore"
 	"github.com/meshnet/meshnet/agent/service"
+	"github.com/meshnet/meshnet/firewall"
 	"github.com/meshnet/meshnet/gossip"
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/embedded"
@@ -89,6 +90,8 @@ type Agent struct {
 	metrics *prometheus.Registry
 
 	dp     *overlay.Datapath
+	fw     *firewall.Firewall // nil with iptables: false
+	fwErr  string             // the filter's last error, guarded by recon.applyMu
 	recon  *reconciler
 	gossip *gossip.Cluster
 	embed  *embedded.Server // cluster-store: embedded
@@ -182,12 +185,23 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("opening the host network namespace: %w", err)
 	}
 	a.dp, err = overlay.New(h)
+	if err != nil {
+		h.Close()
+		return err
+	}
+	defer a.dp.Close()
+	fw, err := firewall.New(h)
 	h.Close()
 	if err != nil {
 		return err
 	}
-	defer a.dp.Close()
 	a.recon = newReconciler(a.dp, a.desiredNetwork, a.desiredAll, a.applyFailed, a.log)
+	if err := a.startFirewall(fw); err != nil {
+		return fmt.Errorf("removing the packet filter (iptables: false): %w", err)
+	}
+	if a.fw != nil {
+		defer a.fw.Close() // the rules stay: they keep working while the agent is down
+	}
 
 	if a.cfg.IPForward {
 		// Equivalent to: sysctl -w net.ipv4.ip_forward=1 (in this namespace).

@@ -283,13 +283,10 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 	if err := cfg.parseAdvertise(c.String("cluster-advertise")); err != nil {
 		errs = append(errs, err)
 	}
-	// Until meshnet manages packet filters, these can only be at their
-	// defaults; accepting another value would silently do nothing.
+	// Until meshnet filters traffic within a network, icc can only be at
+	// its default; accepting false would silently do nothing.
 	if !cfg.ICC {
-		bad("icc", "false is not supported yet: meshnet has no packet filter to block traffic between sandboxes of one network")
-	}
-	if !cfg.IPTables {
-		bad("iptables", "false is not supported yet: meshnet does not manage packet-filter or NAT rules yet")
+		bad("icc", "false is not supported yet: meshnet does not filter traffic between sandboxes of one network yet")
 	}
 	if cfg.DataDir == "" {
 		bad("data-dir", "it is empty")

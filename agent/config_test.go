@@ -220,7 +220,7 @@ node-name: 42
 // TestConfigNotYetSupported: keys whose non-default value meshnet cannot
 // honour yet are refused rather than silently ignored.
 func TestConfigNotYetSupported(t *testing.T) {
-	for _, args := range [][]string{{"--icc=false"}, {"--iptables=false"}} {
+	for _, args := range [][]string{{"--icc=false"}} {
 		_, err := load(t, append([]string{"--config", writeFile(t, "{}")}, args...)...)
 		if err == nil || !strings.Contains(err.Error(), "not supported yet") {
 			t.Errorf("%v: got %v, want a refusal", args, err)

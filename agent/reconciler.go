@@ -51,6 +51,9 @@ type reconciler struct {
 	all     func() []overlay.Network
 	// failed is told of every failure (it must not block).
 	failed func(id string, err error)
+	// before, if set, runs ahead of every batch of kernel writes (the
+	// packet filter, which must isolate a bridge before it forwards).
+	before func()
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -118,6 +121,7 @@ func (r *reconciler) ApplyNow(id string) error {
 	delete(r.dirty, id) // applied now with the newest view
 	r.mu.Unlock()
 	r.applyMu.Lock()
+	r.runBefore()
 	err := r.applyLocked(id)
 	r.applyMu.Unlock()
 	if err != nil {
@@ -130,6 +134,7 @@ func (r *reconciler) ApplyNow(id string) error {
 // ctx ends.
 func (r *reconciler) Run(ctx context.Context) {
 	r.applyMu.Lock()
+	r.runBefore()
 	desired := r.all()
 	r.applies.Add(1)
 	if err := r.k.Apply(desired); err != nil {
@@ -189,6 +194,9 @@ func (r *reconciler) pass() (next time.Time, pending bool) {
 			ids[id] = true
 		}
 	}
+	if len(ids) > 0 {
+		r.runBefore()
+	}
 	var later []string
 	for id := range ids {
 		if f := r.failing[id]; f != nil && now.Before(f.next) {
@@ -210,6 +218,12 @@ func (r *reconciler) pass() (next time.Time, pending bool) {
 		r.mu.Unlock()
 	}
 	return next, pending
+}
+
+func (r *reconciler) runBefore() {
+	if r.before != nil {
+		r.before()
+	}
 }
 
 // applyLocked applies one network and records the outcome. The caller

@@ -67,3 +67,10 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+func writeFileT(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

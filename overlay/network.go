@@ -251,6 +251,9 @@ func parseAlias(alias string) (networkID, endpointID string, ok bool) {
 func (n *Network) local() bool { return n.VNI == 0 }
 
 // bridgeName is the name of n's bridge.
+// BridgeName is the name of n's bridge: Bridge, or BridgeName(VNI).
+func (n *Network) BridgeName() string { return n.bridgeName() }
+
 func (n *Network) bridgeName() string {
 	if n.Bridge != "" {
 		return n.Bridge

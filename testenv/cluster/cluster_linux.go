@@ -250,3 +250,17 @@ func (c *Cluster) Store() (kvstore.Store, error) {
 	c.kv = kv
 	return kv, nil
 }
+
+// OutsideAddr is the underlay address of the "outside" namespace
+// (AddOutside): a machine of the world beyond the cluster's hosts.
+var OutsideAddr = netip.MustParseAddr("192.0.2.200")
+
+// AddOutside adds a namespace at OutsideAddr on the underlay that runs no
+// agent: it stands for the outside world, to see what sandboxes' traffic
+// looks like when it leaves their host, and to reach published ports. It
+// is deleted with the cluster.
+func (c *Cluster) AddOutside() (*nshost.Host, error) {
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
+	return c.underlay.AddHost("out", netip.PrefixFrom(OutsideAddr, 24))
+}

@@ -113,14 +113,15 @@ func (d *Driver) MTU(n *driver.Network) int {
 }
 
 // Render gives the network a bridge when a sandbox here is on it; the
-// default bridge exists always, like docker0. Networks are isolated: the
-// host does not route out of a bridge (no NAT yet).
+// default bridge exists always, like docker0. The host routes out of it
+// (egress, isolated from other networks by the packet filter), unless the
+// network is internal.
 func (d *Driver) Render(v driver.View) (overlay.Network, bool) {
 	n := v.Network
 	if len(v.Local) == 0 && !n.Predefined {
 		return overlay.Network{}, false
 	}
-	return overlay.Network{ID: n.ID, Bridge: n.Bridge, MTU: d.MTU(n),
+	return overlay.Network{ID: n.ID, Bridge: n.Bridge, MTU: d.MTU(n), Forwarding: !n.Internal,
 		Gateway: n.Gateway(true), Gateway6: n.Gateway(false), Local: slices.Clone(v.Local)}, true
 }
 

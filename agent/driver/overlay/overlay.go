@@ -105,13 +105,14 @@ func (d *Driver) MTU(n *driver.Network) int {
 // Render gives the network its bridge and VXLAN device on a host with a
 // sandbox on it, with an FDB and a neighbour entry per remote endpoint.
 // The MTU is the user's, else what the underlay leaves after the VXLAN
-// header. The network is isolated: the host does not route out of it.
+// header. The host routes out of it (egress through this host, isolated
+// from other networks by the packet filter), unless it is internal.
 func (d *Driver) Render(v driver.View) (datapath.Network, bool) {
 	n := v.Network
 	if len(v.Local) == 0 {
 		return datapath.Network{}, false
 	}
-	return datapath.Network{ID: n.ID, VNI: n.VNI, VTEP: d.host.VTEP, Port: d.host.Port, MTU: d.MTU(n),
+	return datapath.Network{ID: n.ID, VNI: n.VNI, VTEP: d.host.VTEP, Port: d.host.Port, MTU: d.MTU(n), Forwarding: !n.Internal,
 		Gateway: n.Gateway(true), Gateway6: n.Gateway(false),
 		Local: slices.Clone(v.Local), Remote: slices.Clone(v.Remote)}, true
 }

@@ -1,0 +1,209 @@
+// Package firewall keeps meshnet's packet filter and NAT: one nftables
+// table of its own, inet meshnet, declared as a whole and reconciled like
+// the datapath (package overlay). It knows nothing of the cluster store,
+// gossip or drivers: the caller describes the networks of this host
+// (Ruleset) and calls Apply.
+//
+// The table a host with a bridge network br-1a2b (10.1.0.0/24), an
+// overlay network mnbr-4096 (10.0.0.0/24) and an internal network
+// br-9f8e gets, as `nft list table inet meshnet` shows it:
+//
+//	table inet meshnet {
+//		set bridges {
+//			type ifname
+//			elements = { "br-1a2b", "br-9f8e", "mnbr-4096" }
+//		}
+//		set internal {
+//			type ifname
+//			elements = { "br-9f8e" }
+//		}
+//		set egress4 {
+//			type ipv4_addr
+//			flags interval
+//			elements = { 10.0.0.0/24, 10.1.0.0/24 }
+//		}
+//		chain forward {
+//			type filter hook forward priority filter; policy accept;
+//			iifname @bridges oifname @bridges jump between comment "between networks"
+//			iifname @internal drop comment "internal networks: nothing leaves"
+//			oifname @internal drop comment "internal networks: nothing enters"
+//			oifname @bridges ct state established,related accept comment "answers"
+//			oifname @bridges drop comment "nothing else enters a network"
+//		}
+//		chain between {
+//			iifname "br-1a2b" oifname "br-1a2b" accept comment "within br-1a2b"
+//			iifname "br-9f8e" oifname "br-9f8e" accept comment "within br-9f8e"
+//			iifname "mnbr-4096" oifname "mnbr-4096" accept comment "within mnbr-4096"
+//			drop comment "networks are isolated"
+//		}
+//		chain postrouting {
+//			type nat hook postrouting priority srcnat; policy accept;
+//			ip saddr @egress4 oifname != @bridges masquerade comment "egress as the host"
+//		}
+//	}
+//
+// Sets keyed by interface name and address carry what grows with the
+// number of networks, so a packet meets a handful of rules and a set
+// lookup however many networks there are; only traffic routed from one
+// meshnet bridge to another (rare: isolation drops it) walks the short
+// per-network list of the between chain.
+//
+// Egress: traffic from a network's subnet leaving through any interface
+// that is not a meshnet bridge is masqueraded to the host's address, so
+// sandboxes of bridge and overlay networks alike reach the outside
+// through their own host (an overlay network's bridge holds the same
+// distributed gateway on every host). IPv6 is routed, not translated
+// (Docker's default). Internal networks get neither.
+//
+// Reconciling: Apply reads the table (chains with their rules' comments,
+// sets with their elements) and compares it with the desired one; when
+// they differ in anything it replaces the whole table in one netlink
+// transaction, so a packet never meets half a ruleset, and a rule deleted
+// or added by hand is repaired. A call that changes nothing writes
+// nothing. The table is deleted when no network needs it. Other tables
+// are never touched; rules in them still apply (an accept here does not
+// override a drop elsewhere).
+package firewall
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// TableName is the name of meshnet's table (family inet).
+const TableName = "meshnet"
+
+// Ruleset is the desired filter and NAT of a host.
+type Ruleset struct {
+	Networks []Network
+}
+
+// Network is one network of the host, by its bridge device.
+type Network struct {
+	// Bridge is the network's Linux bridge (mesh0, br-…, mnbr-VNI).
+	Bridge string
+	// Subnets are the network's subnets (IPv4 and IPv6).
+	Subnets []netip.Prefix
+	// Internal networks exchange traffic only among their sandboxes.
+	Internal bool
+}
+
+// validate checks what the rules are made of.
+func (rs Ruleset) validate() error {
+	seen := map[string]bool{}
+	for _, n := range rs.Networks {
+		if n.Bridge == "" || len(n.Bridge) > 15 || strings.ContainsAny(n.Bridge, "/ \t\n\x00") {
+			return fmt.Errorf("invalid bridge name %q", n.Bridge)
+		}
+		if seen[n.Bridge] {
+			return fmt.Errorf("bridge %s is listed twice", n.Bridge)
+		}
+		seen[n.Bridge] = true
+		for _, p := range n.Subnets {
+			if !p.IsValid() {
+				return fmt.Errorf("network on %s: invalid subnet", n.Bridge)
+			}
+		}
+	}
+	return nil
+}
+
+// table is the desired table in a form both built into nftables objects
+// and compared with what the kernel holds: sets with their elements, and
+// chains with the comments of their rules, which name each rule.
+type table struct {
+	sets   []setSpec
+	chains []chainSpec
+}
+
+type setSpec struct {
+	name     string
+	kind     string // "ifname" or "ipv4_addr"
+	interval bool
+	elems    []string // interface names, or prefixes
+}
+
+type chainSpec struct {
+	name  string
+	hook  string // "forward", "postrouting"; "" for a regular chain
+	rules []ruleSpec
+}
+
+// ruleSpec is one rule: its comment names it, ops say what it does.
+type ruleSpec struct {
+	comment string
+	ops     []op
+}
+
+// op is one step of a rule, turned into nftables expressions when built.
+type op struct {
+	kind string // see build.go
+	arg  string
+	inv  bool
+}
+
+// render turns a ruleset into the table; nil means no table at all.
+func render(rs Ruleset) *table {
+	if len(rs.Networks) == 0 {
+		return nil
+	}
+	nets := slices.Clone(rs.Networks)
+	slices.SortFunc(nets, func(x, y Network) int { return strings.Compare(x.Bridge, y.Bridge) })
+	bridges := setSpec{name: "bridges", kind: "ifname"}
+	internal := setSpec{name: "internal", kind: "ifname"}
+	egress := setSpec{name: "egress4", kind: "ipv4_addr", interval: true}
+	between := chainSpec{name: "between"}
+	for _, n := range nets {
+		bridges.elems = append(bridges.elems, n.Bridge)
+		if n.Internal {
+			internal.elems = append(internal.elems, n.Bridge)
+		} else {
+			for _, p := range n.Subnets {
+				if p.Addr().Is4() {
+					egress.elems = append(egress.elems, p.Masked().String())
+				}
+			}
+		}
+		between.rules = append(between.rules, ruleSpec{comment: "within " + n.Bridge,
+			ops: []op{{kind: "iifname", arg: n.Bridge}, {kind: "oifname", arg: n.Bridge}, {kind: "accept"}}})
+	}
+	slices.Sort(egress.elems)
+	egress.elems = slices.Compact(egress.elems)
+	between.rules = append(between.rules, ruleSpec{comment: "networks are isolated", ops: []op{{kind: "drop"}}})
+	forward := chainSpec{name: "forward", hook: "forward", rules: []ruleSpec{
+		{comment: "between networks", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "oifname@", arg: "bridges"}, {kind: "jump", arg: "between"}}},
+		{comment: "internal networks: nothing leaves", ops: []op{{kind: "iifname@", arg: "internal"}, {kind: "drop"}}},
+		{comment: "internal networks: nothing enters", ops: []op{{kind: "oifname@", arg: "internal"}, {kind: "drop"}}},
+		{comment: "answers", ops: []op{{kind: "oifname@", arg: "bridges"}, {kind: "ct-established"}, {kind: "accept"}}},
+		{comment: "nothing else enters a network", ops: []op{{kind: "oifname@", arg: "bridges"}, {kind: "drop"}}},
+	}}
+	post := chainSpec{name: "postrouting", hook: "postrouting", rules: []ruleSpec{
+		{comment: "egress as the host", ops: []op{{kind: "ip-saddr@", arg: "egress4"}, {kind: "oifname@", arg: "bridges", inv: true}, {kind: "masquerade"}}},
+	}}
+	return &table{sets: []setSpec{bridges, internal, egress}, chains: []chainSpec{forward, between, post}}
+}
+
+// String renders the table in a form close to `nft list table`, for
+// tests and messages.
+func (t *table) String() string {
+	if t == nil {
+		return "(no table)\n"
+	}
+	var b strings.Builder
+	for _, s := range t.sets {
+		fmt.Fprintf(&b, "set %s %s: %s\n", s.name, s.kind, strings.Join(s.elems, " "))
+	}
+	for _, c := range t.chains {
+		fmt.Fprintf(&b, "chain %s", c.name)
+		if c.hook != "" {
+			fmt.Fprintf(&b, " (hook %s)", c.hook)
+		}
+		b.WriteString("\n")
+		for _, r := range c.rules {
+			fmt.Fprintf(&b, "\t%s\n", r.comment)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,404 @@
+package firewall
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Firewall programs meshnet's table in one network namespace. Its methods
+// are safe for concurrent use; they are serialised.
+type Firewall struct {
+	mu     sync.Mutex
+	ns     netns.NsHandle // guarded by mu; the namespace (None: the caller's)
+	closed bool           // guarded by mu
+	writes int            // guarded by mu; transactions sent, for tests
+}
+
+// New returns a Firewall for the namespace hostNS (netns.None() for the
+// caller's own). The handle may be closed once New returns.
+func New(hostNS netns.NsHandle) (*Firewall, error) {
+	f := &Firewall{ns: netns.None()}
+	if hostNS.IsOpen() {
+		fd, err := unix.Dup(int(hostNS))
+		if err != nil {
+			return nil, fmt.Errorf("keeping the host namespace: %w", err)
+		}
+		f.ns = netns.NsHandle(fd)
+	}
+	return f, nil
+}
+
+// Close releases the namespace handle. It leaves the rules in place (they
+// keep working while the agent is down) and is idempotent.
+func (f *Firewall) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		f.closed = true
+		if f.ns.IsOpen() {
+			f.ns.Close()
+		}
+	}
+	return nil
+}
+
+var errClosed = errors.New("firewall closed")
+
+func (f *Firewall) conn() (*nftables.Conn, error) {
+	if f.closed {
+		return nil, errClosed
+	}
+	var opts []nftables.ConnOption
+	if f.ns.IsOpen() {
+		opts = append(opts, nftables.WithNetNSFd(int(f.ns)))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("opening nftables: %w", err)
+	}
+	return c, nil
+}
+
+// Apply makes meshnet's table exactly the one the ruleset asks for (none
+// for no networks). See the package comment.
+func (f *Firewall) Apply(rs Ruleset) error {
+	if err := rs.validate(); err != nil {
+		return err
+	}
+	want := render(rs)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conn()
+	if err != nil {
+		return err
+	}
+	have, exists, err := readTable(c)
+	if err != nil {
+		return err
+	}
+	if want == nil {
+		if !exists {
+			return nil
+		}
+		return f.remove(c)
+	}
+	if exists && have == fingerprint(want) {
+		return nil
+	}
+	if exists {
+		c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+	}
+	if err := build(c, want); err != nil {
+		return err
+	}
+	f.writes++
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("writing table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// Remove deletes meshnet's table, if there is one.
+// Equivalent to: `nft delete table inet meshnet`.
+func (f *Firewall) Remove() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conn()
+	if err != nil {
+		return err
+	}
+	if _, exists, err := readTable(c); err != nil || !exists {
+		return err
+	}
+	return f.remove(c)
+}
+
+func (f *Firewall) remove(c *nftables.Conn) error {
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+	f.writes++
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("deleting table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// Writes counts the transactions sent to the kernel.
+func (f *Firewall) Writes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writes
+}
+
+// fingerprint renders a table for comparison: set definitions with their
+// encoded elements, chains with their hooks and rule comments.
+func fingerprint(t *table) string {
+	var b []byte
+	for _, s := range t.sets {
+		b = fmt.Appendf(b, "set %s %s interval=%v:", s.name, s.kind, s.interval)
+		elems, _ := setElements(s)
+		for _, e := range sortedElems(elems) {
+			b = fmt.Appendf(b, " %s", e)
+		}
+		b = append(b, '\n')
+	}
+	for _, c := range t.chains {
+		b = fmt.Appendf(b, "chain %s %s\n", c.name, c.hook)
+		for _, r := range c.rules {
+			b = fmt.Appendf(b, "\t%s\n", r.comment)
+		}
+	}
+	return string(b)
+}
+
+// sortedElems renders set elements as comparable strings.
+func sortedElems(elems []nftables.SetElement) []string {
+	out := make([]string, 0, len(elems))
+	for _, e := range elems {
+		s := hex.EncodeToString(e.Key)
+		if e.IntervalEnd {
+			s += "/end"
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// readTable reads meshnet's table in the fingerprint's form; exists is
+// false when there is none. Equivalent to: `nft list table inet meshnet`.
+func readTable(c *nftables.Conn) (fp string, exists bool, err error) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return "", false, fmt.Errorf("listing nftables tables: %w", err)
+	}
+	var t *nftables.Table
+	for _, x := range tables {
+		if x.Name == TableName {
+			t = x
+		}
+	}
+	if t == nil {
+		return "", false, nil
+	}
+	var b []byte
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return "", true, fmt.Errorf("listing the sets of table inet %s: %w", TableName, err)
+	}
+	slices.SortFunc(sets, func(x, y *nftables.Set) int { return setOrder(x.Name) - setOrder(y.Name) })
+	for _, s := range sets {
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return "", true, fmt.Errorf("listing set %s: %w", s.Name, err)
+		}
+		b = fmt.Appendf(b, "set %s %s interval=%v:", s.Name, s.KeyType.Name, s.Interval)
+		for _, e := range sortedElems(elems) {
+			b = fmt.Appendf(b, " %s", e)
+		}
+		b = append(b, '\n')
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return "", true, fmt.Errorf("listing chains: %w", err)
+	}
+	chains = slices.DeleteFunc(chains, func(ch *nftables.Chain) bool { return ch.Table.Name != TableName })
+	slices.SortFunc(chains, func(x, y *nftables.Chain) int { return chainOrder(x.Name) - chainOrder(y.Name) })
+	for _, ch := range chains {
+		b = fmt.Appendf(b, "chain %s %s\n", ch.Name, hookName(ch))
+		rules, err := c.GetRules(t, ch)
+		if err != nil {
+			return "", true, fmt.Errorf("listing chain %s: %w", ch.Name, err)
+		}
+		for _, r := range rules {
+			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			b = fmt.Appendf(b, "\t%s\n", comment)
+		}
+	}
+	return string(b), true, nil
+}
+
+// The order sets and chains are declared in; anything else sorts last,
+// so a stray one makes the fingerprints differ.
+var setNames, chainNames = []string{"bridges", "internal", "egress4"}, []string{"forward", "between", "postrouting"}
+
+func setOrder(name string) int   { return orderOf(setNames, name) }
+func chainOrder(name string) int { return orderOf(chainNames, name) }
+
+func orderOf(names []string, name string) int {
+	if i := slices.Index(names, name); i >= 0 {
+		return i
+	}
+	return len(names)
+}
+
+// hookName says how a chain hooks in, as a chainSpec does: its hook (with
+// the type, priority and policy we give every base chain), or "".
+func hookName(ch *nftables.Chain) string {
+	if ch.Hooknum == nil {
+		return ""
+	}
+	want := map[nftables.ChainHook]struct {
+		name string
+		typ  nftables.ChainType
+		prio nftables.ChainPriority
+	}{
+		*nftables.ChainHookForward:     {"forward", nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
+		*nftables.ChainHookPostrouting: {"postrouting", nftables.ChainTypeNAT, *nftables.ChainPriorityNATSource},
+	}
+	w, ok := want[*ch.Hooknum]
+	accept := ch.Policy == nil || *ch.Policy == nftables.ChainPolicyAccept
+	if !ok || ch.Type != w.typ || ch.Priority == nil || *ch.Priority != w.prio || !accept {
+		return fmt.Sprintf("hook %d type %s (not ours)", *ch.Hooknum, ch.Type)
+	}
+	return w.name
+}
+
+// build adds the whole table to the batch of c.
+// Equivalent to: `nft -f` of the listing in the package comment.
+func build(c *nftables.Conn, t *table) error {
+	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+	sets := map[string]*nftables.Set{}
+	for _, s := range t.sets {
+		elems, keyType := setElements(s)
+		set := &nftables.Set{Table: tbl, Name: s.name, KeyType: keyType, Interval: s.interval}
+		if s.kind == "ifname" {
+			set.KeyByteOrder = binaryutil.NativeEndian // as nft declares ifname: so that it lists the names
+		}
+		if err := c.AddSet(set, elems); err != nil {
+			return fmt.Errorf("adding set %s: %w", s.name, err)
+		}
+		sets[s.name] = set
+	}
+	chains := map[string]*nftables.Chain{}
+	accept := nftables.ChainPolicyAccept
+	for _, cs := range t.chains {
+		ch := &nftables.Chain{Name: cs.name, Table: tbl}
+		switch cs.hook {
+		case "forward":
+			ch.Type, ch.Hooknum, ch.Priority, ch.Policy = nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter, &accept
+		case "postrouting":
+			ch.Type, ch.Hooknum, ch.Priority, ch.Policy = nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, &accept
+		}
+		chains[cs.name] = c.AddChain(ch)
+	}
+	for _, cs := range t.chains {
+		for _, r := range cs.rules {
+			exprs, err := ruleExprs(r.ops, sets)
+			if err != nil {
+				return fmt.Errorf("rule %q: %w", r.comment, err)
+			}
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: chains[cs.name], Exprs: exprs,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, r.comment)})
+		}
+	}
+	return nil
+}
+
+// setElements encodes a set's elements and returns its key type.
+func setElements(s setSpec) ([]nftables.SetElement, nftables.SetDatatype) {
+	var out []nftables.SetElement
+	switch s.kind {
+	case "ifname":
+		for _, e := range s.elems {
+			out = append(out, nftables.SetElement{Key: ifname(e)})
+		}
+		return out, nftables.TypeIFName
+	default: // ipv4_addr, intervals from prefixes
+		for _, e := range s.elems {
+			p := netip.MustParsePrefix(e)
+			start := p.Masked().Addr()
+			end := lastAddr(p).Next()
+			out = append(out, nftables.SetElement{Key: start.AsSlice()})
+			if end.IsValid() {
+				out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+			}
+		}
+		return out, nftables.TypeIPAddr
+	}
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// ifname is an interface name as nftables compares it: 16 bytes, padded.
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+// ruleExprs turns a rule's ops into nftables expressions.
+func ruleExprs(ops []op, sets map[string]*nftables.Set) ([]expr.Any, error) {
+	var out []expr.Any
+	lookup := func(name string, inv bool) (expr.Any, error) {
+		s := sets[name]
+		if s == nil {
+			return nil, fmt.Errorf("no set %s", name)
+		}
+		return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: inv}, nil
+	}
+	for _, o := range ops {
+		switch o.kind {
+		case "iifname", "oifname":
+			out = append(out, &expr.Meta{Key: metaKey(o.kind), Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(o.arg)})
+		case "iifname@", "oifname@":
+			l, err := lookup(o.arg, o.inv)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, &expr.Meta{Key: metaKey(o.kind[:7]), Register: 1}, l)
+		case "ip-saddr@":
+			l, err := lookup(o.arg, o.inv)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out,
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, l)
+		case "ct-established":
+			out = append(out,
+				&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+					Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+					Xor:  binaryutil.NativeEndian.PutUint32(0)},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
+		case "accept":
+			out = append(out, &expr.Verdict{Kind: expr.VerdictAccept})
+		case "drop":
+			out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
+		case "jump":
+			out = append(out, &expr.Verdict{Kind: expr.VerdictJump, Chain: o.arg})
+		case "masquerade":
+			out = append(out, &expr.Masq{})
+		default:
+			return nil, fmt.Errorf("unknown op %q", o.kind)
+		}
+	}
+	return out, nil
+}
+
+func metaKey(kind string) expr.MetaKey {
+	if kind == "iifname" {
+		return expr.MetaKeyIIFNAME
+	}
+	return expr.MetaKeyOIFNAME
+}
