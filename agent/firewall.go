@@ -33,7 +33,9 @@ func rulesetOf(desired []overlay.Network) firewall.Ruleset {
 // reconciler's applyMu. A failure is logged when it changes; the next
 // batch tries again.
 func (a *Agent) syncFirewall() {
-	err := a.fw.Apply(rulesetOf(a.desiredAll()))
+	rs := rulesetOf(a.desiredAll())
+	rs.Ports = a.publishedPorts()
+	err := a.fw.Apply(rs)
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -59,4 +61,32 @@ func (a *Agent) startFirewall(fw *firewall.Firewall) error {
 	a.log.Warn("iptables: false: meshnet writes no packet-filter or NAT rules; sandboxes get no NAT to the outside and networks are not isolated from each other by rules")
 	err := fw.Remove()
 	return errors.Join(err, fw.Close())
+}
+
+// publishedPorts are the DNATs of every sandbox's published ports, to its
+// address on the network carrying its default route; a sandbox without
+// one (it left that network) publishes nothing.
+func (a *Agent) publishedPorts() []firewall.Port {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	routes := a.defaultRoutes()
+	var out []firewall.Port
+	for _, s := range a.sandboxes {
+		if len(s.Ports) == 0 {
+			continue
+		}
+		var to netip.Addr
+		for _, e := range a.sandboxEndpoints(s) {
+			if routes[e.ID] {
+				to = e.Addr.Addr()
+			}
+		}
+		if !to.IsValid() {
+			continue
+		}
+		for _, m := range s.Ports {
+			out = append(out, firewall.Port{Proto: m.Proto, HostIP: m.HostIP, HostPort: m.HostPort, Addr: to, Port: m.Port})
+		}
+	}
+	return out
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/meshnet/meshnet/agent/ports"
 	"github.com/meshnet/meshnet/overlay"
 )
 
@@ -49,6 +50,9 @@ type sandboxRecord struct {
 	DNS       []string     `json:"dns,omitempty"`
 	DNSOpts   []string     `json:"dns_opts,omitempty"`
 	DNSSearch []string     `json:"dns_search,omitempty"`
+	// Ports are the sandbox's published ports, host ports picked; they
+	// lead to its address on the network that carries its default route.
+	Ports []ports.Mapping `json:"ports,omitempty"`
 
 	// Legacy holds the endpoints of a state file written before endpoints
 	// were records of their own; load moves them out.

@@ -10,13 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/agent/driver"
+	"github.com/meshnet/meshnet/agent/ports"
 	"github.com/meshnet/meshnet/agent/sandbox"
 	"github.com/meshnet/meshnet/overlay"
 	"golang.org/x/sys/unix"
@@ -70,6 +74,9 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 	}
 	s, attach, err := a.sandboxFromRequest(req)
 	if err != nil {
+		return api.CreateResponse{}, err
+	}
+	if err := a.pickPorts(s); err != nil {
 		return api.CreateResponse{}, err
 	}
 	var rollback undo
@@ -195,24 +202,99 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 		}
 		out = append(out, attachment{net: n, spec: spec})
 	}
-	if len(req.Publish) > 0 || req.PublishAll || len(req.Expose) > 0 {
+	mappings, err := ports.Parse(req.Publish, req.Expose, req.PublishAll)
+	if err != nil {
+		return nil, nil, badRequest("%s", strings.TrimPrefix(err.Error(), ports.ErrInvalid.Error()+": "))
+	}
+	for _, m := range mappings {
+		if m.HostIP.Is6() {
+			return nil, nil, badRequest("publishing on the IPv6 host address %s is not supported yet: publish on an IPv4 one or on all", m.HostIP)
+		}
+	}
+	if len(mappings) > 0 {
 		if err := a.checkPublish(out); err != nil {
 			return nil, nil, err
 		}
+		s.Ports = mappings
 	}
 	return s, out, nil
 }
 
-// checkPublish refuses published ports unless a network of the sandbox
-// has a driver that publishes them. The caller holds mu.
+// checkPublish refuses published ports unless the network that will carry
+// the sandbox's default route (where they lead) has a driver that
+// publishes them. The caller holds mu.
 func (a *Agent) checkPublish(nets []attachment) error {
+	if !a.cfg.IPTables {
+		return badRequest("publishing ports needs the agent's packet filter, which iptables: false turns off")
+	}
 	for _, at := range nets {
 		d, _ := a.driverOf(at.net)
+		if ec, ok := d.(driver.ExternalConnectivity); !ok || !ec.DefaultRoute(at.net) {
+			continue
+		}
 		if p, ok := d.(driver.PortPublisher); ok {
 			return p.CheckPublish(at.net)
 		}
+		break
 	}
-	return badRequest("publishing ports (-p, -P, --expose) needs a network whose driver publishes ports (NAT), which this meshagent does not have yet")
+	return badRequest("publishing ports (-p, -P) needs a network with a gateway to the outside whose driver publishes ports; none of the sandbox's networks is one")
+}
+
+// pickPorts gives the sandbox's mappings their host ports: checked when
+// asked for, picked from the host's ephemeral range otherwise; a port
+// published by another sandbox or bound by a process is refused. The
+// caller holds opMu.
+func (a *Agent) pickPorts(s *sandboxRecord) error {
+	if len(s.Ports) == 0 {
+		return nil
+	}
+	a.mu.Lock()
+	var published []ports.Mapping
+	for _, o := range a.sandboxes {
+		published = append(published, o.Ports...)
+	}
+	a.mu.Unlock()
+	lo, hi := ephemeralRange()
+	if err := ports.Pick(s.Ports, published, portUsable, lo, hi); err != nil {
+		return conflict("%s", strings.TrimPrefix(err.Error(), ports.ErrUnavailable.Error()+": "))
+	}
+	return nil
+}
+
+// portUsable tries to bind the host port, in the agent's (the host's)
+// network namespace. Equivalent to: `ss -ltn 'sport = :PORT'` finding
+// nothing.
+func portUsable(m ports.Mapping) error {
+	addr := "0.0.0.0"
+	if m.HostIP.IsValid() {
+		addr = m.HostIP.String()
+	}
+	hostPort := net.JoinHostPort(addr, strconv.Itoa(int(m.HostPort)))
+	if m.Proto == "udp" {
+		c, err := net.ListenPacket("udp4", hostPort)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	l, err := net.Listen("tcp4", hostPort)
+	if err == nil {
+		l.Close()
+	}
+	return err
+}
+
+// ephemeralRange is the host's ephemeral port range, where -P picks from.
+func ephemeralRange() (uint16, uint16) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if f := strings.Fields(string(b)); err == nil && len(f) == 2 {
+		lo, err1 := strconv.ParseUint(f[0], 10, 16)
+		hi, err2 := strconv.ParseUint(f[1], 10, 16)
+		if err1 == nil && err2 == nil && lo > 0 && lo <= hi {
+			return uint16(lo), uint16(hi)
+		}
+	}
+	return 32768, 60999
 }
 
 // defaultNetwork is the network a sandbox created without one joins: the

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net/netip"
 	"runtime"
@@ -106,7 +107,16 @@ func prefixString(p netip.Prefix) string {
 func (a *Agent) sandboxView(s *sandboxRecord) api.Sandbox {
 	v := api.Sandbox{ID: s.ID, Name: s.Name, Created: s.Created, Hostname: s.Hostname, NetNS: s.NetNS,
 		External: s.External, Node: a.cfg.NodeName, Networks: map[string]api.EndpointSettings{},
-		DNS: orNone(s.DNS), DNSOpts: orNone(s.DNSOpts), DNSSearch: orNone(s.DNSSearch)}
+		DNS: orNone(s.DNS), DNSOpts: orNone(s.DNSOpts), DNSSearch: orNone(s.DNSSearch),
+		Ports: map[string][]api.PortBinding{}}
+	for _, m := range s.Ports {
+		key := fmt.Sprintf("%d/%s", m.Port, m.Proto)
+		ip := "0.0.0.0"
+		if m.HostIP.IsValid() {
+			ip = m.HostIP.String()
+		}
+		v.Ports[key] = append(v.Ports[key], api.PortBinding{HostIP: ip, HostPort: strconv.Itoa(int(m.HostPort))})
+	}
 	for _, e := range a.sandboxEndpoints(s) {
 		name := e.NetworkID
 		var gw, gw6 string

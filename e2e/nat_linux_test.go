@@ -21,9 +21,12 @@ const whoAmIPort = 7070
 
 // serveWhoAmI answers every TCP connection to ns on whoAmIPort with the
 // address it came from, until the test ends.
-func serveWhoAmI(t *testing.T, ns *nshost.NS) {
+func serveWhoAmI(t *testing.T, ns *nshost.NS) { serveWhoAmIOn(t, ns, whoAmIPort) }
+
+// serveWhoAmIOn is serveWhoAmI on another port.
+func serveWhoAmIOn(t *testing.T, ns *nshost.NS, port int) {
 	t.Helper()
-	l, err := ns.Listen("tcp", fmt.Sprintf(":%d", whoAmIPort))
+	l, err := ns.Listen("tcp", fmt.Sprintf(":%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,9 +51,15 @@ func seenFrom(ctx context.Context, name string, addr netip.Addr) (string, error)
 		return "", err
 	}
 	defer ns.Close()
+	return whoAmI(ctx, ns, netip.AddrPortFrom(addr, whoAmIPort))
+}
+
+// whoAmI connects from ns to a who-am-I server and returns the source
+// address it saw.
+func whoAmI(ctx context.Context, ns *nshost.NS, to netip.AddrPort) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	c, err := ns.Dial(ctx, "tcp", netip.AddrPortFrom(addr, whoAmIPort).String())
+	c, err := ns.Dial(ctx, "tcp", to.String())
 	if err != nil {
 		return "", err
 	}

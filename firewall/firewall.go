@@ -4,26 +4,39 @@
 // gossip or drivers: the caller describes the networks of this host
 // (Ruleset) and calls Apply.
 //
-// The table a host with a bridge network br-1a2b (10.1.0.0/24), an
-// overlay network mnbr-4096 (10.0.0.0/24) and an internal network
-// br-9f8e gets, as `nft list table inet meshnet` shows it:
+// The table a host with a bridge network br-1a2b (10.1.0.0/24, a sandbox
+// at 10.1.0.2 publishing -p 8080:80), an overlay network mnbr-4096
+// (10.0.0.0/24, a sandbox at 10.0.0.3 publishing -p 192.0.2.1:5353:53/udp)
+// and an internal network br-9f8e gets, as `nft list table inet meshnet`
+// shows it (sets written on one line):
 //
 //	table inet meshnet {
-//		set bridges {
-//			type ifname
-//			elements = { "br-1a2b", "br-9f8e", "mnbr-4096" }
+//		set bridges { type ifname; elements = { "br-1a2b", "br-9f8e", "mnbr-4096" } }
+//		set internal { type ifname; elements = { "br-9f8e" } }
+//		set egress4 { type ipv4_addr; flags interval; elements = { 10.0.0.0/24, 10.1.0.0/24 } }
+//		map ports4 { type inet_proto . inet_service : ipv4_addr . inet_service
+//			elements = { tcp . 8080 : 10.1.0.2 . 80 } }
+//		map ports4-addr { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
+//			elements = { 192.0.2.1 . udp . 5353 : 10.0.0.3 . 53 } }
+//		chain prerouting {
+//			type nat hook prerouting priority dstnat; policy accept;
+//			fib daddr type local jump publish comment "to the host"
 //		}
-//		set internal {
-//			type ifname
-//			elements = { "br-9f8e" }
+//		chain output {
+//			type nat hook output priority -100; policy accept;
+//			fib daddr type local jump publish comment "from the host to itself"
 //		}
-//		set egress4 {
-//			type ipv4_addr
-//			flags interval
-//			elements = { 10.0.0.0/24, 10.1.0.0/24 }
+//		chain publish {
+//			dnat ip to meta l4proto . th dport map @ports4 comment "published on every address"
+//			dnat ip to ip daddr . meta l4proto . th dport map @ports4-addr comment "published on one address"
+//		}
+//		chain input {
+//			type filter hook input priority filter; policy accept;
+//			iifname @bridges ip daddr 127.0.0.0/8 ct state != established,related drop comment "sandboxes do not reach the host's loopback"
 //		}
 //		chain forward {
 //			type filter hook forward priority filter; policy accept;
+//			oifname @bridges ct status dnat accept comment "published ports"
 //			iifname @bridges oifname @bridges jump between comment "between networks"
 //			iifname @internal drop comment "internal networks: nothing leaves"
 //			oifname @internal drop comment "internal networks: nothing enters"
@@ -39,14 +52,24 @@
 //		chain postrouting {
 //			type nat hook postrouting priority srcnat; policy accept;
 //			ip saddr @egress4 oifname != @bridges masquerade comment "egress as the host"
+//			ct status dnat ip saddr @egress4 oifname @bridges masquerade comment "published ports from sandboxes"
+//			ip saddr 127.0.0.0/8 oifname @bridges masquerade comment "published ports from the host's loopback"
 //		}
 //	}
 //
-// Sets keyed by interface name and address carry what grows with the
-// number of networks, so a packet meets a handful of rules and a set
-// lookup however many networks there are; only traffic routed from one
-// meshnet bridge to another (rare: isolation drops it) walks the short
-// per-network list of the between chain.
+// Sets and maps keyed by interface name, address and port carry what
+// grows with the number of networks and published ports, so a packet
+// meets a handful of rules and set lookups however many there are; only
+// traffic routed from one meshnet bridge to another (rare: isolation drops
+// it) walks the short per-network list of the between chain.
+//
+// Published ports: DNAT in prerouting (from outside and from sandboxes)
+// and output (from the host itself, 127.0.0.1 included) for destinations
+// local to the host; forwarded DNAT traffic is accepted into any network;
+// sandbox and loopback sources are masqueraded so that answers return the
+// way they came. route_localnet on the bridges (package overlay) lets a
+// loopback-sourced packet leave through them; the input chain keeps
+// sandboxes from reaching the host's loopback in return.
 //
 // Egress: traffic from a network's subnet leaving through any interface
 // that is not a meshnet bridge is masqueraded to the host's address, so
@@ -78,6 +101,24 @@ const TableName = "meshnet"
 // Ruleset is the desired filter and NAT of a host.
 type Ruleset struct {
 	Networks []Network
+	// Ports are the published ports: DNAT from the host to sandboxes.
+	Ports []Port
+}
+
+// Port publishes a sandbox's port on the host (IPv4).
+type Port struct {
+	Proto    string     // "tcp" or "udp"
+	HostIP   netip.Addr // zero: every address of the host
+	HostPort uint16
+	Addr     netip.Addr // the sandbox's address
+	Port     uint16
+}
+
+func (p Port) hostKey() string {
+	if p.HostIP.IsValid() {
+		return fmt.Sprintf("%s %s %d", p.HostIP, p.Proto, p.HostPort)
+	}
+	return fmt.Sprintf("%s %d", p.Proto, p.HostPort)
 }
 
 // Network is one network of the host, by its bridge device.
@@ -107,6 +148,20 @@ func (rs Ruleset) validate() error {
 			}
 		}
 	}
+	ports := map[string]bool{}
+	for _, p := range rs.Ports {
+		switch {
+		case p.Proto != "tcp" && p.Proto != "udp":
+			return fmt.Errorf("published port %d: protocol %q is not tcp or udp", p.HostPort, p.Proto)
+		case p.HostPort == 0 || p.Port == 0:
+			return fmt.Errorf("published port %d/%s: a port is 0", p.HostPort, p.Proto)
+		case !p.Addr.Is4() || (p.HostIP.IsValid() && !p.HostIP.Is4()):
+			return fmt.Errorf("published port %d/%s: only IPv4 addresses are published", p.HostPort, p.Proto)
+		case ports[p.hostKey()]:
+			return fmt.Errorf("host port %s is published twice", p.hostKey())
+		}
+		ports[p.hostKey()] = true
+	}
 	return nil
 }
 
@@ -120,9 +175,9 @@ type table struct {
 
 type setSpec struct {
 	name     string
-	kind     string // "ifname" or "ipv4_addr"
+	kind     string // "ifname", "ipv4_addr", or a map: "proto.port:addr.port", "addr.proto.port:addr.port"
 	interval bool
-	elems    []string // interface names, or prefixes
+	elems    []string // interface names, prefixes, or map elements ("tcp 8080 : 10.1.0.2 80")
 }
 
 type chainSpec struct {
@@ -171,8 +226,21 @@ func render(rs Ruleset) *table {
 	}
 	slices.Sort(egress.elems)
 	egress.elems = slices.Compact(egress.elems)
+	anyAddr := setSpec{name: "ports4", kind: "proto.port:addr.port"}
+	oneAddr := setSpec{name: "ports4-addr", kind: "addr.proto.port:addr.port"}
+	for _, p := range rs.Ports {
+		e := fmt.Sprintf("%s : %s %d", p.hostKey(), p.Addr, p.Port)
+		if p.HostIP.IsValid() {
+			oneAddr.elems = append(oneAddr.elems, e)
+		} else {
+			anyAddr.elems = append(anyAddr.elems, e)
+		}
+	}
+	slices.Sort(anyAddr.elems)
+	slices.Sort(oneAddr.elems)
 	between.rules = append(between.rules, ruleSpec{comment: "networks are isolated", ops: []op{{kind: "drop"}}})
 	forward := chainSpec{name: "forward", hook: "forward", rules: []ruleSpec{
+		{comment: "published ports", ops: []op{{kind: "oifname@", arg: "bridges"}, {kind: "ct-dnat"}, {kind: "accept"}}},
 		{comment: "between networks", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "oifname@", arg: "bridges"}, {kind: "jump", arg: "between"}}},
 		{comment: "internal networks: nothing leaves", ops: []op{{kind: "iifname@", arg: "internal"}, {kind: "drop"}}},
 		{comment: "internal networks: nothing enters", ops: []op{{kind: "oifname@", arg: "internal"}, {kind: "drop"}}},
@@ -181,8 +249,24 @@ func render(rs Ruleset) *table {
 	}}
 	post := chainSpec{name: "postrouting", hook: "postrouting", rules: []ruleSpec{
 		{comment: "egress as the host", ops: []op{{kind: "ip-saddr@", arg: "egress4"}, {kind: "oifname@", arg: "bridges", inv: true}, {kind: "masquerade"}}},
+		{comment: "published ports from sandboxes", ops: []op{{kind: "ct-dnat"}, {kind: "ip-saddr@", arg: "egress4"}, {kind: "oifname@", arg: "bridges"}, {kind: "masquerade"}}},
+		{comment: "published ports from the host's loopback", ops: []op{{kind: "ip-saddr-loopback"}, {kind: "oifname@", arg: "bridges"}, {kind: "masquerade"}}},
 	}}
-	return &table{sets: []setSpec{bridges, internal, egress}, chains: []chainSpec{forward, between, post}}
+	pre := chainSpec{name: "prerouting", hook: "prerouting", rules: []ruleSpec{
+		{comment: "to the host", ops: []op{{kind: "fib-daddr-local"}, {kind: "jump", arg: "publish"}}},
+	}}
+	output := chainSpec{name: "output", hook: "output", rules: []ruleSpec{
+		{comment: "from the host to itself", ops: []op{{kind: "fib-daddr-local"}, {kind: "jump", arg: "publish"}}},
+	}}
+	publish := chainSpec{name: "publish", rules: []ruleSpec{
+		{comment: "published on every address", ops: []op{{kind: "dnat-map", arg: "ports4"}}},
+		{comment: "published on one address", ops: []op{{kind: "dnat-map-addr", arg: "ports4-addr"}}},
+	}}
+	input := chainSpec{name: "input", hook: "input", rules: []ruleSpec{
+		{comment: "sandboxes do not reach the host's loopback", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "ip-daddr-loopback"}, {kind: "ct-established", inv: true}, {kind: "drop"}}},
+	}}
+	return &table{sets: []setSpec{bridges, internal, egress, anyAddr, oneAddr},
+		chains: []chainSpec{pre, output, publish, input, forward, between, post}}
 }
 
 // String renders the table in a form close to `nft list table`, for

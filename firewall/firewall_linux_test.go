@@ -159,6 +159,12 @@ func TestStates(t *testing.T) {
 		{Networks: []Network{net("mnbr-4096", "10.0.0.0/24", false), net("br-i", "10.9.0.0/24", true)}},
 		{Networks: []Network{net("br-i", "10.9.0.0/24", false)}},
 		{Networks: []Network{net("a", "10.0.0.0/8", false), net("b", "192.168.0.0/16", false), net("c", "172.16.0.0/12", true)}},
+		{Networks: []Network{net("mesh0", "172.17.0.0/16", false)}, Ports: []Port{
+			{Proto: "tcp", HostPort: 8080, Addr: netip.MustParseAddr("172.17.0.2"), Port: 80},
+			{Proto: "udp", HostPort: 8080, Addr: netip.MustParseAddr("172.17.0.2"), Port: 80},
+			{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, Addr: netip.MustParseAddr("172.17.0.3"), Port: 90}}},
+		{Networks: []Network{net("mesh0", "172.17.0.0/16", false)}, Ports: []Port{
+			{Proto: "tcp", HostPort: 8080, Addr: netip.MustParseAddr("172.17.0.4"), Port: 8080}}},
 	}
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/google/nftables"
@@ -169,6 +171,9 @@ func sortedElems(elems []nftables.SetElement) []string {
 		if e.IntervalEnd {
 			s += "/end"
 		}
+		if len(e.Val) > 0 {
+			s += ":" + hex.EncodeToString(e.Val)
+		}
 		out = append(out, s)
 	}
 	slices.Sort(out)
@@ -202,7 +207,7 @@ func readTable(c *nftables.Conn) (fp string, exists bool, err error) {
 		if err != nil {
 			return "", true, fmt.Errorf("listing set %s: %w", s.Name, err)
 		}
-		b = fmt.Appendf(b, "set %s %s interval=%v:", s.Name, s.KeyType.Name, s.Interval)
+		b = fmt.Appendf(b, "set %s %s interval=%v:", s.Name, setKind(s), s.Interval)
 		for _, e := range sortedElems(elems) {
 			b = fmt.Appendf(b, " %s", e)
 		}
@@ -230,7 +235,36 @@ func readTable(c *nftables.Conn) (fp string, exists bool, err error) {
 
 // The order sets and chains are declared in; anything else sorts last,
 // so a stray one makes the fingerprints differ.
-var setNames, chainNames = []string{"bridges", "internal", "egress4"}, []string{"forward", "between", "postrouting"}
+var (
+	setNames   = []string{"bridges", "internal", "egress4", "ports4", "ports4-addr"}
+	chainNames = []string{"prerouting", "output", "publish", "input", "forward", "between", "postrouting"}
+)
+
+// setKind names a kernel set's types as setSpec.kind does.
+func setKind(s *nftables.Set) string {
+	if !s.IsMap {
+		return s.KeyType.Name
+	}
+	return typeKind(s.KeyType) + ":" + typeKind(s.DataType)
+}
+
+// typeKind names a (concatenated) type: "addr.proto.port".
+func typeKind(t nftables.SetDatatype) string {
+	var parts []string
+	for _, e := range nftables.ConcatSetTypeElements(t) {
+		switch e.Name {
+		case nftables.TypeIPAddr.Name:
+			parts = append(parts, "addr")
+		case nftables.TypeInetProto.Name:
+			parts = append(parts, "proto")
+		case nftables.TypeInetService.Name:
+			parts = append(parts, "port")
+		default:
+			parts = append(parts, e.Name)
+		}
+	}
+	return strings.Join(parts, ".")
+}
 
 func setOrder(name string) int   { return orderOf(setNames, name) }
 func chainOrder(name string) int { return orderOf(chainNames, name) }
@@ -248,20 +282,25 @@ func hookName(ch *nftables.Chain) string {
 	if ch.Hooknum == nil {
 		return ""
 	}
-	want := map[nftables.ChainHook]struct {
-		name string
-		typ  nftables.ChainType
-		prio nftables.ChainPriority
-	}{
-		*nftables.ChainHookForward:     {"forward", nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
-		*nftables.ChainHookPostrouting: {"postrouting", nftables.ChainTypeNAT, *nftables.ChainPriorityNATSource},
-	}
-	w, ok := want[*ch.Hooknum]
+	w, ok := hooks[*ch.Hooknum]
 	accept := ch.Policy == nil || *ch.Policy == nftables.ChainPolicyAccept
 	if !ok || ch.Type != w.typ || ch.Priority == nil || *ch.Priority != w.prio || !accept {
 		return fmt.Sprintf("hook %d type %s (not ours)", *ch.Hooknum, ch.Type)
 	}
 	return w.name
+}
+
+// hooks are our base chains: the hook, its name, chain type and priority.
+var hooks = map[nftables.ChainHook]struct {
+	name string
+	typ  nftables.ChainType
+	prio nftables.ChainPriority
+}{
+	*nftables.ChainHookPrerouting:  {"prerouting", nftables.ChainTypeNAT, *nftables.ChainPriorityNATDest},
+	*nftables.ChainHookOutput:      {"output", nftables.ChainTypeNAT, *nftables.ChainPriorityNATDest},
+	*nftables.ChainHookInput:       {"input", nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
+	*nftables.ChainHookForward:     {"forward", nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
+	*nftables.ChainHookPostrouting: {"postrouting", nftables.ChainTypeNAT, *nftables.ChainPriorityNATSource},
 }
 
 // build adds the whole table to the batch of c.
@@ -272,8 +311,12 @@ func build(c *nftables.Conn, t *table) error {
 	for _, s := range t.sets {
 		elems, keyType := setElements(s)
 		set := &nftables.Set{Table: tbl, Name: s.name, KeyType: keyType, Interval: s.interval}
-		if s.kind == "ifname" {
+		switch s.kind {
+		case "ifname":
 			set.KeyByteOrder = binaryutil.NativeEndian // as nft declares ifname: so that it lists the names
+		case kindPortMap, kindAddrPortMap:
+			set.IsMap, set.Concatenation = true, true
+			set.DataType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 		}
 		if err := c.AddSet(set, elems); err != nil {
 			return fmt.Errorf("adding set %s: %w", s.name, err)
@@ -284,11 +327,11 @@ func build(c *nftables.Conn, t *table) error {
 	accept := nftables.ChainPolicyAccept
 	for _, cs := range t.chains {
 		ch := &nftables.Chain{Name: cs.name, Table: tbl}
-		switch cs.hook {
-		case "forward":
-			ch.Type, ch.Hooknum, ch.Priority, ch.Policy = nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter, &accept
-		case "postrouting":
-			ch.Type, ch.Hooknum, ch.Priority, ch.Policy = nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, &accept
+		for hook, h := range hooks {
+			if h.name == cs.hook {
+				prio := h.prio
+				ch.Type, ch.Hooknum, ch.Priority, ch.Policy = h.typ, nftables.ChainHookRef(hook), &prio, &accept
+			}
 		}
 		chains[cs.name] = c.AddChain(ch)
 	}
@@ -314,6 +357,14 @@ func setElements(s setSpec) ([]nftables.SetElement, nftables.SetDatatype) {
 			out = append(out, nftables.SetElement{Key: ifname(e)})
 		}
 		return out, nftables.TypeIFName
+	case kindPortMap, kindAddrPortMap:
+		for _, e := range s.elems {
+			out = append(out, mapElement(e))
+		}
+		if s.kind == kindPortMap {
+			return out, nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+		}
+		return out, nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	default: // ipv4_addr, intervals from prefixes
 		for _, e := range s.elems {
 			p := netip.MustParsePrefix(e)
@@ -335,6 +386,38 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	}
 	a, _ := netip.AddrFromSlice(b)
 	return a
+}
+
+const (
+	kindPortMap     = "proto.port:addr.port"
+	kindAddrPortMap = "addr.proto.port:addr.port"
+)
+
+// mapElement encodes a port map element written "[HOSTIP] PROTO HOSTPORT
+// : ADDR PORT": each field of a concatenation takes 4 bytes (a register),
+// protocols one byte and ports two in network order, zero-padded.
+func mapElement(e string) nftables.SetElement {
+	keyPart, valPart, _ := strings.Cut(e, " : ")
+	kf, vf := strings.Fields(keyPart), strings.Fields(valPart)
+	var key []byte
+	if len(kf) == 3 {
+		key = append(key, netip.MustParseAddr(kf[0]).AsSlice()...)
+		kf = kf[1:]
+	}
+	proto := byte(unix.IPPROTO_TCP)
+	if kf[0] == "udp" {
+		proto = unix.IPPROTO_UDP
+	}
+	key = append(key, proto, 0, 0, 0)
+	key = append(key, port4(kf[1])...)
+	val := append(netip.MustParseAddr(vf[0]).AsSlice(), port4(vf[1])...)
+	return nftables.SetElement{Key: key, Val: val}
+}
+
+// port4 is a port as a concatenation field: two bytes big-endian, padded.
+func port4(s string) []byte {
+	p, _ := strconv.ParseUint(s, 10, 16)
+	return []byte{byte(p >> 8), byte(p), 0, 0}
 }
 
 // ifname is an interface name as nftables compares it: 16 bytes, padded.
@@ -374,13 +457,56 @@ func ruleExprs(ops []op, sets map[string]*nftables.Set) ([]expr.Any, error) {
 				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, l)
+		case "ct-dnat":
+			out = append(out,
+				&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+					Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
+		case "ip-saddr-loopback", "ip-daddr-loopback":
+			offset := uint32(12)
+			if o.kind == "ip-daddr-loopback" {
+				offset = 16
+			}
+			out = append(out,
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}})
+		case "fib-daddr-local":
+			out = append(out,
+				&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)})
+		case "dnat-map", "dnat-map-addr":
+			s := sets[o.arg]
+			if s == nil {
+				return nil, fmt.Errorf("no map %s", o.arg)
+			}
+			// dnat ip to [ip daddr .] meta l4proto . th dport map @MAP:
+			// the key is built in consecutive 32-bit registers from
+			// NFT_REG32_00 (8); the looked-up address . port lands in
+			// NFT_REG_1 (its first 32 bits: register 8) and register 9.
+			out = append(out,
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}})
+			reg := uint32(8)
+			if o.kind == "dnat-map-addr" {
+				out = append(out, &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4})
+				reg++
+			}
+			out = append(out,
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
+				&expr.Payload{DestRegister: reg + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Lookup{SourceRegister: 8, SetName: s.Name, SetID: s.ID, DestRegister: 1, IsDestRegSet: true},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true})
 		case "ct-established":
 			out = append(out,
 				&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 					Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
 					Xor:  binaryutil.NativeEndian.PutUint32(0)},
-				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
+				&expr.Cmp{Op: cmpOp(!o.inv), Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
 		case "accept":
 			out = append(out, &expr.Verdict{Kind: expr.VerdictAccept})
 		case "drop":
@@ -394,6 +520,18 @@ func ruleExprs(ops []op, sets map[string]*nftables.Set) ([]expr.Any, error) {
 		}
 	}
 	return out, nil
+}
+
+// ipsDstNAT is IPS_DST_NAT of the conntrack status: the connection's
+// destination was translated.
+const ipsDstNAT = 1 << 5
+
+// cmpOp is "!= 0" (a bit set) or, inverted, "== 0".
+func cmpOp(set bool) expr.CmpOp {
+	if set {
+		return expr.CmpOpNeq
+	}
+	return expr.CmpOpEq
 }
 
 func metaKey(kind string) expr.MetaKey {

@@ -15,10 +15,26 @@ func TestRender(t *testing.T) {
 		{Bridge: "br-9f8e", Subnets: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")}, Internal: true},
 		{Bridge: "br-1a2b", Subnets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}},
 	}}
+	rs.Ports = []Port{
+		{Proto: "tcp", HostPort: 8080, Addr: netip.MustParseAddr("10.1.0.2"), Port: 80},
+		{Proto: "udp", HostIP: netip.MustParseAddr("192.0.2.1"), HostPort: 5353, Addr: netip.MustParseAddr("10.0.0.3"), Port: 53},
+	}
 	want := `set bridges ifname: br-1a2b br-9f8e mnbr-4096
 set internal ifname: br-9f8e
 set egress4 ipv4_addr: 10.0.0.0/24 10.1.0.0/24
+set ports4 proto.port:addr.port: tcp 8080 : 10.1.0.2 80
+set ports4-addr addr.proto.port:addr.port: 192.0.2.1 udp 5353 : 10.0.0.3 53
+chain prerouting (hook prerouting)
+	to the host
+chain output (hook output)
+	from the host to itself
+chain publish
+	published on every address
+	published on one address
+chain input (hook input)
+	sandboxes do not reach the host's loopback
 chain forward (hook forward)
+	published ports
 	between networks
 	internal networks: nothing leaves
 	internal networks: nothing enters
@@ -31,6 +47,8 @@ chain between
 	networks are isolated
 chain postrouting (hook postrouting)
 	egress as the host
+	published ports from sandboxes
+	published ports from the host's loopback
 `
 	if got := render(rs).String(); got != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
@@ -39,6 +57,11 @@ chain postrouting (hook postrouting)
 		{Networks: []Network{{Bridge: ""}}},
 		{Networks: []Network{{Bridge: "a-name-longer-than-15"}}},
 		{Networks: []Network{{Bridge: "br0"}, {Bridge: "br0"}}},
+		{Networks: []Network{{Bridge: "br0"}}, Ports: []Port{{Proto: "sctp", HostPort: 1, Port: 1, Addr: netip.MustParseAddr("10.0.0.2")}}},
+		{Networks: []Network{{Bridge: "br0"}}, Ports: []Port{{Proto: "tcp", HostPort: 1, Port: 1, Addr: netip.MustParseAddr("fd00::2")}}},
+		{Networks: []Network{{Bridge: "br0"}}, Ports: []Port{
+			{Proto: "tcp", HostPort: 1, Port: 1, Addr: netip.MustParseAddr("10.0.0.2")},
+			{Proto: "tcp", HostPort: 1, Port: 2, Addr: netip.MustParseAddr("10.0.0.3")}}},
 	} {
 		if err := bad.validate(); err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%+v: %v, want one line", bad, err)

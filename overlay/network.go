@@ -128,6 +128,12 @@ type Network struct {
 	// does not enable forwarding host-wide (net.ipv4.ip_forward,
 	// net.ipv6.conf.all.forwarding); NAT is the caller's business.
 	Forwarding bool
+	// RouteLocalnet lets packets with a loopback source be routed out of
+	// the bridge (net.ipv4.conf.BRIDGE.route_localnet): a connection to a
+	// port published on the host's 127.0.0.1, once translated to a
+	// sandbox's address, needs it. Whoever sets it must keep sandboxes
+	// from reaching the host's loopback in return (package firewall does).
+	RouteLocalnet bool
 	// Remote lists endpoints on other hosts; a local network has none.
 	Remote []RemoteEndpoint
 	// Local lists endpoints attached to sandboxes on this host.

@@ -30,8 +30,9 @@ import (
 type isolationRules map[string]bool
 
 // ensurePolicy makes the policy of n's bridge, called name, match
-// n.Forwarding: its IPv4 forwarding switch and, unless rules is nil, its
-// IPv6 isolation rule. rules is updated.
+// n.Forwarding and n.RouteLocalnet: its IPv4 forwarding and route_localnet
+// switches and, unless rules is nil, its IPv6 isolation rule. rules is
+// updated.
 // Equivalent to: `sysctl -w net.ipv4.conf.BRIDGE.forwarding=0|1` and
 // `ip -6 rule add|del priority 1000 iif BRIDGE prohibit`, each only when
 // the kernel holds something else.
@@ -40,7 +41,12 @@ func (d *Datapath) ensurePolicy(name string, n *Network, rules isolationRules) e
 	if n.Forwarding {
 		value = "1"
 	}
-	errs := []error{ensureSysctl(d.ns, "/proc/sys/net/ipv4/conf/"+name+"/forwarding", value)}
+	localnet := "0"
+	if n.RouteLocalnet {
+		localnet = "1"
+	}
+	errs := []error{ensureSysctl(d.ns, "/proc/sys/net/ipv4/conf/"+name+"/forwarding", value),
+		ensureSysctl(d.ns, "/proc/sys/net/ipv4/conf/"+name+"/route_localnet", localnet)}
 	if rules == nil {
 		return errors.Join(errs...)
 	}

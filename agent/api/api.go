@@ -183,6 +183,15 @@ type Sandbox struct {
 	DNS       []string                    `json:"Dns"`
 	DNSOpts   []string                    `json:"DnsOptions"`
 	DNSSearch []string                    `json:"DnsSearch"`
+	// Ports are the published ports, by "PORT/PROTO" (Docker's
+	// NetworkSettings.Ports).
+	Ports map[string][]PortBinding `json:"Ports"`
+}
+
+// PortBinding is the host side of a published port.
+type PortBinding struct {
+	HostIP   string `json:"HostIp"`
+	HostPort string `json:"HostPort"`
 }
 
 // EndpointSettings is one of a sandbox's endpoints.

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -51,6 +53,12 @@ func sandboxCommand() *cli.Command {
 					&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "remove even if the agent would refuse"},
 				},
 				Action: sandboxRemove,
+			},
+			{
+				Name:      "port",
+				Usage:     "List the published ports of a sandbox, or the host side of one",
+				ArgsUsage: "NAME [PORT[/PROTO]]",
+				Action:    sandboxPort,
 			},
 			{
 				Name:         "exec",
@@ -159,4 +167,70 @@ func sandboxRemove(c *cli.Context) error {
 	return removeEach(c, func(ctx context.Context, cl *client.Client, name string) error {
 		return cl.SandboxRemove(ctx, name, c.Bool("force"))
 	})
+}
+
+// sandboxPort prints a sandbox's published ports as `docker port` does:
+// "80/tcp -> 0.0.0.0:8080", or for one port only the host sides.
+func sandboxPort(c *cli.Context) error {
+	if c.NArg() < 1 || c.NArg() > 2 {
+		return fmt.Errorf("%q requires 1 or 2 arguments", c.Command.HelpName)
+	}
+	want := ""
+	if c.NArg() == 2 {
+		want = c.Args().Get(1)
+		port, proto, found := strings.Cut(want, "/")
+		if !found {
+			proto = "tcp"
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 || (proto != "tcp" && proto != "udp") {
+			return fmt.Errorf("invalid port %q: use PORT[/tcp|udp]", want)
+		}
+		want = port + "/" + proto
+	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := callContext(c)
+	defer cancel()
+	s, err := cl.SandboxInspect(ctx, c.Args().First())
+	if err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(s.Ports))
+	for k := range s.Ports {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return portLess(keys[i], keys[j]) })
+	found := false
+	for _, k := range keys {
+		if want != "" && k != want {
+			continue
+		}
+		for _, b := range s.Ports[k] {
+			found = true
+			host := net.JoinHostPort(b.HostIP, b.HostPort)
+			if want != "" {
+				fmt.Fprintln(c.App.Writer, host)
+			} else {
+				fmt.Fprintf(c.App.Writer, "%s -> %s\n", k, host)
+			}
+		}
+	}
+	if want != "" && !found {
+		return fmt.Errorf("no public port '%s' published for %s", want, s.Name)
+	}
+	return nil
+}
+
+// portLess orders "PORT/PROTO" keys by port, then protocol.
+func portLess(a, b string) bool {
+	pa, qa, _ := strings.Cut(a, "/")
+	pb, qb, _ := strings.Cut(b, "/")
+	na, _ := strconv.Atoi(pa)
+	nb, _ := strconv.Atoi(pb)
+	if na != nb {
+		return na < nb
+	}
+	return qa < qb
 }

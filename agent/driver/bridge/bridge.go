@@ -55,6 +55,7 @@ var (
 	_ driver.Predefiner           = (*Driver)(nil)
 	_ driver.ExternalConnectivity = (*Driver)(nil)
 	_ driver.ServiceDiscovery     = (*Driver)(nil)
+	_ driver.PortPublisher        = (*Driver)(nil)
 )
 
 // New returns the driver.
@@ -121,7 +122,7 @@ func (d *Driver) Render(v driver.View) (overlay.Network, bool) {
 	if len(v.Local) == 0 && !n.Predefined {
 		return overlay.Network{}, false
 	}
-	return overlay.Network{ID: n.ID, Bridge: n.Bridge, MTU: d.MTU(n), Forwarding: !n.Internal,
+	return overlay.Network{ID: n.ID, Bridge: n.Bridge, MTU: d.MTU(n), Forwarding: !n.Internal, RouteLocalnet: !n.Internal,
 		Gateway: n.Gateway(true), Gateway6: n.Gateway(false), Local: slices.Clone(v.Local)}, true
 }
 
@@ -182,4 +183,13 @@ func (d *Driver) Predefined(old map[string]*driver.Network) ([]*driver.Network, 
 		n.ID, n.Created = prev.ID, prev.Created
 	}
 	return []*driver.Network{n}, nil
+}
+
+// CheckPublish: ports of sandboxes on the network are published on the
+// host (DNAT by the packet filter), unless the network is internal.
+func (d *Driver) CheckPublish(n *driver.Network) error {
+	if n.Internal {
+		return driver.Invalid("network %s is internal: its sandboxes cannot publish ports", n.Name)
+	}
+	return nil
 }

@@ -75,7 +75,7 @@ func TestRender(t *testing.T) {
 			view: driver.View{Network: &driver.Network{ID: id, Bridge: "br-x", Subnets: sub}}},
 		{name: "default bridge exists without endpoints",
 			view: driver.View{Network: &driver.Network{ID: id, Bridge: "mesh0", Subnets: sub, Predefined: true, MTU: 1450}},
-			want: overlay.Network{ID: id, Bridge: "mesh0", MTU: 1450, Forwarding: true, Gateway: netip.MustParsePrefix("10.9.0.1/24")}, ok: true},
+			want: overlay.Network{ID: id, Bridge: "mesh0", MTU: 1450, Forwarding: true, RouteLocalnet: true, Gateway: netip.MustParsePrefix("10.9.0.1/24")}, ok: true},
 		{name: "internal: not routed",
 			view: driver.View{Network: &driver.Network{ID: id, Bridge: "br-x", Subnets: sub, Internal: true}, Local: []overlay.LocalEndpoint{ep}},
 			want: overlay.Network{ID: id, Bridge: "br-x", MTU: overlay.DefaultLocalMTU, Gateway: netip.MustParsePrefix("10.9.0.1/24"),
@@ -83,7 +83,7 @@ func TestRender(t *testing.T) {
 		{name: "user network with an endpoint, default MTU, routed",
 			view: driver.View{Network: &driver.Network{ID: id, Bridge: "br-x", Subnets: sub}, Local: []overlay.LocalEndpoint{ep},
 				Remote: []overlay.RemoteEndpoint{{IP: netip.MustParseAddr("10.9.0.9"), VTEP: netip.MustParseAddr("192.0.2.2")}}},
-			want: overlay.Network{ID: id, Bridge: "br-x", MTU: overlay.DefaultLocalMTU, Forwarding: true, Gateway: netip.MustParsePrefix("10.9.0.1/24"),
+			want: overlay.Network{ID: id, Bridge: "br-x", MTU: overlay.DefaultLocalMTU, Forwarding: true, RouteLocalnet: true, Gateway: netip.MustParsePrefix("10.9.0.1/24"),
 				Local: []overlay.LocalEndpoint{ep}}, ok: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -39,6 +39,7 @@ var (
 	_ driver.Driver               = (*Driver)(nil)
 	_ driver.ExternalConnectivity = (*Driver)(nil)
 	_ driver.ServiceDiscovery     = (*Driver)(nil)
+	_ driver.PortPublisher        = (*Driver)(nil)
 )
 
 // New returns the driver for this host.
@@ -112,7 +113,7 @@ func (d *Driver) Render(v driver.View) (datapath.Network, bool) {
 	if len(v.Local) == 0 {
 		return datapath.Network{}, false
 	}
-	return datapath.Network{ID: n.ID, VNI: n.VNI, VTEP: d.host.VTEP, Port: d.host.Port, MTU: d.MTU(n), Forwarding: !n.Internal,
+	return datapath.Network{ID: n.ID, VNI: n.VNI, VTEP: d.host.VTEP, Port: d.host.Port, MTU: d.MTU(n), Forwarding: !n.Internal, RouteLocalnet: !n.Internal,
 		Gateway: n.Gateway(true), Gateway6: n.Gateway(false),
 		Local: slices.Clone(v.Local), Remote: slices.Clone(v.Remote)}, true
 }
@@ -124,3 +125,12 @@ func (d *Driver) DefaultRoute(n *driver.Network) bool {
 
 // Discoverable: every overlay network.
 func (d *Driver) Discoverable(*driver.Network) bool { return true }
+
+// CheckPublish: ports of sandboxes on the network are published on the
+// host (DNAT by the packet filter), unless the network is internal.
+func (d *Driver) CheckPublish(n *driver.Network) error {
+	if n.Internal {
+		return driver.Invalid("network %s is internal: its sandboxes cannot publish ports", n.Name)
+	}
+	return nil
+}

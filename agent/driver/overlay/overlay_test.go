@@ -73,15 +73,15 @@ func TestRender(t *testing.T) {
 	}{
 		{name: "no local endpoint: nothing on this host", host: host, view: driver.View{Network: net, Remote: remote}},
 		{name: "endpoints here and there", host: host, view: driver.View{Network: net, Local: local, Remote: remote}, ok: true,
-			want: datapath.Network{ID: "n1", VNI: 4100, Forwarding: true, VTEP: vtep4, Port: 4789, MTU: 8950, Gateway: gw, Local: local, Remote: remote}},
+			want: datapath.Network{ID: "n1", VNI: 4100, Forwarding: true, RouteLocalnet: true, VTEP: vtep4, Port: 4789, MTU: 8950, Gateway: gw, Local: local, Remote: remote}},
 		{name: "the user's MTU", host: host, view: driver.View{Network: &driver.Network{ID: "n1", VNI: 4100, MTU: 1400, Subnets: net.Subnets}, Local: local}, ok: true,
-			want: datapath.Network{ID: "n1", VNI: 4100, Forwarding: true, VTEP: vtep4, Port: 4789, MTU: 1400, Gateway: gw, Local: local}},
+			want: datapath.Network{ID: "n1", VNI: 4100, Forwarding: true, RouteLocalnet: true, VTEP: vtep4, Port: 4789, MTU: 1400, Gateway: gw, Local: local}},
 		{name: "IPv6 underlay overhead", host: Host{VTEP: vtep6, Port: 4789, UnderlayMTU: 1500}, view: driver.View{Network: net, Local: local}, ok: true,
-			want: datapath.Network{ID: "n1", VNI: 4100, Forwarding: true, VTEP: vtep6, Port: 4789, MTU: 1430, Gateway: gw, Local: local}},
+			want: datapath.Network{ID: "n1", VNI: 4100, Forwarding: true, RouteLocalnet: true, VTEP: vtep6, Port: 4789, MTU: 1430, Gateway: gw, Local: local}},
 		{name: "internal: not routed", host: host, view: driver.View{Network: &driver.Network{ID: "n1", VNI: 4100, Internal: true, Subnets: net.Subnets}, Local: local}, ok: true,
 			want: datapath.Network{ID: "n1", VNI: 4100, VTEP: vtep4, Port: 4789, MTU: 8950, Gateway: gw, Local: local}},
 		{name: "unknown underlay MTU is left to the datapath", host: Host{VTEP: vtep4}, view: driver.View{Network: net, Local: local}, ok: true,
-			want: datapath.Network{ID: "n1", VNI: 4100, Forwarding: true, VTEP: vtep4, Gateway: gw, Local: local}},
+			want: datapath.Network{ID: "n1", VNI: 4100, Forwarding: true, RouteLocalnet: true, VTEP: vtep4, Gateway: gw, Local: local}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, ok := New(c.host).Render(c.view)
