@@ -39,17 +39,22 @@ func (e *endpointRecord) joined() bool { return e.SandboxID != "" }
 // another namespace later (PID reuse, a namespace deleted and made anew)
 // is never programmed.
 type sandboxRecord struct {
-	ID        string       `json:"id"`
-	Name      string       `json:"name"`
-	Created   time.Time    `json:"created"`
-	Hostname  string       `json:"hostname"`
-	NetNS     string       `json:"netns"`
-	NSID      overlay.NSID `json:"nsid,omitzero"`
-	External  bool         `json:"external,omitempty"`
-	Endpoints []string     `json:"endpoint_ids,omitempty"` // joined endpoints, in join order
-	DNS       []string     `json:"dns,omitempty"`
-	DNSOpts   []string     `json:"dns_opts,omitempty"`
-	DNSSearch []string     `json:"dns_search,omitempty"`
+	ID       string       `json:"id"`
+	Name     string       `json:"name"`
+	Created  time.Time    `json:"created"`
+	Hostname string       `json:"hostname"`
+	NetNS    string       `json:"netns"`
+	NSID     overlay.NSID `json:"nsid,omitzero"`
+	External bool         `json:"external,omitempty"`
+	// HostNet: the sandbox is the host's own namespace (--net host).
+	HostNet bool `json:"host_net,omitempty"`
+	// SharedFrom is the id of the sandbox whose namespace this one shares
+	// (--net container:OTHER).
+	SharedFrom string   `json:"shared_from,omitempty"`
+	Endpoints  []string `json:"endpoint_ids,omitempty"` // joined endpoints, in join order
+	DNS        []string `json:"dns,omitempty"`
+	DNSOpts    []string `json:"dns_opts,omitempty"`
+	DNSSearch  []string `json:"dns_search,omitempty"`
 	// Ports are the sandbox's published ports, host ports picked; they
 	// lead to its address on the network that carries its default route.
 	Ports []ports.Mapping `json:"ports,omitempty"`

@@ -82,11 +82,33 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 	var rollback undo
 	defer func() { rollback.run() }()
 
-	if s.External {
+	var warning string
+	switch {
+	case s.External:
 		if err := sandbox.IsNetNS(s.NetNS); err != nil {
 			return api.CreateResponse{}, badRequest("--netns %s: %v", s.NetNS, err)
 		}
-	} else {
+	case s.HostNet || s.SharedFrom != "":
+		target := hostNetNS
+		if s.SharedFrom != "" {
+			a.mu.Lock()
+			target = a.sandboxes[s.SharedFrom].NetNS
+			a.mu.Unlock()
+		}
+		path, err := sandbox.Attach(s.Name, target)
+		if errors.Is(err, sandbox.ErrExists) {
+			return api.CreateResponse{}, conflict("a network namespace named %s already exists on this host", s.Name)
+		}
+		if err != nil {
+			return api.CreateResponse{}, fmt.Errorf("attaching the sandbox to %s: %w", target, err)
+		}
+		s.NetNS = path
+		rollback.add(func() { sandbox.Remove(s.Name) })
+		if s.HostNet && len(s.Ports) > 0 {
+			warning = "Published ports are discarded when using host network mode"
+			s.Ports = nil
+		}
+	default:
 		path, err := sandbox.Create(s.Name)
 		if errors.Is(err, sandbox.ErrExists) {
 			return api.CreateResponse{}, conflict("a network namespace named %s already exists on this host", s.Name)
@@ -128,7 +150,7 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 	}
 	rollback = nil
 	a.log.Info("sandbox created", "name", s.Name, "id", s.ID, "endpoints", len(s.Endpoints))
-	return api.CreateResponse{ID: s.ID}, nil
+	return api.CreateResponse{ID: s.ID, Warning: warning}, nil
 }
 
 func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []attachment, error) {
@@ -166,8 +188,11 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 	}
 	var out []attachment
 	for _, na := range nets {
-		if strings.HasPrefix(na.Network, "container:") {
-			return nil, nil, badRequest("--net container:NAME is not supported yet: give the sandbox its own networks")
+		if other, ok := strings.CutPrefix(na.Network, "container:"); ok {
+			if err := a.shareNamespace(s, other, req, len(nets)); err != nil {
+				return nil, nil, err
+			}
+			return s, nil, nil
 		}
 		n, err := a.findNetwork(na.Network)
 		if err != nil {
@@ -188,6 +213,12 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 			if na.IP != "" || na.IP6 != "" || len(na.Aliases) > 0 || len(na.Links) > 0 {
 				return nil, nil, badRequest("network %s gives the sandbox no interface to give an address, alias or link", n.Name)
 			}
+			if caps.HostNamespace {
+				if s.External {
+					return nil, nil, badRequest("--netns and network %s both say which namespace the sandbox is: give one", n.Name)
+				}
+				s.HostNet = true
+			}
 			continue
 		}
 		if n.ConfigOnly {
@@ -206,6 +237,10 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 	if err != nil {
 		return nil, nil, badRequest("%s", strings.TrimPrefix(err.Error(), ports.ErrInvalid.Error()+": "))
 	}
+	if s.HostNet {
+		s.Ports = mappings // discarded with a warning, as Docker does
+		return s, out, nil
+	}
 	for _, m := range mappings {
 		if m.HostIP.Is6() {
 			return nil, nil, badRequest("publishing on the IPv6 host address %s is not supported yet: publish on an IPv4 one or on all", m.HostIP)
@@ -219,6 +254,52 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 	}
 	return s, out, nil
 }
+
+// shareNamespace makes s share the namespace of the sandbox other (Docker's
+// --net container:OTHER): no networks, addresses, ports or resolver
+// settings of its own. The caller holds mu.
+func (a *Agent) shareNamespace(s *sandboxRecord, other string, req api.SandboxCreate, nets int) error {
+	switch {
+	case nets > 1:
+		return badRequest("--net container:%s cannot be combined with other networks", other)
+	case s.External:
+		return badRequest("--netns and --net container:%s both say which namespace the sandbox is: give one", other)
+	case len(req.Publish) > 0 || req.PublishAll:
+		return badRequest("conflicting options: publishing ports and --net container:%s (publish them on %s)", other, other)
+	case req.Hostname != "" || len(req.DNS) > 0 || len(req.DNSOpts) > 0 || len(req.DNSSearch) > 0:
+		return badRequest("conflicting options: --hostname and --dns* with --net container:%s (the sandbox takes %s's)", other, other)
+	}
+	na := req.Networks[0]
+	if na.IP != "" || na.IP6 != "" || len(na.Aliases) > 0 || len(na.Links) > 0 {
+		return badRequest("--net container:%s gives the sandbox no interface to give an address, alias or link", other)
+	}
+	o, err := a.findSandbox(other)
+	if err != nil {
+		return err
+	}
+	s.SharedFrom, s.Hostname = o.ID, o.Hostname
+	return nil
+}
+
+// namespaceOwner is the sandbox whose namespace s shares, or s itself.
+// The caller holds mu.
+func (a *Agent) namespaceOwner(s *sandboxRecord) *sandboxRecord {
+	if o := a.sandboxes[s.SharedFrom]; o != nil {
+		return o
+	}
+	return s
+}
+
+// namespaceOwnerName names whose namespace s uses. The caller holds mu.
+func (a *Agent) namespaceOwnerName(s *sandboxRecord) string {
+	if s.HostNet {
+		return "the host"
+	}
+	return a.namespaceOwner(s).Name
+}
+
+// hostNetNS is the host's network namespace: the agent's own.
+const hostNetNS = "/proc/self/ns/net"
 
 // checkPublish refuses published ports unless the network that will carry
 // the sandbox's default route (where they lead) has a driver that
@@ -316,22 +397,23 @@ func (a *Agent) defaultNetwork() *driver.Network {
 
 // writeSandboxFiles writes /etc/netns/NAME/{hostname,hosts,resolv.conf}.
 func (a *Agent) writeSandboxFiles(s *sandboxRecord) error {
-	if s.External {
+	if s.External || s.HostNet { // the host's own /etc serves a host sandbox
 		return nil
 	}
 	a.mu.Lock()
+	owner := a.namespaceOwner(s)
 	f := sandbox.Files{Hostname: s.Hostname}
 	names := []string{s.Hostname}
 	if s.Name != s.Hostname {
 		names = append(names, s.Name)
 	}
-	for _, e := range a.sandboxEndpoints(s) {
+	for _, e := range a.sandboxEndpoints(owner) {
 		f.Hosts = append(f.Hosts, sandbox.HostEntry{IP: e.Addr.Addr(), Names: append(slices.Clone(names), e.Aliases...)})
 		if e.Addr6.IsValid() {
 			f.Hosts = append(f.Hosts, sandbox.HostEntry{IP: e.Addr6.Addr(), Names: slices.Clone(names)})
 		}
 	}
-	f.ResolvConf = a.resolvConf(s)
+	f.ResolvConf = a.resolvConf(owner)
 	a.mu.Unlock()
 	if err := sandbox.WriteFiles(s.Name, f); err != nil {
 		return fmt.Errorf("writing the sandbox's /etc files: %w", err)
@@ -384,6 +466,12 @@ func (a *Agent) SandboxRemove(ctx context.Context, ref string, force bool) (err 
 	if err != nil {
 		a.mu.Unlock()
 		return err
+	}
+	for _, o := range a.sandboxes {
+		if o.SharedFrom == s.ID {
+			a.mu.Unlock()
+			return conflict("sandbox %s shares the network namespace of %s: remove %s first", o.Name, s.Name, o.Name)
+		}
 	}
 	global := false
 	for _, e := range a.sandboxEndpoints(s) {
@@ -443,6 +531,9 @@ func (a *Agent) NetworkConnect(ctx context.Context, netRef string, req api.Netwo
 	}
 	if err == nil && a.endpointIn(s, n.ID) != nil {
 		err = conflict("sandbox %s is already connected to network %s", s.Name, n.Name)
+	}
+	if err == nil && (s.HostNet || s.SharedFrom != "") {
+		err = badRequest("sandbox %s uses the namespace of %s: connect that one instead", s.Name, a.namespaceOwnerName(s))
 	}
 	a.mu.Unlock()
 	if err != nil {

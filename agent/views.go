@@ -109,6 +109,12 @@ func (a *Agent) sandboxView(s *sandboxRecord) api.Sandbox {
 		External: s.External, Node: a.cfg.NodeName, Networks: map[string]api.EndpointSettings{},
 		DNS: orNone(s.DNS), DNSOpts: orNone(s.DNSOpts), DNSSearch: orNone(s.DNSSearch),
 		Ports: map[string][]api.PortBinding{}}
+	switch {
+	case s.HostNet:
+		v.NetworkMode = "host"
+	case s.SharedFrom != "":
+		v.NetworkMode = "container:" + a.namespaceOwner(s).Name
+	}
 	for _, m := range s.Ports {
 		key := fmt.Sprintf("%d/%s", m.Port, m.Proto)
 		ip := "0.0.0.0"

@@ -3,12 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/nftables"
 
@@ -26,21 +23,11 @@ func serveWhoAmI(t *testing.T, ns *nshost.NS) { serveWhoAmIOn(t, ns, whoAmIPort)
 // serveWhoAmIOn is serveWhoAmI on another port.
 func serveWhoAmIOn(t *testing.T, ns *nshost.NS, port int) {
 	t.Helper()
-	l, err := ns.Listen("tcp", fmt.Sprintf(":%d", port))
+	s, err := ns.ServeWhoAmI(fmt.Sprintf(":%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte(c.RemoteAddr().(*net.TCPAddr).IP.String()))
-			c.Close()
-		}
-	}()
+	t.Cleanup(func() { s.Close() })
 }
 
 // seenFrom connects from sandbox name to addr's who-am-I server and
@@ -57,16 +44,7 @@ func seenFrom(ctx context.Context, name string, addr netip.Addr) (string, error)
 // whoAmI connects from ns to a who-am-I server and returns the source
 // address it saw.
 func whoAmI(ctx context.Context, ns *nshost.NS, to netip.AddrPort) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := ns.Dial(ctx, "tcp", to.String())
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	b, err := io.ReadAll(c)
-	return string(b), err
+	return ns.AskWhoAmI(ctx, to.String())
 }
 
 // tableOn reports whether meshnet's nftables table exists on host h.

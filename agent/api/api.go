@@ -177,7 +177,10 @@ type Sandbox struct {
 	// with --netns (External).
 	NetNS    string `json:"NetNS"`
 	External bool   `json:"External"`
-	Node     string `json:"Node"`
+	// NetworkMode is "host" or "container:NAME" for a sandbox that uses
+	// another namespace, else empty.
+	NetworkMode string `json:"NetworkMode,omitempty"`
+	Node        string `json:"Node"`
 	// Networks are the sandbox's endpoints by network name.
 	Networks  map[string]EndpointSettings `json:"Networks"`
 	DNS       []string                    `json:"Dns"`

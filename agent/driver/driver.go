@@ -71,6 +71,9 @@ type Capabilities struct {
 	// Singleton: users cannot create networks of the driver; its
 	// predefined network is the only one.
 	Singleton bool
+	// HostNamespace: a sandbox on such a network is the host's own network
+	// namespace (Docker's --net host): no interface, no address, no rule.
+	HostNamespace bool
 	// DefaultRank ranks the driver's predefined network as the network of
 	// a sandbox created without one: the highest rank wins (Docker's
 	// default bridge over none); 0 never.

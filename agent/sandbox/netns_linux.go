@@ -40,6 +40,37 @@ func Create(name string) (string, error) {
 	return path, nil
 }
 
+// Attach makes the sandbox name the existing network namespace at target
+// (the host's, or another sandbox's): RunDir/NAME becomes a bind mount of
+// it, so `ip netns exec NAME` enters it. Remove later detaches the name
+// and leaves the namespace, which others still use, alone. Existing names
+// are ErrExists; on failure nothing is left behind.
+// Equivalent to: `ip netns attach NAME PID` (with a path instead of a PID).
+func Attach(name, target string) (string, error) {
+	if err := ValidName(name); err != nil {
+		return "", err
+	}
+	if err := IsNetNS(target); err != nil {
+		return "", err
+	}
+	if err := netnsdir.Prepare(); err != nil {
+		return "", err
+	}
+	path := Path(name)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EEXIST) {
+		return "", fmt.Errorf("sandbox namespace %s %w", name, ErrExists)
+	}
+	if err != nil {
+		return "", fmt.Errorf("creating namespace file %s: %w", path, err)
+	}
+	_ = unix.Close(fd)
+	if err := unix.Mount(target, path, "none", unix.MS_BIND, ""); err != nil {
+		return "", errors.Join(fmt.Errorf("bind-mounting %s onto %s: %w", target, path, err), removeNetNSFile(path))
+	}
+	return path, nil
+}
+
 // bindNetNS is bindNewNetNS; tests replace it to make Create fail late.
 var bindNetNS = bindNewNetNS
 

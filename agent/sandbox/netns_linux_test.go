@@ -415,3 +415,44 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	assertGone(t, name)
 	checkThreads(t, hostNS)
 }
+
+// TestAttach: a name attached to an existing namespace enters that very
+// namespace, and removing the name leaves the namespace to the others.
+func TestAttach(t *testing.T) {
+	needRoot(t)
+	owner, shared := testName(t), testName(t)
+	path, err := Create(owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apath, err := Attach(shared, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inode := func(p string) uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	if inode(apath) != inode(path) {
+		t.Fatalf("%s leads to another namespace than %s", apath, path)
+	}
+	if _, err := Attach(shared, path); !errors.Is(err, ErrExists) {
+		t.Errorf("attaching a taken name: %v", err)
+	}
+	if err := Remove(shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := IsNetNS(path); err != nil {
+		t.Errorf("the namespace went with the attached name: %v", err)
+	}
+	bad := testName(t)
+	if _, err := Attach(bad, "/proc/self/ns/mnt"); err == nil {
+		t.Error("attached a mount namespace")
+	}
+	if _, err := os.Stat(Path(bad)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a failed Attach left %s: %v", Path(bad), err)
+	}
+}

@@ -172,6 +172,12 @@ func overlayDemo(ctx context.Context, w io.Writer) (err error) {
 		return fmt.Errorf("network multi lists %d endpoints, want %d", len(final.Containers), len(sandboxes))
 	}
 
+	web := &demoSandbox{short: "web", host: c.Host(1)}
+	sandboxes = append(sandboxes, web)
+	if err := outsideDemo(ctx, w, c, sandboxes[0], web); err != nil {
+		return err
+	}
+
 	fmt.Fprintln(w, "\nremoving what the demo made:")
 	for _, s := range sandboxes {
 		s.close()
@@ -186,7 +192,67 @@ func overlayDemo(ctx context.Context, w io.Writer) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\ndemo OK: three hosts talked over overlay network multi")
+	fmt.Fprintln(w, "\ndemo OK: three hosts talked over overlay network multi, a sandbox reached the outside, a published port answered")
+	return nil
+}
+
+// outsideDemo shows the world beyond the cluster: a namespace on the
+// underlay that runs no agent sees a sandbox's connection come from the
+// sandbox's host (masqueraded), and reaches a port published by another
+// sandbox on its host.
+func outsideDemo(ctx context.Context, w io.Writer, c *cluster.Cluster, from, web *demoSandbox) error {
+	out, err := c.AddOutside()
+	if err != nil {
+		return err
+	}
+	who, err := out.ServeWhoAmI(":" + strconv.Itoa(demoPort))
+	if err != nil {
+		return err
+	}
+	defer who.Close()
+	fmt.Fprintf(w, "\nthe outside: namespace %s at %s on the underlay, no agent, answering\n", out.Name, out.Addr.Addr())
+	fmt.Fprintln(w, "every TCP connection with the address it came from")
+	dst := net.JoinHostPort(out.Addr.Addr().String(), strconv.Itoa(demoPort))
+	var seen string
+	err = retry(ctx, time.Minute, func() (err error) {
+		seen, err = from.ns.AskWhoAmI(ctx, dst)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s@%s → the outside: %w", from.short, from.host.Node, err)
+	}
+	fmt.Fprintf(w, "  %s@%s (%s) → %s: the outside sees %s, its host (masqueraded)\n", from.short, from.host.Node, from.ip, dst, seen)
+	if seen != from.host.Addr.Addr().String() {
+		return fmt.Errorf("the outside sees %s's connection from %s, want its host's %s", from.short, seen, from.host.Addr.Addr())
+	}
+
+	name := c.Name(web.short)
+	if _, err := run(ctx, w, web.host, "sandbox", "create", "--net", "multi", "-p", "8080:"+strconv.Itoa(demoPort), name); err != nil {
+		return err
+	}
+	if err := web.serve(name); err != nil {
+		return err
+	}
+	if _, err := run(ctx, w, web.host, "sandbox", "port", name); err != nil {
+		return err
+	}
+	published := net.JoinHostPort(web.host.Addr.Addr().String(), "8080")
+	var rtt time.Duration
+	err = retry(ctx, time.Minute, func() error {
+		conn, err := out.Dial(ctx, "tcp", published)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		rtt, err = nshost.RoundTrip(rctx, conn, []byte("hello from outside"))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("the outside → published port %s: %w", published, err)
+	}
+	fmt.Fprintf(w, "  the outside → %s (published, DNAT to %s@%s): TCP echo %s\n", published, web.short, web.host.Node, ms(rtt))
 	return nil
 }
 
