@@ -144,7 +144,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if a.vtep, a.mtu, err = resolveAdvertise(cfg); err != nil {
 		return nil, err
 	}
-	a.drivers = builtin.Registry(builtin.Config{DefaultBridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU,
+	a.drivers = builtin.Registry(builtin.Config{DefaultBridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU, NoICC: !cfg.ICC,
 		HostRoutes: hostRoutes, VTEP: a.vtep, VXLANPort: uint16(cfg.VXLANPort), UnderlayMTU: a.mtu})
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data-dir: %w", err)

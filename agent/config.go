@@ -283,11 +283,6 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 	if err := cfg.parseAdvertise(c.String("cluster-advertise")); err != nil {
 		errs = append(errs, err)
 	}
-	// Until meshnet filters traffic within a network, icc can only be at
-	// its default; accepting false would silently do nothing.
-	if !cfg.ICC {
-		bad("icc", "false is not supported yet: meshnet does not filter traffic between sandboxes of one network yet")
-	}
 	if cfg.DataDir == "" {
 		bad("data-dir", "it is empty")
 	}

@@ -217,16 +217,15 @@ node-name: 42
 	}
 }
 
-// TestConfigNotYetSupported: keys whose non-default value meshnet cannot
-// honour yet are refused rather than silently ignored.
-func TestConfigNotYetSupported(t *testing.T) {
-	for _, args := range [][]string{{"--icc=false"}} {
-		_, err := load(t, append([]string{"--config", writeFile(t, "{}")}, args...)...)
-		if err == nil || !strings.Contains(err.Error(), "not supported yet") {
-			t.Errorf("%v: got %v, want a refusal", args, err)
-		}
+// TestConfigPacketFilter: icc and iptables are booleans of file, flag
+// and environment alike.
+func TestConfigPacketFilter(t *testing.T) {
+	cfg, err := load(t, "--config", writeFile(t, "icc: false\niptables: false\n"))
+	if err != nil || cfg.ICC || cfg.IPTables {
+		t.Fatalf("icc %v iptables %v, %v", cfg.ICC, cfg.IPTables, err)
 	}
-	if _, err := load(t, "--config", writeFile(t, "icc: false\n")); err == nil {
-		t.Error("icc: false in the file accepted")
+	t.Setenv("MESHNET_ICC", "false")
+	if cfg, err := load(t, "--config", writeFile(t, "{}")); err != nil || cfg.ICC {
+		t.Fatalf("MESHNET_ICC=false: icc %v, %v", cfg.ICC, err)
 	}
 }

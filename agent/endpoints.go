@@ -65,13 +65,16 @@ func checkEndpointSpec(n *driver.Network, name, ip, ip6 string, aliases, links [
 			return spec, badRequest("invalid alias %q", al)
 		}
 	}
+	spec.links = nil
 	for _, l := range links {
-		if name, alias, ok := strings.Cut(l, ":"); name == "" || (ok && alias == "") {
+		name, alias, ok := strings.Cut(l, ":")
+		if name == "" || (ok && alias == "") || strings.ContainsAny(l, " \t/") {
 			return spec, badRequest("invalid link %q: use SANDBOX or SANDBOX:ALIAS", l)
 		}
-	}
-	if len(links) > 0 {
-		return spec, badRequest("--link is not supported yet: meshnet has no packet filter or name service for links; reach the sandbox by its address")
+		if !ok {
+			alias = name
+		}
+		spec.links = append(spec.links, name+":"+alias)
 	}
 	return spec, nil
 }
@@ -185,6 +188,9 @@ func (a *Agent) joinEndpoint(s *sandboxRecord, e *endpointRecord, ifname string,
 	if _, err := a.checkJoinable(n); err != nil {
 		return err
 	}
+	if err := a.checkLinks(n, e.Links); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	e.SandboxID, e.IfName = s.ID, ifname
 	s.Endpoints = append(s.Endpoints, e.ID)
@@ -209,6 +215,35 @@ func (a *Agent) joinEndpoint(s *sandboxRecord, e *endpointRecord, ifname string,
 		return fmt.Errorf("attaching %s to network %s: %w", s.Name, n.Name, err)
 	}
 	return nil
+}
+
+// checkLinks refuses a --link to a sandbox that is not on the network on
+// this host (Docker's links are between containers of one host).
+func (a *Agent) checkLinks(n *driver.Network, links []string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, l := range links {
+		name, _, _ := strings.Cut(l, ":")
+		if _, err := a.linkTarget(name, n.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// linkTarget is the endpoint on a network of the sandbox a link names.
+// The caller holds mu.
+func (a *Agent) linkTarget(name, networkID string) (*endpointRecord, error) {
+	for _, s := range a.sandboxes {
+		if s.Name != name {
+			continue
+		}
+		if e := a.endpointIn(s, networkID); e != nil {
+			return e, nil
+		}
+		return nil, badRequest("cannot link to %s: it is not on the same network on this host", name)
+	}
+	return nil, notFound("cannot link to %s: no such sandbox on this host", name)
 }
 
 // leaveEndpoint takes a joined endpoint out of its sandbox: unannounced,

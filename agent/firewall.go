@@ -1,41 +1,80 @@
 package agent
 
 // The packet filter and NAT (package firewall): derived from the desired
-// datapath of every network on this host, so that a bridge is isolated
-// from the other networks before it first forwards, and applied by the
-// reconciler ahead of every batch of datapath writes. With iptables: false
+// datapath of every network on this host (and the drivers' say on icc),
+// so that a bridge is isolated from the other networks before it first
+// forwards, and applied by the reconciler ahead of every batch of
+// datapath writes. With iptables: false
 // there are no rules at all: the user owns NAT and isolation.
 
 import (
 	"errors"
 	"net/netip"
+	"strings"
+
+	"github.com/meshnet/meshnet/agent/driver"
 
 	"github.com/meshnet/meshnet/firewall"
 	"github.com/meshnet/meshnet/overlay"
 )
 
-// rulesetOf is the filter for a desired datapath.
-func rulesetOf(desired []overlay.Network) firewall.Ruleset {
+// ruleset is the filter of the current view: every network this host
+// programs, by its bridge (and the ports of a network with icc off), the
+// published ports, and the links that icc off lets through.
+func (a *Agent) ruleset() firewall.Ruleset {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	routes := a.defaultRoutes()
 	var rs firewall.Ruleset
-	for _, k := range desired {
+	for _, n := range a.networks {
+		k, ok := a.renderLocked(n, routes)
+		if !ok {
+			continue
+		}
 		fn := firewall.Network{Bridge: k.BridgeName(), Internal: !k.Forwarding}
 		for _, gw := range []netip.Prefix{k.Gateway, k.Gateway6} {
 			if gw.IsValid() {
 				fn.Subnets = append(fn.Subnets, gw.Masked())
 			}
 		}
+		d, _ := a.driverOf(n)
+		if f, ok := d.(driver.ICCFilter); ok && !f.ICC(n) {
+			fn.NoICC = true
+			for _, le := range k.Local {
+				fn.Veths = append(fn.Veths, overlay.VethName(n.ID, le.ID))
+			}
+		}
 		rs.Networks = append(rs.Networks, fn)
 	}
+	rs.Ports = a.publishedPortsLocked(routes)
+	rs.Links = a.linksLocked()
 	return rs
+}
+
+// linksLocked are the exceptions to icc off: each --link lets the linking
+// sandbox reach the linked one's exposed ports. The caller holds mu.
+func (a *Agent) linksLocked() []firewall.Link {
+	var out []firewall.Link
+	for _, e := range a.endpoints {
+		for _, l := range e.Links {
+			name, _, _ := strings.Cut(l, ":")
+			t, err := a.linkTarget(name, e.NetworkID)
+			if err != nil || !e.joined() {
+				continue
+			}
+			for _, x := range a.sandboxes[t.SandboxID].Exposed {
+				out = append(out, firewall.Link{From: e.Addr.Addr(), To: t.Addr.Addr(), Proto: x.Proto, Port: x.Port})
+			}
+		}
+	}
+	return out
 }
 
 // syncFirewall applies the filter of the current view. It runs under the
 // reconciler's applyMu. A failure is logged when it changes; the next
 // batch tries again.
 func (a *Agent) syncFirewall() {
-	rs := rulesetOf(a.desiredAll())
-	rs.Ports = a.publishedPorts()
-	err := a.fw.Apply(rs)
+	err := a.fw.Apply(a.ruleset())
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -63,13 +102,11 @@ func (a *Agent) startFirewall(fw *firewall.Firewall) error {
 	return errors.Join(err, fw.Close())
 }
 
-// publishedPorts are the DNATs of every sandbox's published ports, to its
-// address on the network carrying its default route; a sandbox without
-// one (it left that network) publishes nothing.
-func (a *Agent) publishedPorts() []firewall.Port {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	routes := a.defaultRoutes()
+// publishedPortsLocked are the DNATs of every sandbox's published ports,
+// to its address on the network carrying its default route; a sandbox
+// without one (it left that network) publishes nothing. The caller holds
+// mu.
+func (a *Agent) publishedPortsLocked(routes map[string]bool) []firewall.Port {
 	var out []firewall.Port
 	for _, s := range a.sandboxes {
 		if len(s.Ports) == 0 {

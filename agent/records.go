@@ -58,6 +58,8 @@ type sandboxRecord struct {
 	// Ports are the sandbox's published ports, host ports picked; they
 	// lead to its address on the network that carries its default route.
 	Ports []ports.Mapping `json:"ports,omitempty"`
+	// Exposed are the ports a --link to the sandbox may reach.
+	Exposed []ports.Exposed `json:"exposed,omitempty"`
 
 	// Legacy holds the endpoints of a state file written before endpoints
 	// were records of their own; load moves them out.

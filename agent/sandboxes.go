@@ -234,6 +234,9 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 		out = append(out, attachment{net: n, spec: spec})
 	}
 	mappings, err := ports.Parse(req.Publish, req.Expose, req.PublishAll)
+	if err == nil {
+		s.Exposed, err = ports.ExposedPorts(req.Publish, req.Expose)
+	}
 	if err != nil {
 		return nil, nil, badRequest("%s", strings.TrimPrefix(err.Error(), ports.ErrInvalid.Error()+": "))
 	}
@@ -411,6 +414,14 @@ func (a *Agent) writeSandboxFiles(s *sandboxRecord) error {
 		f.Hosts = append(f.Hosts, sandbox.HostEntry{IP: e.Addr.Addr(), Names: append(slices.Clone(names), e.Aliases...)})
 		if e.Addr6.IsValid() {
 			f.Hosts = append(f.Hosts, sandbox.HostEntry{IP: e.Addr6.Addr(), Names: slices.Clone(names)})
+		}
+	}
+	for _, e := range a.sandboxEndpoints(owner) {
+		for _, l := range e.Links { // ALIAS and NAME of a linked sandbox
+			name, alias, _ := strings.Cut(l, ":")
+			if t, err := a.linkTarget(name, e.NetworkID); err == nil {
+				f.Hosts = append(f.Hosts, sandbox.HostEntry{IP: t.Addr.Addr(), Names: slices.Compact([]string{alias, name})})
+			}
 		}
 	}
 	f.ResolvConf = a.resolvConf(owner)

@@ -90,7 +90,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			{args: []string{"sandbox", "create", "--net", "base", "--ip", "10.97.0.5", x}},
 			{args: []string{"sandbox", "create", "--net", "base", "--ip", "not-an-ip", x}},
 			{args: []string{"sandbox", "create", "--net", "base", sb}, want: "already exists"},
-			{args: []string{"sandbox", "create", "--net", "base", "--link", sb + ":db", x}, want: "--link is not supported yet"},
+			{args: []string{"sandbox", "create", "--net", "base", "--link", c.Name("nobody") + ":db", x}, want: "no such sandbox"},
 			{args: []string{"sandbox", "create", "--net", "host", "--net", "base", x}, want: "cannot be combined"},
 			{args: []string{"sandbox", "create", "--net", "container:" + c.Name("nobody"), x}, want: "not found"},
 			{args: []string{"sandbox", "create", "--net", "none", "--ip", "10.99.0.9", x}, want: "no interface"},

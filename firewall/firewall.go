@@ -95,7 +95,8 @@ import (
 	"strings"
 )
 
-// TableName is the name of meshnet's table (family inet).
+// TableName is the name of meshnet's tables: inet meshnet always, bridge
+// meshnet while a network has icc off.
 const TableName = "meshnet"
 
 // Ruleset is the desired filter and NAT of a host.
@@ -103,6 +104,8 @@ type Ruleset struct {
 	Networks []Network
 	// Ports are the published ports: DNAT from the host to sandboxes.
 	Ports []Port
+	// Links are the exceptions to icc off.
+	Links []Link
 }
 
 // Port publishes a sandbox's port on the host (IPv4).
@@ -129,6 +132,21 @@ type Network struct {
 	Subnets []netip.Prefix
 	// Internal networks exchange traffic only among their sandboxes.
 	Internal bool
+	// NoICC forbids traffic between the network's sandboxes (Docker's
+	// icc=false), but for Links. It applies to Veths, the bridge's ports
+	// (the host ends of the sandboxes' veths): bridged frames are told by
+	// the ports they cross, the bridge's name is not available to match
+	// on every kernel (nft_meta_bridge).
+	NoICC bool
+	Veths []string
+}
+
+// Link lets one sandbox reach a port of another on a network with icc
+// off (Docker's --link to an exposed port), the answers included.
+type Link struct {
+	From, To netip.Addr // the linking and the linked sandbox (IPv4)
+	Proto    string     // "tcp" or "udp"
+	Port     uint16
 }
 
 // validate checks what the rules are made of.
@@ -142,6 +160,11 @@ func (rs Ruleset) validate() error {
 			return fmt.Errorf("bridge %s is listed twice", n.Bridge)
 		}
 		seen[n.Bridge] = true
+		for _, v := range n.Veths {
+			if v == "" || len(v) > 15 {
+				return fmt.Errorf("network on %s: invalid veth name %q", n.Bridge, v)
+			}
+		}
 		for _, p := range n.Subnets {
 			if !p.IsValid() {
 				return fmt.Errorf("network on %s: invalid subnet", n.Bridge)
@@ -149,6 +172,11 @@ func (rs Ruleset) validate() error {
 		}
 	}
 	ports := map[string]bool{}
+	for _, l := range rs.Links {
+		if !l.From.Is4() || !l.To.Is4() || (l.Proto != "tcp" && l.Proto != "udp") || l.Port == 0 {
+			return fmt.Errorf("link %s → %s %d/%s: want IPv4 addresses, tcp or udp and a port", l.From, l.To, l.Port, l.Proto)
+		}
+	}
 	for _, p := range rs.Ports {
 		switch {
 		case p.Proto != "tcp" && p.Proto != "udp":
@@ -165,10 +193,11 @@ func (rs Ruleset) validate() error {
 	return nil
 }
 
-// table is the desired table in a form both built into nftables objects
-// and compared with what the kernel holds: sets with their elements, and
+// table is a desired table in a form both built into nftables objects and
+// compared with what the kernel holds: sets with their elements, and
 // chains with the comments of their rules, which name each rule.
 type table struct {
+	family string // "inet" or "bridge"
 	sets   []setSpec
 	chains []chainSpec
 }
@@ -199,11 +228,16 @@ type op struct {
 	inv  bool
 }
 
-// render turns a ruleset into the table; nil means no table at all.
-func render(rs Ruleset) *table {
+// render turns a ruleset into the inet table (nil: none at all) and the
+// bridge table (nil unless a network has icc off).
+func render(rs Ruleset) (inet, bridge *table) {
 	if len(rs.Networks) == 0 {
-		return nil
+		return nil, nil
 	}
+	return renderInet(rs), renderBridge(rs)
+}
+
+func renderInet(rs Ruleset) *table {
 	nets := slices.Clone(rs.Networks)
 	slices.SortFunc(nets, func(x, y Network) int { return strings.Compare(x.Bridge, y.Bridge) })
 	bridges := setSpec{name: "bridges", kind: "ifname"}
@@ -265,9 +299,67 @@ func render(rs Ruleset) *table {
 	input := chainSpec{name: "input", hook: "input", rules: []ruleSpec{
 		{comment: "sandboxes do not reach the host's loopback", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "ip-daddr-loopback"}, {kind: "ct-established", inv: true}, {kind: "drop"}}},
 	}}
-	return &table{sets: []setSpec{bridges, internal, egress, anyAddr, oneAddr},
+	return &table{family: "inet", sets: []setSpec{bridges, internal, egress, anyAddr, oneAddr},
 		chains: []chainSpec{pre, output, publish, input, forward, between, post}}
 }
+
+// renderBridge is the table of bridged traffic, for icc off:
+//
+//	table bridge meshnet {
+//		set noicc { type ifname; elements = { "mnve1a2b3c4d5e", "mnve6f7a8b9c0d" } }
+//		set links { type ipv4_addr . ipv4_addr . inet_proto . inet_service
+//			elements = { 172.17.0.3 . 172.17.0.2 . tcp . 5432 } }
+//		chain forward {
+//			type filter hook forward priority filter; policy accept;
+//			iifname @noicc oifname @noicc jump noicc comment "icc off"
+//		}
+//		chain noicc {
+//			meta protocol ip ip saddr . ip daddr . meta l4proto . th dport @links accept comment "linked, to the exposed ports"
+//			meta protocol ip ip daddr . ip saddr . meta l4proto . th sport @links accept comment "linked, the answers"
+//			meta protocol ip drop comment "no IPv4 between sandboxes"
+//			meta protocol ip6 drop comment "no IPv6 between sandboxes"
+//		}
+//	}
+//
+// The set holds the veths of networks with icc off; ports of two bridges
+// never exchange frames, so a frame between two of them is between two
+// sandboxes of one such network. Only frames bridged from one sandbox to
+// another meet the chain: traffic to the host (the gateway) and routed
+// traffic (published ports) do not; ARP passes.
+func renderBridge(rs Ruleset) *table {
+	noicc := setSpec{name: "noicc", kind: "ifname"}
+	anyOff := false
+	for _, n := range rs.Networks {
+		if n.NoICC {
+			anyOff = true
+			noicc.elems = append(noicc.elems, n.Veths...)
+		}
+	}
+	if !anyOff {
+		return nil
+	}
+	slices.Sort(noicc.elems)
+	noicc.elems = slices.Compact(noicc.elems)
+	links := setSpec{name: "links", kind: kindLinks}
+	for _, l := range rs.Links {
+		links.elems = append(links.elems, fmt.Sprintf("%s %s %s %d", l.From, l.To, l.Proto, l.Port))
+	}
+	slices.Sort(links.elems)
+	links.elems = slices.Compact(links.elems)
+	forward := chainSpec{name: "forward", hook: "bridge-forward", rules: []ruleSpec{
+		{comment: "icc off", ops: []op{{kind: "iifname@", arg: "noicc"}, {kind: "oifname@", arg: "noicc"}, {kind: "jump", arg: "noicc"}}},
+	}}
+	chain := chainSpec{name: "noicc", rules: []ruleSpec{
+		{comment: "linked, to the exposed ports", ops: []op{{kind: "protocol", arg: "ip"}, {kind: "link@", arg: "links"}, {kind: "accept"}}},
+		{comment: "linked, the answers", ops: []op{{kind: "protocol", arg: "ip"}, {kind: "link-reply@", arg: "links"}, {kind: "accept"}}},
+		{comment: "no IPv4 between sandboxes", ops: []op{{kind: "protocol", arg: "ip"}, {kind: "drop"}}},
+		{comment: "no IPv6 between sandboxes", ops: []op{{kind: "protocol", arg: "ip6"}, {kind: "drop"}}},
+	}}
+	return &table{family: "bridge", sets: []setSpec{noicc, links}, chains: []chainSpec{forward, chain}}
+}
+
+// kindLinks is the key of the links set: from . to . proto . port.
+const kindLinks = "addr.addr.proto.port"
 
 // String renders the table in a form close to `nft list table`, for
 // tests and messages.
@@ -276,6 +368,7 @@ func (t *table) String() string {
 		return "(no table)\n"
 	}
 	var b strings.Builder
+	fmt.Fprintf(&b, "table %s\n", t.family)
 	for _, s := range t.sets {
 		fmt.Fprintf(&b, "set %s %s: %s\n", s.name, s.kind, strings.Join(s.elems, " "))
 	}

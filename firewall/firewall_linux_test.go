@@ -33,14 +33,15 @@ func newFirewall(t *testing.T, ns *nshost.NS) *Firewall {
 	return f
 }
 
-// kernel reads the namespace's meshnet table as the fingerprint.
-func kernel(t *testing.T, f *Firewall) (string, bool) {
+// kernel reads the namespace's meshnet table of a family as the
+// fingerprint.
+func kernel(t *testing.T, f *Firewall, family nftables.TableFamily) (string, bool) {
 	t.Helper()
 	c, err := f.conn()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp, exists, err := readTable(c)
+	fp, exists, err := readTable(c, family)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +53,15 @@ func mustApply(t *testing.T, f *Firewall, rs Ruleset) {
 	if err := f.Apply(rs); err != nil {
 		t.Fatal(err)
 	}
-	fp, exists := kernel(t, f)
-	want := render(rs)
-	switch {
-	case want == nil && exists:
-		t.Fatalf("table left with no networks:\n%s", fp)
-	case want != nil && fp != fingerprint(want):
-		t.Fatalf("kernel holds:\n%s\nwant:\n%s", fp, fingerprint(want))
+	inet, bridge := render(rs)
+	for family, want := range map[nftables.TableFamily]*table{nftables.TableFamilyINet: inet, nftables.TableFamilyBridge: bridge} {
+		fp, exists := kernel(t, f, family)
+		switch {
+		case want == nil && exists:
+			t.Fatalf("table of family %d left when none is wanted:\n%s", family, fp)
+		case want != nil && fp != fingerprint(want):
+			t.Fatalf("kernel holds:\n%s\nwant:\n%s", fp, fingerprint(want))
+		}
 	}
 }
 
@@ -124,7 +127,7 @@ func TestApply(t *testing.T) {
 		if err := c.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		if fp, _ := kernel(t, f); fp == fingerprint(render(rs)) {
+		if fp, _ := kernel(t, f, nftables.TableFamilyINet); fp == fingerprint(renderInet(rs)) {
 			t.Fatalf("%s: the edit did not show", name)
 		}
 		mustApply(t, f, rs)
@@ -141,7 +144,7 @@ func TestApply(t *testing.T) {
 	if err := f.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if _, exists := kernel(t, f); exists {
+	if _, exists := kernel(t, f, nftables.TableFamilyINet); exists {
 		t.Error("Remove left the table")
 	}
 	if otherRules() != 1 {
@@ -165,6 +168,10 @@ func TestStates(t *testing.T) {
 			{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, Addr: netip.MustParseAddr("172.17.0.3"), Port: 90}}},
 		{Networks: []Network{net("mesh0", "172.17.0.0/16", false)}, Ports: []Port{
 			{Proto: "tcp", HostPort: 8080, Addr: netip.MustParseAddr("172.17.0.4"), Port: 8080}}},
+		{Networks: []Network{{Bridge: "mesh0", Subnets: []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")}, NoICC: true, Veths: []string{"mnve01", "mnve02"}}}},
+		{Networks: []Network{{Bridge: "mesh0", Subnets: []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")}, NoICC: true, Veths: []string{"mnve01", "mnve02"}}, net("br-x", "10.3.0.0/24", false)},
+			Links: []Link{{From: netip.MustParseAddr("172.17.0.3"), To: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: 5432},
+				{From: netip.MustParseAddr("172.17.0.4"), To: netip.MustParseAddr("172.17.0.2"), Proto: "udp", Port: 53}}},
 	}
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)

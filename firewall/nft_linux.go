@@ -72,65 +72,63 @@ func (f *Firewall) conn() (*nftables.Conn, error) {
 	return c, nil
 }
 
-// Apply makes meshnet's table exactly the one the ruleset asks for (none
-// for no networks). See the package comment.
+// families are the tables meshnet keeps: one per family, both called
+// TableName.
+var families = []struct {
+	name   string
+	family nftables.TableFamily
+}{{"inet", nftables.TableFamilyINet}, {"bridge", nftables.TableFamilyBridge}}
+
+// Apply makes meshnet's tables exactly the ones the ruleset asks for
+// (none for no networks; the bridge one only for icc off). Tables that
+// differ are replaced, in one transaction. See the package comment.
 func (f *Firewall) Apply(rs Ruleset) error {
 	if err := rs.validate(); err != nil {
 		return err
 	}
-	want := render(rs)
+	inet, bridge := render(rs)
+	return f.apply(map[string]*table{"inet": inet, "bridge": bridge})
+}
+
+// Remove deletes meshnet's tables, if there are any.
+// Equivalent to: `nft delete table inet meshnet; nft delete table bridge meshnet`.
+func (f *Firewall) Remove() error {
+	return f.apply(map[string]*table{})
+}
+
+func (f *Firewall) apply(want map[string]*table) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, err := f.conn()
 	if err != nil {
 		return err
 	}
-	have, exists, err := readTable(c)
-	if err != nil {
-		return err
-	}
-	if want == nil {
-		if !exists {
-			return nil
+	changed := false
+	for _, fam := range families {
+		have, exists, err := readTable(c, fam.family)
+		if err != nil {
+			return err
 		}
-		return f.remove(c)
+		t := want[fam.name]
+		switch {
+		case t == nil && !exists, t != nil && exists && have == fingerprint(t):
+			continue
+		case exists:
+			c.DelTable(&nftables.Table{Family: fam.family, Name: TableName})
+		}
+		if t != nil {
+			if err := build(c, fam.family, t); err != nil {
+				return err
+			}
+		}
+		changed = true
 	}
-	if exists && have == fingerprint(want) {
+	if !changed {
 		return nil
 	}
-	if exists {
-		c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
-	}
-	if err := build(c, want); err != nil {
-		return err
-	}
 	f.writes++
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("writing table inet %s: %w", TableName, err)
-	}
-	return nil
-}
-
-// Remove deletes meshnet's table, if there is one.
-// Equivalent to: `nft delete table inet meshnet`.
-func (f *Firewall) Remove() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, err := f.conn()
-	if err != nil {
-		return err
-	}
-	if _, exists, err := readTable(c); err != nil || !exists {
-		return err
-	}
-	return f.remove(c)
-}
-
-func (f *Firewall) remove(c *nftables.Conn) error {
-	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
-	f.writes++
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("deleting table inet %s: %w", TableName, err)
+		return fmt.Errorf("writing meshnet's nftables tables: %w", err)
 	}
 	return nil
 }
@@ -180,10 +178,11 @@ func sortedElems(elems []nftables.SetElement) []string {
 	return out
 }
 
-// readTable reads meshnet's table in the fingerprint's form; exists is
-// false when there is none. Equivalent to: `nft list table inet meshnet`.
-func readTable(c *nftables.Conn) (fp string, exists bool, err error) {
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+// readTable reads meshnet's table of a family in the fingerprint's form;
+// exists is false when there is none.
+// Equivalent to: `nft list table FAMILY meshnet`.
+func readTable(c *nftables.Conn, family nftables.TableFamily) (fp string, exists bool, err error) {
+	tables, err := c.ListTablesOfFamily(family)
 	if err != nil {
 		return "", false, fmt.Errorf("listing nftables tables: %w", err)
 	}
@@ -199,7 +198,7 @@ func readTable(c *nftables.Conn) (fp string, exists bool, err error) {
 	var b []byte
 	sets, err := c.GetSets(t)
 	if err != nil {
-		return "", true, fmt.Errorf("listing the sets of table inet %s: %w", TableName, err)
+		return "", true, fmt.Errorf("listing the sets of table %s: %w", TableName, err)
 	}
 	slices.SortFunc(sets, func(x, y *nftables.Set) int { return setOrder(x.Name) - setOrder(y.Name) })
 	for _, s := range sets {
@@ -213,14 +212,14 @@ func readTable(c *nftables.Conn) (fp string, exists bool, err error) {
 		}
 		b = append(b, '\n')
 	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := c.ListChainsOfTableFamily(family)
 	if err != nil {
 		return "", true, fmt.Errorf("listing chains: %w", err)
 	}
 	chains = slices.DeleteFunc(chains, func(ch *nftables.Chain) bool { return ch.Table.Name != TableName })
 	slices.SortFunc(chains, func(x, y *nftables.Chain) int { return chainOrder(x.Name) - chainOrder(y.Name) })
 	for _, ch := range chains {
-		b = fmt.Appendf(b, "chain %s %s\n", ch.Name, hookName(ch))
+		b = fmt.Appendf(b, "chain %s %s\n", ch.Name, hookName(family, ch))
 		rules, err := c.GetRules(t, ch)
 		if err != nil {
 			return "", true, fmt.Errorf("listing chain %s: %w", ch.Name, err)
@@ -236,13 +235,16 @@ func readTable(c *nftables.Conn) (fp string, exists bool, err error) {
 // The order sets and chains are declared in; anything else sorts last,
 // so a stray one makes the fingerprints differ.
 var (
-	setNames   = []string{"bridges", "internal", "egress4", "ports4", "ports4-addr"}
-	chainNames = []string{"prerouting", "output", "publish", "input", "forward", "between", "postrouting"}
+	setNames   = []string{"bridges", "internal", "egress4", "ports4", "ports4-addr", "noicc", "links"}
+	chainNames = []string{"prerouting", "output", "publish", "input", "forward", "between", "postrouting", "noicc"}
 )
 
 // setKind names a kernel set's types as setSpec.kind does.
 func setKind(s *nftables.Set) string {
 	if !s.IsMap {
+		if len(nftables.ConcatSetTypeElements(s.KeyType)) > 1 {
+			return typeKind(s.KeyType)
+		}
 		return s.KeyType.Name
 	}
 	return typeKind(s.KeyType) + ":" + typeKind(s.DataType)
@@ -278,35 +280,40 @@ func orderOf(names []string, name string) int {
 
 // hookName says how a chain hooks in, as a chainSpec does: its hook (with
 // the type, priority and policy we give every base chain), or "".
-func hookName(ch *nftables.Chain) string {
+func hookName(family nftables.TableFamily, ch *nftables.Chain) string {
 	if ch.Hooknum == nil {
 		return ""
 	}
-	w, ok := hooks[*ch.Hooknum]
 	accept := ch.Policy == nil || *ch.Policy == nftables.ChainPolicyAccept
-	if !ok || ch.Type != w.typ || ch.Priority == nil || *ch.Priority != w.prio || !accept {
-		return fmt.Sprintf("hook %d type %s (not ours)", *ch.Hooknum, ch.Type)
+	for name, h := range hooks {
+		if h.family == family && h.hook == *ch.Hooknum && h.typ == ch.Type &&
+			ch.Priority != nil && *ch.Priority == h.prio && accept {
+			return name
+		}
 	}
-	return w.name
+	return fmt.Sprintf("hook %d type %s (not ours)", *ch.Hooknum, ch.Type)
 }
 
-// hooks are our base chains: the hook, its name, chain type and priority.
-var hooks = map[nftables.ChainHook]struct {
-	name string
-	typ  nftables.ChainType
-	prio nftables.ChainPriority
+// hooks are our base chains by chainSpec.hook: family, hook, type and
+// priority (the bridge family's filter priority is -200).
+var hooks = map[string]struct {
+	family nftables.TableFamily
+	hook   nftables.ChainHook
+	typ    nftables.ChainType
+	prio   nftables.ChainPriority
 }{
-	*nftables.ChainHookPrerouting:  {"prerouting", nftables.ChainTypeNAT, *nftables.ChainPriorityNATDest},
-	*nftables.ChainHookOutput:      {"output", nftables.ChainTypeNAT, *nftables.ChainPriorityNATDest},
-	*nftables.ChainHookInput:       {"input", nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
-	*nftables.ChainHookForward:     {"forward", nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
-	*nftables.ChainHookPostrouting: {"postrouting", nftables.ChainTypeNAT, *nftables.ChainPriorityNATSource},
+	"prerouting":     {nftables.TableFamilyINet, *nftables.ChainHookPrerouting, nftables.ChainTypeNAT, *nftables.ChainPriorityNATDest},
+	"output":         {nftables.TableFamilyINet, *nftables.ChainHookOutput, nftables.ChainTypeNAT, *nftables.ChainPriorityNATDest},
+	"input":          {nftables.TableFamilyINet, *nftables.ChainHookInput, nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
+	"forward":        {nftables.TableFamilyINet, *nftables.ChainHookForward, nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
+	"postrouting":    {nftables.TableFamilyINet, *nftables.ChainHookPostrouting, nftables.ChainTypeNAT, *nftables.ChainPriorityNATSource},
+	"bridge-forward": {nftables.TableFamilyBridge, *nftables.ChainHookForward, nftables.ChainTypeFilter, -200},
 }
 
 // build adds the whole table to the batch of c.
 // Equivalent to: `nft -f` of the listing in the package comment.
-func build(c *nftables.Conn, t *table) error {
-	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+func build(c *nftables.Conn, family nftables.TableFamily, t *table) error {
+	tbl := c.AddTable(&nftables.Table{Family: family, Name: TableName})
 	sets := map[string]*nftables.Set{}
 	for _, s := range t.sets {
 		elems, keyType := setElements(s)
@@ -317,6 +324,8 @@ func build(c *nftables.Conn, t *table) error {
 		case kindPortMap, kindAddrPortMap:
 			set.IsMap, set.Concatenation = true, true
 			set.DataType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+		case kindLinks:
+			set.Concatenation = true
 		}
 		if err := c.AddSet(set, elems); err != nil {
 			return fmt.Errorf("adding set %s: %w", s.name, err)
@@ -327,11 +336,9 @@ func build(c *nftables.Conn, t *table) error {
 	accept := nftables.ChainPolicyAccept
 	for _, cs := range t.chains {
 		ch := &nftables.Chain{Name: cs.name, Table: tbl}
-		for hook, h := range hooks {
-			if h.name == cs.hook {
-				prio := h.prio
-				ch.Type, ch.Hooknum, ch.Priority, ch.Policy = h.typ, nftables.ChainHookRef(hook), &prio, &accept
-			}
+		if h, ok := hooks[cs.hook]; ok {
+			prio := h.prio
+			ch.Type, ch.Hooknum, ch.Priority, ch.Policy = h.typ, nftables.ChainHookRef(h.hook), &prio, &accept
 		}
 		chains[cs.name] = c.AddChain(ch)
 	}
@@ -357,6 +364,14 @@ func setElements(s setSpec) ([]nftables.SetElement, nftables.SetDatatype) {
 			out = append(out, nftables.SetElement{Key: ifname(e)})
 		}
 		return out, nftables.TypeIFName
+	case kindLinks:
+		for _, e := range s.elems {
+			f := strings.Fields(e) // FROM TO PROTO PORT
+			key := append(netip.MustParseAddr(f[0]).AsSlice(), netip.MustParseAddr(f[1]).AsSlice()...)
+			key = append(key, protoNum(f[2]), 0, 0, 0)
+			out = append(out, nftables.SetElement{Key: append(key, port4(f[3])...)})
+		}
+		return out, nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	case kindPortMap, kindAddrPortMap:
 		for _, e := range s.elems {
 			out = append(out, mapElement(e))
@@ -404,14 +419,18 @@ func mapElement(e string) nftables.SetElement {
 		key = append(key, netip.MustParseAddr(kf[0]).AsSlice()...)
 		kf = kf[1:]
 	}
-	proto := byte(unix.IPPROTO_TCP)
-	if kf[0] == "udp" {
-		proto = unix.IPPROTO_UDP
-	}
-	key = append(key, proto, 0, 0, 0)
+	key = append(key, protoNum(kf[0]), 0, 0, 0)
 	key = append(key, port4(kf[1])...)
 	val := append(netip.MustParseAddr(vf[0]).AsSlice(), port4(vf[1])...)
 	return nftables.SetElement{Key: key, Val: val}
+}
+
+// protoNum is a protocol's number.
+func protoNum(proto string) byte {
+	if proto == "udp" {
+		return unix.IPPROTO_UDP
+	}
+	return unix.IPPROTO_TCP
 }
 
 // port4 is a port as a concatenation field: two bytes big-endian, padded.
@@ -457,6 +476,31 @@ func ruleExprs(ops []op, sets map[string]*nftables.Set) ([]expr.Any, error) {
 				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, l)
+		case "protocol":
+			proto := []byte{0x08, 0x00} // ETH_P_IP, network order
+			if o.arg == "ip6" {
+				proto = []byte{0x86, 0xdd}
+			}
+			out = append(out, &expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: proto})
+		case "link@", "link-reply@":
+			s := sets[o.arg]
+			if s == nil {
+				return nil, fmt.Errorf("no set %s", o.arg)
+			}
+			// ip saddr . ip daddr . meta l4proto . th dport, or for the
+			// answers ip daddr . ip saddr . meta l4proto . th sport, in
+			// consecutive 32-bit registers from 8.
+			src, dst, port := uint32(12), uint32(16), uint32(2)
+			if o.kind == "link-reply@" {
+				src, dst, port = 16, 12, 0
+			}
+			out = append(out,
+				&expr.Payload{DestRegister: 8, Base: expr.PayloadBaseNetworkHeader, Offset: src, Len: 4},
+				&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseNetworkHeader, Offset: dst, Len: 4},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 10},
+				&expr.Payload{DestRegister: 11, Base: expr.PayloadBaseTransportHeader, Offset: port, Len: 2},
+				&expr.Lookup{SourceRegister: 8, SetName: s.Name, SetID: s.ID})
 		case "ct-dnat":
 			out = append(out,
 				&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},

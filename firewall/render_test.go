@@ -7,8 +7,8 @@ import (
 )
 
 func TestRender(t *testing.T) {
-	if got := render(Ruleset{}); got != nil {
-		t.Fatalf("no networks: %v, want no table", got)
+	if inet, bridge := render(Ruleset{}); inet != nil || bridge != nil {
+		t.Fatalf("no networks: %v %v, want no table", inet, bridge)
 	}
 	rs := Ruleset{Networks: []Network{
 		{Bridge: "mnbr-4096", Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/64")}},
@@ -19,7 +19,8 @@ func TestRender(t *testing.T) {
 		{Proto: "tcp", HostPort: 8080, Addr: netip.MustParseAddr("10.1.0.2"), Port: 80},
 		{Proto: "udp", HostIP: netip.MustParseAddr("192.0.2.1"), HostPort: 5353, Addr: netip.MustParseAddr("10.0.0.3"), Port: 53},
 	}
-	want := `set bridges ifname: br-1a2b br-9f8e mnbr-4096
+	want := `table inet
+set bridges ifname: br-1a2b br-9f8e mnbr-4096
 set internal ifname: br-9f8e
 set egress4 ipv4_addr: 10.0.0.0/24 10.1.0.0/24
 set ports4 proto.port:addr.port: tcp 8080 : 10.1.0.2 80
@@ -50,8 +51,29 @@ chain postrouting (hook postrouting)
 	published ports from sandboxes
 	published ports from the host's loopback
 `
-	if got := render(rs).String(); got != want {
+	inet, bridge := render(rs)
+	if got := inet.String(); got != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if bridge != nil {
+		t.Fatalf("a bridge table without icc off:\n%s", bridge)
+	}
+	rs.Networks[2].NoICC = true
+	rs.Networks[2].Veths = []string{"mnve0000000002", "mnve0000000001"}
+	rs.Links = []Link{{From: netip.MustParseAddr("10.1.0.3"), To: netip.MustParseAddr("10.1.0.2"), Proto: "tcp", Port: 5432}}
+	wantBridge := `table bridge
+set noicc ifname: mnve0000000001 mnve0000000002
+set links addr.addr.proto.port: 10.1.0.3 10.1.0.2 tcp 5432
+chain forward (hook bridge-forward)
+	icc off
+chain noicc
+	linked, to the exposed ports
+	linked, the answers
+	no IPv4 between sandboxes
+	no IPv6 between sandboxes
+`
+	if _, bridge := render(rs); bridge.String() != wantBridge {
+		t.Fatalf("bridge table:\n%s\nwant:\n%s", bridge, wantBridge)
 	}
 	for _, bad := range []Ruleset{
 		{Networks: []Network{{Bridge: ""}}},
@@ -59,6 +81,7 @@ chain postrouting (hook postrouting)
 		{Networks: []Network{{Bridge: "br0"}, {Bridge: "br0"}}},
 		{Networks: []Network{{Bridge: "br0"}}, Ports: []Port{{Proto: "sctp", HostPort: 1, Port: 1, Addr: netip.MustParseAddr("10.0.0.2")}}},
 		{Networks: []Network{{Bridge: "br0"}}, Ports: []Port{{Proto: "tcp", HostPort: 1, Port: 1, Addr: netip.MustParseAddr("fd00::2")}}},
+		{Networks: []Network{{Bridge: "br0"}}, Links: []Link{{From: netip.MustParseAddr("10.0.0.2"), To: netip.MustParseAddr("10.0.0.3"), Proto: "icmp", Port: 1}}},
 		{Networks: []Network{{Bridge: "br0"}}, Ports: []Port{
 			{Proto: "tcp", HostPort: 1, Port: 1, Addr: netip.MustParseAddr("10.0.0.2")},
 			{Proto: "tcp", HostPort: 1, Port: 2, Addr: netip.MustParseAddr("10.0.0.3")}}},

@@ -145,6 +145,14 @@ type ServiceDiscovery interface {
 	Discoverable(n *Network) bool
 }
 
+// ICCFilter is a driver whose networks may keep their sandboxes from
+// talking to each other (Docker's icc=false), but for --link'ed pairs on
+// the linked sandbox's exposed ports.
+type ICCFilter interface {
+	// ICC reports whether the sandboxes of n may talk to each other.
+	ICC(n *Network) bool
+}
+
 // PortPublisher is a driver that can publish sandbox ports on the host
 // (-p, -P): DNAT from the host's addresses to an endpoint on the network.
 type PortPublisher interface {

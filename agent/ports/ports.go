@@ -30,10 +30,11 @@ type Mapping struct {
 	Port        uint16 `json:"port"` // in the sandbox
 }
 
-// Exposed is a sandbox port that -P publishes (--expose).
+// Exposed is a sandbox port that -P publishes and a --link reaches
+// (--expose).
 type Exposed struct {
-	Proto string
-	Port  uint16
+	Proto string `json:"proto"`
+	Port  uint16 `json:"port"`
 }
 
 // String renders a picked mapping as `docker port` does:
@@ -60,6 +61,36 @@ func (m Mapping) Key() string {
 func (m Mapping) Conflicts(o Mapping) bool {
 	return m.Proto == o.Proto && m.HostPort == o.HostPort &&
 		(!m.HostIP.IsValid() || !o.HostIP.IsValid() || m.HostIP == o.HostIP)
+}
+
+// ExposedPorts lists the ports a sandbox exposes: --expose values and the
+// sandbox ports of -p values, once each (what a --link may reach).
+func ExposedPorts(publish, expose []string) ([]Exposed, error) {
+	var out []Exposed
+	add := func(e Exposed) {
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	for _, e := range expose {
+		es, err := parseExpose(e)
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range es {
+			add(x)
+		}
+	}
+	for _, p := range publish {
+		ms, err := parsePublish(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			add(Exposed{Proto: m.Proto, Port: m.Port})
+		}
+	}
+	return out, nil
 }
 
 // Parse reads -p values, --expose values and -P into mappings; with all,

@@ -27,6 +27,7 @@ const (
 const (
 	OptBridgeName     = "com.docker.network.bridge.name"
 	OptBridgeNameAbbr = "bridge"
+	OptICC            = "com.docker.network.bridge.enable_icc"
 )
 
 // Disabled as Config.DefaultBridge turns the default bridge network off.
@@ -42,6 +43,9 @@ type Config struct {
 	BIP netip.Prefix
 	// MTU of the default bridge (mtu:); 0 means overlay.DefaultLocalMTU.
 	MTU int
+	// NoICC keeps the default bridge's sandboxes from talking to each
+	// other (icc: false).
+	NoICC bool
 	// HostRoutes lists the destinations the host routes, so that an
 	// automatic default bridge subnet avoids them.
 	HostRoutes func() []netip.Prefix
@@ -56,6 +60,7 @@ var (
 	_ driver.ExternalConnectivity = (*Driver)(nil)
 	_ driver.ServiceDiscovery     = (*Driver)(nil)
 	_ driver.PortPublisher        = (*Driver)(nil)
+	_ driver.ICCFilter            = (*Driver)(nil)
 )
 
 // New returns the driver.
@@ -68,7 +73,7 @@ func (d *Driver) Capabilities() driver.Capabilities {
 }
 
 func (d *Driver) Options() []string {
-	return []string{driver.OptMTU, driver.OptMTUAbbr, OptBridgeName, OptBridgeNameAbbr}
+	return []string{driver.OptMTU, driver.OptMTUAbbr, OptBridgeName, OptBridgeNameAbbr, OptICC}
 }
 
 // Configure reads the MTU and bridge name options; a network without a
@@ -90,6 +95,10 @@ func (d *Driver) Configure(n *driver.Network, others []*driver.Network) error {
 				return driver.Invalid("invalid bridge name %q: at most 15 characters, no '/', ':', '%%' or spaces", v)
 			}
 			n.Bridge = v
+		case OptICC:
+			if v != "true" && v != "false" {
+				return driver.Invalid("invalid %s %q: give true or false", OptICC, v)
+			}
 		}
 	}
 	if n.Bridge == "" && len(n.ID) >= 12 {
@@ -179,6 +188,9 @@ func (d *Driver) Predefined(old map[string]*driver.Network) ([]*driver.Network, 
 	n := &driver.Network{Name: NetworkName, Driver: Name, Scope: driver.ScopeLocal,
 		Created: time.Now().UTC(), Predefined: true, Bridge: d.cfg.DefaultBridge,
 		Subnets: []ipam.SubnetConfig{sc}, MTU: d.cfg.MTU, IPAMDriver: "default"}
+	if d.cfg.NoICC {
+		n.Options = map[string]string{OptICC: "false"}
+	}
 	if prev != nil {
 		n.ID, n.Created = prev.ID, prev.Created
 	}
@@ -193,3 +205,7 @@ func (d *Driver) CheckPublish(n *driver.Network) error {
 	}
 	return nil
 }
+
+// ICC: unless the network was created with -o enable_icc=false (or is the
+// default bridge of an agent with icc: false).
+func (d *Driver) ICC(n *driver.Network) bool { return n.Options[OptICC] != "false" }

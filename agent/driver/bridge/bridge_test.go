@@ -35,12 +35,14 @@ func TestConfigure(t *testing.T) {
 		{name: "defaults", bridge: "br-0123456789ab"},
 		{name: "docker names", options: map[string]string{driver.OptMTU: "1400", OptBridgeName: "br-mine"}, mtu: 1400, bridge: "br-mine"},
 		{name: "short names", options: map[string]string{"mtu": "9000", "bridge": "lan0"}, mtu: 9000, bridge: "lan0"},
-		{name: "unknown option", options: map[string]string{"vni": "7"}, err: `option "vni" is not known to the bridge driver (it knows com.docker.network.driver.mtu, mtu, com.docker.network.bridge.name, bridge)`},
+		{name: "unknown option", options: map[string]string{"vni": "7"}, err: `option "vni" is not known to the bridge driver (it knows com.docker.network.driver.mtu, mtu, com.docker.network.bridge.name, bridge, com.docker.network.bridge.enable_icc)`},
 		{name: "mtu not a number", options: map[string]string{"mtu": "big"}, err: `invalid MTU "big": give a number from 576 to 65535`},
 		{name: "mtu too small", options: map[string]string{"mtu": "100"}, err: `invalid MTU "100"`},
 		{name: "bridge name too long", options: map[string]string{"bridge": "a-very-long-bridge"}, err: `invalid bridge name "a-very-long-bridge"`},
 		{name: "bridge name with slash", options: map[string]string{"bridge": "a/b"}, err: `invalid bridge name "a/b"`},
 		{name: "bridge taken", options: map[string]string{"bridge": "br-taken"}, err: "bridge br-taken is already used by network taken"},
+		{name: "icc off", options: map[string]string{OptICC: "false"}, bridge: "br-0123456789ab"},
+		{name: "icc neither true nor false", options: map[string]string{OptICC: "no"}, err: `invalid com.docker.network.bridge.enable_icc "no"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := &driver.Network{ID: id, Name: "n", Driver: Name, Options: c.options}
@@ -101,6 +103,12 @@ func TestCapabilities(t *testing.T) {
 	if !d.DefaultRoute(&driver.Network{Subnets: sub}) || d.DefaultRoute(&driver.Network{Subnets: sub, Internal: true}) ||
 		d.DefaultRoute(&driver.Network{}) {
 		t.Error("DefaultRoute: want it through a gateway of a non-internal network only")
+	}
+	if d.ICC(&driver.Network{Options: map[string]string{OptICC: "false"}}) || !d.ICC(&driver.Network{}) {
+		t.Error("ICC: off only with enable_icc=false")
+	}
+	if nets, _ := New(Config{DefaultBridge: "mesh0", NoICC: true, BIP: netip.MustParsePrefix("10.9.0.1/24")}).Predefined(nil); d.ICC(nets[0]) {
+		t.Error("icc: false does not reach the default bridge")
 	}
 	if d.Discoverable(&driver.Network{Predefined: true}) || !d.Discoverable(&driver.Network{}) {
 		t.Error("Discoverable: user-defined bridge networks only")

@@ -20,6 +20,7 @@ type Config struct {
 	DefaultBridge string
 	BIP           netip.Prefix
 	MTU           int
+	NoICC         bool
 	// HostRoutes lists the destinations the host routes.
 	HostRoutes func() []netip.Prefix
 	// VTEP, VXLANPort and UnderlayMTU describe this host's underlay.
@@ -33,6 +34,6 @@ type Config struct {
 func Registry(cfg Config) *driver.Registry {
 	return driver.NewRegistry(bridge.Name, null.Name,
 		overlay.New(overlay.Host{VTEP: cfg.VTEP, Port: cfg.VXLANPort, UnderlayMTU: cfg.UnderlayMTU}),
-		bridge.New(bridge.Config{DefaultBridge: cfg.DefaultBridge, BIP: cfg.BIP, MTU: cfg.MTU, HostRoutes: cfg.HostRoutes}),
+		bridge.New(bridge.Config{DefaultBridge: cfg.DefaultBridge, BIP: cfg.BIP, MTU: cfg.MTU, NoICC: cfg.NoICC, HostRoutes: cfg.HostRoutes}),
 		null.Driver{}, host.Driver{})
 }
