@@ -192,3 +192,56 @@ func residentMB(pid int) (float64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
+
+// BenchmarkPublishedThroughput: one TCP stream from the host into a
+// sandbox of a bridge network, through a published port (DNAT in the
+// output hook) and straight to the sandbox's address, alternately in the
+// same run; reports both and their ratio (make bench: 3 rounds of 3 s).
+func BenchmarkPublishedThroughput(b *testing.B) {
+	c := newBenchCluster(b, cluster.StoreEmbedded, 1)
+	ctx := context.Background()
+	n1 := c.Host(0)
+	cl := n1.Client()
+	if _, err := cl.NetworkCreate(ctx, api.NetworkCreate{Name: "b1"}); err != nil {
+		b.Fatal(err)
+	}
+	name := c.Name("sink")
+	if _, err := cl.SandboxCreate(ctx, api.SandboxCreate{Name: name, Networks: []api.NetworkAttachment{{Network: "b1"}},
+		Publish: []string{"8080:5201"}}); err != nil {
+		b.Fatal(err)
+	}
+	s, err := cl.SandboxInspect(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink, err := nshost.OpenNS(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	direct := net.JoinHostPort(s.Networks["b1"].IPAddress, "5201")
+	published := net.JoinHostPort(n1.Addr.Addr().String(), "8080")
+	var viaPort, straight []float64
+	for b.Loop() {
+		for _, run := range []struct {
+			dial string
+			into *[]float64
+		}{{published, &viaPort}, {direct, &straight}} {
+			bps, err := nshost.ThroughputVia(ctx, n1.NS, sink, ":5201", run.dial, 3*time.Second)
+			if err != nil {
+				b.Fatalf("stream to %s: %v", run.dial, err)
+			}
+			*run.into = append(*run.into, bps*8/1e9)
+		}
+	}
+	mean := func(x []float64) float64 {
+		s := 0.0
+		for _, v := range x {
+			s += v
+		}
+		return s / float64(len(x))
+	}
+	b.ReportMetric(mean(viaPort), "Gbit/s-published")
+	b.ReportMetric(mean(straight), "Gbit/s-direct")
+	b.ReportMetric(mean(viaPort)/mean(straight), "ratio")
+}

@@ -13,7 +13,7 @@ import (
 )
 
 // newNS makes a namespace for the test, deleted when it ends.
-func newNS(t *testing.T) *nshost.NS {
+func newNS(t testing.TB) *nshost.NS {
 	t.Helper()
 	ns, err := nshost.NewNS(nshost.Prefix("fw") + "-h")
 	if err != nil {
@@ -23,12 +23,13 @@ func newNS(t *testing.T) *nshost.NS {
 	return ns
 }
 
-func newFirewall(t *testing.T, ns *nshost.NS) *Firewall {
+func newFirewall(t testing.TB, ns *nshost.NS) *Firewall {
 	t.Helper()
 	f, err := New(ns.Handle())
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.recheck = 0 // every Apply reads the kernel: the tests edit it by hand
 	t.Cleanup(func() { f.Close() })
 	return f
 }

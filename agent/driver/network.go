@@ -43,6 +43,15 @@ type Network struct {
 	Removing bool `json:"removing,omitempty"`
 }
 
+// Singleton returns the one predefined network of a driver that has a
+// single one (host, none): the kept one if there is, else a new one.
+func Singleton(old map[string]*Network, name, driverName string) []*Network {
+	if n := old[name]; n != nil {
+		return []*Network{n}
+	}
+	return []*Network{{Name: name, Driver: driverName, Scope: ScopeLocal, Created: time.Now().UTC(), Predefined: true}}
+}
+
 // Global reports a network kept in the cluster store.
 func (n *Network) Global() bool { return n.Scope == ScopeGlobal }
 

@@ -22,18 +22,10 @@ func Create(name string) (string, error) {
 	if err := ValidName(name); err != nil {
 		return "", err
 	}
-	if err := netnsdir.Prepare(); err != nil {
+	path, err := newNetNSFile(name)
+	if err != nil {
 		return "", err
 	}
-	path := Path(name)
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.EEXIST) {
-		return "", fmt.Errorf("sandbox namespace %s %w", name, ErrExists)
-	}
-	if err != nil {
-		return "", fmt.Errorf("creating namespace file %s: %w", path, err)
-	}
-	_ = unix.Close(fd)
 	if err := onThread(func() error { return bindNetNS(path) }); err != nil {
 		return "", errors.Join(fmt.Errorf("creating sandbox namespace %s: %w", name, err), removeNetNSFile(path))
 	}
@@ -53,6 +45,19 @@ func Attach(name, target string) (string, error) {
 	if err := IsNetNS(target); err != nil {
 		return "", err
 	}
+	path, err := newNetNSFile(name)
+	if err != nil {
+		return "", err
+	}
+	if err := unix.Mount(target, path, "none", unix.MS_BIND, ""); err != nil {
+		return "", errors.Join(fmt.Errorf("bind-mounting %s onto %s: %w", target, path, err), removeNetNSFile(path))
+	}
+	return path, nil
+}
+
+// newNetNSFile makes RunDir ready and creates the empty file RunDir/NAME
+// that a namespace is then mounted on; ErrExists if it is there already.
+func newNetNSFile(name string) (string, error) {
 	if err := netnsdir.Prepare(); err != nil {
 		return "", err
 	}
@@ -65,9 +70,6 @@ func Attach(name, target string) (string, error) {
 		return "", fmt.Errorf("creating namespace file %s: %w", path, err)
 	}
 	_ = unix.Close(fd)
-	if err := unix.Mount(target, path, "none", unix.MS_BIND, ""); err != nil {
-		return "", errors.Join(fmt.Errorf("bind-mounting %s onto %s: %w", target, path, err), removeNetNSFile(path))
-	}
 	return path, nil
 }
 

@@ -137,11 +137,21 @@ func (u *Underlay) Close() error {
 // per second the sink received. One stream, like `iperf3 -t`. Cancelling ctx
 // stops the stream and returns ctx.Err().
 func Throughput(ctx context.Context, from, to *NS, addr string, d time.Duration) (float64, error) {
-	ln, err := to.Listen("tcp", addr)
+	return ThroughputVia(ctx, from, to, addr, "", d)
+}
+
+// ThroughputVia is Throughput with the sink listening on listen and the
+// sender dialling dial (a published port that leads to it, say); an empty
+// dial is the listening address.
+func ThroughputVia(ctx context.Context, from, to *NS, listen, dial string, d time.Duration) (float64, error) {
+	ln, err := to.Listen("tcp", listen)
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
+	if dial == "" {
+		dial = ln.Addr().String()
+	}
 	type result struct {
 		n   int64
 		err error
@@ -157,7 +167,7 @@ func Throughput(ctx context.Context, from, to *NS, addr string, d time.Duration)
 		n, err := io.Copy(io.Discard, c)
 		done <- result{n, err}
 	}()
-	c, err := from.Dial(ctx, "tcp", ln.Addr().String())
+	c, err := from.Dial(ctx, "tcp", dial)
 	if err != nil {
 		ln.Close()
 		<-done

@@ -3,8 +3,6 @@
 package host
 
 import (
-	"time"
-
 	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/overlay"
 )
@@ -43,9 +41,5 @@ func (Driver) CheckJoin(*driver.Network) error { return nil }
 func (Driver) Render(driver.View) (overlay.Network, bool) { return overlay.Network{}, false }
 
 func (Driver) Predefined(old map[string]*driver.Network) ([]*driver.Network, error) {
-	if n := old[NetworkName]; n != nil {
-		return []*driver.Network{n}, nil
-	}
-	return []*driver.Network{{Name: NetworkName, Driver: Name, Scope: driver.ScopeLocal,
-		Created: time.Now().UTC(), Predefined: true}}, nil
+	return driver.Singleton(old, NetworkName, Name), nil
 }
