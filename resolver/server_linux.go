@@ -1,0 +1,323 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+	"github.com/vishvananda/netns"
+)
+
+// Server serves every attached sandbox. Its methods are safe for
+// concurrent use.
+type Server struct {
+	names    Names
+	log      *slog.Logger
+	redirect func(ns netns.NsHandle, udpPort, tcpPort int) error
+	unredir  func(ns netns.NsHandle) error
+
+	mu        sync.Mutex
+	sandboxes map[string]*attached // guarded by mu; by sandbox id
+	closed    bool                 // guarded by mu
+}
+
+// attached is one sandbox's servers.
+type attached struct {
+	udp, tcp *dns.Server
+	done     sync.WaitGroup // the two serving goroutines
+	inflight chan struct{}  // forwarding slots
+}
+
+// New returns a server answering from names. redirect installs, in a
+// sandbox's namespace, the DNAT of Address:53 to the sockets' ports;
+// unredirect removes it (package firewall has both).
+func New(names Names, redirect func(ns netns.NsHandle, udpPort, tcpPort int) error,
+	unredirect func(ns netns.NsHandle) error, log *slog.Logger) *Server {
+	return &Server{names: names, log: log, redirect: redirect, unredir: unredirect, sandboxes: map[string]*attached{}}
+}
+
+// Attach starts serving the sandboxes at the namespace path (idempotent
+// for a sandbox already attached).
+func (s *Server) Attach(sandbox, path string) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("resolver closed")
+	}
+	if s.sandboxes[sandbox] != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("opening sandbox %s: %w", path, err)
+	}
+	defer ns.Close()
+	var (
+		pc net.PacketConn
+		ln net.Listener
+	)
+	err = inNamespace(ns, func() error {
+		var err error
+		if pc, err = net.ListenPacket("udp4", netip.AddrPortFrom(Address, 0).String()); err != nil {
+			return err
+		}
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(Address, 0).String())
+		return err
+	})
+	if err != nil {
+		if pc != nil {
+			pc.Close()
+		}
+		return fmt.Errorf("opening the DNS sockets in %s: %w", path, err)
+	}
+	udpPort := pc.LocalAddr().(*net.UDPAddr).Port
+	tcpPort := ln.Addr().(*net.TCPAddr).Port
+	if err := s.redirect(ns, udpPort, tcpPort); err != nil {
+		pc.Close()
+		ln.Close()
+		return fmt.Errorf("redirecting %s:53 in %s: %w", Address, path, err)
+	}
+	a := &attached{inflight: make(chan struct{}, MaxInFlight)}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serve(sandbox, a, w, r) })
+	a.udp = &dns.Server{PacketConn: pc, Handler: h}
+	a.tcp = &dns.Server{Listener: ln, Handler: h}
+	for _, srv := range []*dns.Server{a.udp, a.tcp} {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		a.done.Go(func() {
+			if err := srv.ActivateAndServe(); err != nil {
+				s.log.Debug("DNS server stopped", "sandbox", sandbox, "err", err)
+			}
+		})
+		<-started
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.sandboxes[sandbox] != nil { // closed or attached meanwhile
+		go stop(a)
+		return nil
+	}
+	s.sandboxes[sandbox] = a
+	return nil
+}
+
+// Detach stops serving a sandbox; path, if its namespace still exists,
+// loses the redirect.
+func (s *Server) Detach(sandbox, path string) {
+	s.mu.Lock()
+	a := s.sandboxes[sandbox]
+	delete(s.sandboxes, sandbox)
+	s.mu.Unlock()
+	if a == nil {
+		return
+	}
+	stop(a)
+	if ns, err := netns.GetFromPath(path); err == nil {
+		s.unredir(ns)
+		ns.Close()
+	}
+}
+
+// Attached reports whether a sandbox is being served.
+func (s *Server) Attached(sandbox string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sandboxes[sandbox] != nil
+}
+
+// Close stops serving every sandbox (their redirects stay: a restarted
+// agent replaces them). It is idempotent.
+func (s *Server) Close() {
+	s.mu.Lock()
+	all := s.sandboxes
+	s.sandboxes, s.closed = map[string]*attached{}, true
+	s.mu.Unlock()
+	for _, a := range all {
+		stop(a)
+	}
+}
+
+func stop(a *attached) {
+	a.udp.Shutdown()
+	a.tcp.Shutdown()
+	a.done.Wait()
+}
+
+// serve answers one query.
+func (s *Server) serve(sandbox string, a *attached, w dns.ResponseWriter, r *dns.Msg) {
+	resp := s.answer(sandbox, a, r, w.RemoteAddr().Network() == "tcp")
+	if resp == nil {
+		return
+	}
+	if w.RemoteAddr().Network() != "tcp" {
+		size := dns.MinMsgSize
+		if o := r.IsEdns0(); o != nil {
+			size = max(size, int(o.UDPSize()))
+		}
+		resp.Truncate(size)
+	}
+	w.WriteMsg(resp)
+}
+
+// answer makes the reply to r, or nil to send none.
+func (s *Server) answer(sandbox string, a *attached, r *dns.Msg, tcp bool) *dns.Msg {
+	if r.Response || len(r.Question) != 1 || r.Opcode != dns.OpcodeQuery {
+		s.names.Stats("failed")
+		return new(dns.Msg).SetRcode(r, dns.RcodeFormatError)
+	}
+	q := r.Question[0]
+	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
+	resp := new(dns.Msg).SetReply(r)
+	resp.Authoritative, resp.RecursionAvailable = true, true
+	if q.Qclass == dns.ClassINET {
+		switch q.Qtype {
+		case dns.TypeA, dns.TypeAAAA:
+			if addrs, known := s.names.LookupHost(sandbox, name, q.Qtype == dns.TypeAAAA); known {
+				rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+				for _, ad := range addrs {
+					resp.Answer = append(resp.Answer, addrRR(q.Name, ad))
+				}
+				s.names.Stats("local")
+				return resp
+			}
+		case dns.TypePTR:
+			if addr, ok := ptrAddr(name); ok {
+				if names, known := s.names.LookupAddr(sandbox, addr); known {
+					for _, n := range names {
+						resp.Answer = append(resp.Answer, &dns.PTR{Hdr: hdr(q.Name, dns.TypePTR), Ptr: dns.Fqdn(n)})
+					}
+					s.names.Stats("local")
+					return resp
+				}
+			}
+		}
+		// A cluster name asked for another type: an empty answer.
+		if _, known := s.names.LookupHost(sandbox, name, false); known {
+			s.names.Stats("local")
+			return resp
+		}
+	}
+	return s.forward(sandbox, a, r, tcp)
+}
+
+// forward asks the upstream servers, one after the other.
+func (s *Server) forward(sandbox string, a *attached, r *dns.Msg, tcp bool) *dns.Msg {
+	ups := s.names.Upstreams(sandbox)
+	if len(ups) == 0 {
+		s.names.Stats("failed")
+		return new(dns.Msg).SetRcode(r, dns.RcodeRefused)
+	}
+	select {
+	case a.inflight <- struct{}{}:
+		defer func() { <-a.inflight }()
+	default:
+		s.names.Stats("failed")
+		return new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
+	}
+	for _, up := range ups[:min(len(ups), MaxUpstreams)] {
+		network := "udp"
+		if tcp {
+			network = "tcp"
+		}
+		resp, err := exchange(r, network, up)
+		if err == nil && resp.Truncated && network == "udp" {
+			resp, err = exchange(r, "tcp", up)
+		}
+		if err != nil {
+			s.log.Debug("upstream DNS server did not answer", "server", up, "err", err)
+			continue
+		}
+		s.names.Stats("forwarded")
+		resp.Id = r.Id
+		return resp
+	}
+	s.names.Stats("failed")
+	return new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
+}
+
+// exchange asks one upstream server, from the agent's (the host's)
+// network namespace, as Docker does for loopback upstreams.
+func exchange(r *dns.Msg, network string, up netip.AddrPort) (*dns.Msg, error) {
+	c := &dns.Client{Net: network, Timeout: UpstreamTimeout}
+	ctx, cancel := context.WithTimeout(context.Background(), UpstreamTimeout)
+	defer cancel()
+	resp, _, err := c.ExchangeContext(ctx, r.Copy(), up.String())
+	return resp, err
+}
+
+func hdr(name string, t uint16) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: TTL}
+}
+
+func addrRR(name string, a netip.Addr) dns.RR {
+	if a.Is4() {
+		return &dns.A{Hdr: hdr(name, dns.TypeA), A: a.AsSlice()}
+	}
+	return &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA), AAAA: a.AsSlice()}
+}
+
+// ptrAddr reads a reverse name (d.c.b.a.in-addr.arpa, or the nibbles of
+// ip6.arpa) into the address it names.
+func ptrAddr(name string) (netip.Addr, bool) {
+	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa"); ok {
+		p := strings.Split(rest, ".")
+		if len(p) != 4 {
+			return netip.Addr{}, false
+		}
+		a, err := netip.ParseAddr(p[3] + "." + p[2] + "." + p[1] + "." + p[0])
+		return a, err == nil
+	}
+	if rest, ok := strings.CutSuffix(name, ".ip6.arpa"); ok {
+		n := strings.Split(rest, ".")
+		if len(n) != 32 {
+			return netip.Addr{}, false
+		}
+		var b strings.Builder
+		for i := 31; i >= 0; i-- {
+			b.WriteString(n[i])
+			if i%4 == 0 && i > 0 {
+				b.WriteByte(':')
+			}
+		}
+		a, err := netip.ParseAddr(b.String())
+		return a, err == nil
+	}
+	return netip.Addr{}, false
+}
+
+// inNamespace runs fn on a thread switched into ns; sockets it opens stay
+// in ns. The thread goes back to its namespace after, or, if it cannot,
+// is left locked and dies with the goroutine.
+func inNamespace(ns netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			return
+		}
+		err = fn()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
