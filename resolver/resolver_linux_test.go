@@ -61,7 +61,9 @@ func (t *table) Stats(outcome string) {
 	t.mu.Unlock()
 }
 
-func redirect(ns netns.NsHandle, udp, tcp int) error { return firewall.RedirectDNS(ns, Address, udp, tcp) }
+func redirect(ns netns.NsHandle, udp, tcp int) error {
+	return firewall.RedirectDNS(ns, Address, udp, tcp)
+}
 
 // upstream serves example.test and big.test on loopback, as a real DNS
 // server the resolver forwards to.
