@@ -46,9 +46,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,6 +70,7 @@ import (
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/embedded"
 	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/resolver"
 )
 
 // Version is the agent's version, set at build time with
@@ -91,7 +94,9 @@ type Agent struct {
 
 	dp     *overlay.Datapath
 	fw     *firewall.Firewall // nil with iptables: false
-	fwErr  string             // the filter's last error, guarded by recon.applyMu
+	dns    *resolver.Server
+	names  *dnsNames
+	fwErr  string // the filter's last error, guarded by recon.applyMu
 	recon  *reconciler
 	gossip *gossip.Cluster
 	embed  *embedded.Server // cluster-store: embedded
@@ -218,6 +223,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.gossip.Close()
 	a.pinSandboxes()
 	a.announceLocal()
+	a.names = &dnsNames{a: a}
+	a.dns = resolver.New(a.names, redirectDNS, firewall.UnredirectDNS, a.log)
+	defer a.dns.Close() // sandboxes cannot resolve while the agent is down; the redirects stay
+	a.mu.Lock()
+	all := slices.Collect(maps.Values(a.sandboxes))
+	a.mu.Unlock()
+	for _, s := range all {
+		a.syncDNS(s)
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -253,6 +267,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.embed.Close()
 	}
 	return nil
+}
+
+// redirectDNS sends 127.0.0.11:53 in a sandbox to the resolver's sockets.
+func redirectDNS(ns netns.NsHandle, udpPort, tcpPort int) error {
+	return firewall.RedirectDNS(ns, resolver.Address, udpPort, tcpPort)
 }
 
 // applyFailed hears of every failure to program a network: a sandbox's

@@ -308,9 +308,14 @@ func (a *Agent) gossipEndpoint(s *sandboxRecord, e *endpointRecord) gossip.Endpo
 	if name == "" {
 		name = s.Name
 	}
+	// The hostname goes with the aliases: every host answers for it.
+	aliases := slices.Clone(e.Aliases)
+	if s.Hostname != "" && s.Hostname != name && !slices.Contains(aliases, s.Hostname) {
+		aliases = append(aliases, s.Hostname)
+	}
 	return gossip.Endpoint{Network: e.NetworkID, ID: e.ID, Name: name,
 		IP: e.Addr.Addr(), IPv6: e.Addr6.Addr(), VTEP: a.vtep, Node: a.cfg.NodeName,
-		Sandbox: s.Name, Aliases: e.Aliases}
+		Sandbox: s.Name, Aliases: aliases}
 }
 
 // findEndpoint looks an endpoint of this host up by id or unique prefix.

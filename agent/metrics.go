@@ -49,6 +49,23 @@ func (a *Agent) newMetrics() *prometheus.Registry {
 	counter("state_saves_total", "Writes of the agent's state to the data dir.", func() float64 {
 		return float64(a.saves.Load())
 	})
+	for _, o := range []struct {
+		outcome string
+		n       func() int64
+	}{
+		{"local", func() int64 { return a.names.local.Load() }},
+		{"forwarded", func() int64 { return a.names.forwarded.Load() }},
+		{"failed", func() int64 { return a.names.failures.Load() }},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "meshnet", Name: "dns_queries_total",
+			Help:        "Questions to the embedded DNS server: answered locally, forwarded upstream, or failed.",
+			ConstLabels: prometheus.Labels{"outcome": o.outcome}}, func() float64 {
+			if a.names == nil {
+				return 0
+			}
+			return float64(o.n())
+		}))
+	}
 	gauge("gossip_members", "Members of the gossip cluster, this node included.", func() float64 {
 		return float64(len(a.gossip.Members()))
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/meshnet/meshnet/agent/ports"
 	"github.com/meshnet/meshnet/agent/sandbox"
 	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/resolver"
 	"golang.org/x/sys/unix"
 )
 
@@ -149,6 +150,7 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 		return api.CreateResponse{}, fmt.Errorf("saving the sandbox: %w", err)
 	}
 	rollback = nil
+	a.syncDNS(s)
 	a.log.Info("sandbox created", "name", s.Name, "id", s.ID, "endpoints", len(s.Endpoints))
 	return api.CreateResponse{ID: s.ID, Warning: warning}, nil
 }
@@ -432,23 +434,49 @@ func (a *Agent) writeSandboxFiles(s *sandboxRecord) error {
 	return nil
 }
 
-// resolvConf renders the sandbox's resolver settings, or nil to use the
-// host's file. The caller holds mu.
+// resolvConf renders the sandbox's resolv.conf (§20.2). A sandbox that
+// uses the embedded DNS asks 127.0.0.11 (which forwards to --dns, the
+// daemon's dns or the host's servers); one on the default bridge only
+// gets --dns, else the daemon's dns, else the host's servers minus the
+// loopback ones it could not reach. Search domains: --dns-search, else the
+// daemon's, else the host's; options: --dns-opt, else the daemon's, else
+// ndots:0 for the embedded DNS (Docker's) or the host's. The caller holds
+// mu.
 func (a *Agent) resolvConf(s *sandboxRecord) []byte {
+	hostServers, hostSearch, hostOpts := readResolvConf(hostResolvConf)
 	dns, opts, search := s.DNS, s.DNSOpts, s.DNSSearch
-	if len(dns) == 0 {
-		for _, d := range a.cfg.DNS {
-			dns = append(dns, d.String())
-		}
+	embedded := a.usesEmbeddedDNS(s)
+	if len(search) == 0 {
+		search = a.cfg.DNSSearch
+	}
+	if len(search) == 0 {
+		search = hostSearch
 	}
 	if len(opts) == 0 {
 		opts = a.cfg.DNSOpts
 	}
-	if len(search) == 0 {
-		search = a.cfg.DNSSearch
-	}
-	if len(dns) == 0 && len(opts) == 0 && len(search) == 0 {
-		return nil
+	switch {
+	case embedded:
+		dns = []string{resolver.Address.String()}
+		if len(opts) == 0 {
+			opts = []string{"ndots:0"}
+		}
+	default:
+		if len(dns) == 0 {
+			for _, d := range a.cfg.DNS {
+				dns = append(dns, d.String())
+			}
+		}
+		if len(dns) == 0 {
+			for _, d := range hostServers {
+				if ad, err := netip.ParseAddr(d); err == nil && !ad.IsLoopback() {
+					dns = append(dns, d)
+				}
+			}
+		}
+		if len(opts) == 0 {
+			opts = hostOpts
+		}
 	}
 	var b strings.Builder
 	b.WriteString("# written by meshagent\n")
@@ -509,6 +537,9 @@ func (a *Agent) SandboxRemove(ctx context.Context, ref string, force bool) (err 
 // forgets it; with removeNS it also deletes the named namespace and its
 // /etc files. The caller holds opMu.
 func (a *Agent) dropSandbox(s *sandboxRecord, removeNS bool) error {
+	if a.dns != nil {
+		a.dns.Detach(s.ID, s.NetNS)
+	}
 	a.mu.Lock()
 	eps := a.sandboxEndpoints(s)
 	a.mu.Unlock()
@@ -578,6 +609,7 @@ func (a *Agent) NetworkConnect(ctx context.Context, netRef string, req api.Netwo
 		return err
 	}
 	rollback = nil
+	a.syncDNS(s)
 	return nil
 }
 
@@ -617,6 +649,7 @@ func (a *Agent) NetworkDisconnect(ctx context.Context, netRef string, req api.Ne
 	}
 	a.leaveEndpoint(e)
 	a.deleteEndpoint(e)
+	a.syncDNS(s)
 	return errors.Join(a.writeSandboxFiles(s), a.saveState())
 }
 
@@ -671,6 +704,9 @@ func (a *Agent) reapGoneSandboxes() {
 		a.log.Warn("the sandbox's namespace is gone; releasing its endpoints", "sandbox", s.Name, "netns", s.NetNS, "err", err)
 		if !s.External && err != nil {
 			sandbox.RemoveFiles(s.Name) // the namespace file is gone; our /etc files with it
+		}
+		if a.dns != nil {
+			a.dns.Detach(s.ID, "") // the path may lead to another namespace now
 		}
 		a.mu.Lock()
 		eps := a.sandboxEndpoints(s)

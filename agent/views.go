@@ -54,11 +54,16 @@ func (a *Agent) networkView(n *driver.Network) api.Network {
 		}
 		v.IPAM.Config = append(v.IPAM.Config, c)
 	}
+	discoverable := a.discoverable(n)
 	for _, e := range a.endpoints {
 		if e.NetworkID == n.ID {
-			v.Containers[e.ID] = api.EndpointResource{Name: a.endpointName(e), EndpointID: e.ID,
+			r := api.EndpointResource{Name: a.endpointName(e), EndpointID: e.ID,
 				MacAddress: overlay.MACFromIPv4(e.Addr.Addr()).String(), IPv4Address: e.Addr.String(),
 				IPv6Address: prefixString(e.Addr6), Node: a.cfg.NodeName, Aliases: e.Aliases}
+			if discoverable && e.joined() {
+				r.DNSNames = a.endpointNames(e)
+			}
+			v.Containers[e.ID] = r
 		}
 	}
 	if n.Global() && a.gossip != nil {
@@ -80,6 +85,9 @@ func (a *Agent) networkView(n *driver.Network) api.Network {
 			}
 			r := api.EndpointResource{Name: ep.Name, EndpointID: ep.ID, MacAddress: mac.String(),
 				IPv4Address: netip.PrefixFrom(ep.IP, bits).String(), Node: ep.Node, Aliases: ep.Aliases}
+			if discoverable {
+				r.DNSNames = append([]string{ep.Name}, ep.Aliases...)
+			}
 			if ep.IPv6.IsValid() {
 				r.IPv6Address = netip.PrefixFrom(ep.IPv6, bits6).String()
 			}
@@ -138,6 +146,9 @@ func (a *Agent) sandboxView(s *sandboxRecord) api.Sandbox {
 		es := api.EndpointSettings{NetworkID: e.NetworkID, EndpointID: e.ID, Interface: e.IfName,
 			MacAddress: overlay.MACFromIPv4(e.Addr.Addr()).String(), IPAddress: e.Addr.Addr().String(),
 			IPPrefixLen: e.Addr.Bits(), Gateway: gw, Aliases: orNone(e.Aliases), Links: orNone(e.Links)}
+		if n := a.networks[e.NetworkID]; n != nil && a.discoverable(n) {
+			es.DNSNames = a.endpointNames(e)
+		}
 		if e.Addr6.IsValid() {
 			es.IPv6Address, es.IPv6Prefix, es.IPv6Gateway = e.Addr6.Addr().String(), e.Addr6.Bits(), gw6
 		}

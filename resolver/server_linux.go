@@ -112,8 +112,9 @@ func (s *Server) Attach(sandbox, path string) error {
 	return nil
 }
 
-// Detach stops serving a sandbox; path, if its namespace still exists,
-// loses the redirect.
+// Detach stops serving a sandbox; path, if given and its namespace still
+// exists, loses the redirect (give none for a path that may lead to
+// another namespace by now).
 func (s *Server) Detach(sandbox, path string) {
 	s.mu.Lock()
 	a := s.sandboxes[sandbox]
@@ -123,6 +124,9 @@ func (s *Server) Detach(sandbox, path string) {
 		return
 	}
 	stop(a)
+	if path == "" {
+		return
+	}
 	if ns, err := netns.GetFromPath(path); err == nil {
 		s.unredir(ns)
 		ns.Close()

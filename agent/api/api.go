@@ -113,6 +113,9 @@ type EndpointResource struct {
 	IPv6Address string   `json:"IPv6Address"`
 	Node        string   `json:"Node"` // the host it lives on
 	Aliases     []string `json:"Aliases,omitempty"`
+	// DNSNames are the names the endpoint answers to on the network's
+	// embedded DNS (none on networks without service discovery).
+	DNSNames []string `json:"DNSNames,omitempty"`
 }
 
 // NetworkCreate is the body of POST /networks/create.
@@ -211,6 +214,9 @@ type EndpointSettings struct {
 	IPv6Gateway string   `json:"IPv6Gateway"`
 	Aliases     []string `json:"Aliases"`
 	Links       []string `json:"Links"`
+	// DNSNames are the names the endpoint answers to on the network's
+	// embedded DNS (none on networks without service discovery).
+	DNSNames []string `json:"DNSNames,omitempty"`
 }
 
 // SandboxCreate is the body of POST /sandboxes/create. Networks are
