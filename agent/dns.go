@@ -177,6 +177,23 @@ func (d *dnsNames) Upstreams(sandbox string) []netip.AddrPort {
 	return out
 }
 
+// Forwards: not a single-label name when the sandbox's resolver options
+// set ndots (--dns-opt or the agent's dns-opt), as in Docker: the user
+// asked for search domains to be tried, and the stub does so.
+func (d *dnsNames) Forwards(sandbox, name string) bool {
+	if strings.Contains(name, ".") {
+		return true
+	}
+	a := d.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	opts := a.cfg.DNSOpts
+	if s := a.sandboxes[sandbox]; s != nil && len(s.DNSOpts) > 0 {
+		opts = s.DNSOpts
+	}
+	return !slices.ContainsFunc(opts, func(o string) bool { return strings.HasPrefix(o, "ndots:") })
+}
+
 func (d *dnsNames) Stats(outcome string) {
 	switch outcome {
 	case "local":

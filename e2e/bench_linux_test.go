@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/testenv"
 	"github.com/meshnet/meshnet/testenv/cluster"
@@ -244,4 +246,105 @@ func BenchmarkPublishedThroughput(b *testing.B) {
 	b.ReportMetric(mean(viaPort), "Gbit/s-published")
 	b.ReportMetric(mean(straight), "Gbit/s-direct")
 	b.ReportMetric(mean(viaPort)/mean(straight), "ratio")
+}
+
+// dnsAsker asks 127.0.0.11 from inside a sandbox over one UDP socket.
+type dnsAsker struct{ co *dns.Conn }
+
+func newDNSAsker(b *testing.B, sandbox string) *dnsAsker {
+	ns, err := nshost.OpenNS(sandbox)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ns.Close() })
+	c, err := ns.Dial(context.Background(), "udp", "127.0.0.11:53")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return &dnsAsker{co: &dns.Conn{Conn: c}}
+}
+
+// ask returns the first address the name resolves to, if any.
+func (d *dnsAsker) ask(name string) (netip.Addr, error) {
+	d.co.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := d.co.WriteMsg(new(dns.Msg).SetQuestion(dns.Fqdn(name), dns.TypeA)); err != nil {
+		return netip.Addr{}, err
+	}
+	m, err := d.co.ReadMsg()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, rr := range m.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			ad, _ := netip.AddrFromSlice(a.A.To4())
+			return ad, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no address (%s)", dns.RcodeToString[m.Rcode])
+}
+
+// BenchmarkDNSLookup: a sandbox asks the embedded DNS for another's name,
+// one question at a time; p50/p99 latency and questions per second.
+func BenchmarkDNSLookup(b *testing.B) {
+	c := newBenchCluster(b, cluster.StoreEmbedded, 1)
+	ctx := context.Background()
+	n1 := c.Host(0)
+	createNetwork(ctx, b, n1, "multi", "")
+	a, t := c.Name("a"), c.Name("t")
+	for _, s := range []string{a, t} {
+		if _, err := createSandboxAPI(ctx, n1, "multi", s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	asker := newDNSAsker(b, a)
+	var lat []time.Duration
+	start := time.Now()
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := asker.ask(t); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "queries/s")
+}
+
+// BenchmarkDNSConvergence: from `sandbox create` returning on n2 until
+// the new sandbox's name resolves from a sandbox on n1; p50/p99.
+func BenchmarkDNSConvergence(b *testing.B) {
+	c := newBenchCluster(b, cluster.StoreEmbedded, 2)
+	ctx := context.Background()
+	n1, n2 := c.Host(0), c.Host(1)
+	createNetwork(ctx, b, n1, "multi", "")
+	a := c.Name("a")
+	if _, err := createSandboxAPI(ctx, n1, "multi", a); err != nil {
+		b.Fatal(err)
+	}
+	asker := newDNSAsker(b, a)
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		name := c.Name("r" + strconv.Itoa(i))
+		ip, err := createSandboxAPI(ctx, n2, "multi", name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		for {
+			if got, err := asker.ask(name); err == nil && got == ip {
+				break
+			}
+			if time.Since(t0) > time.Minute {
+				b.Fatalf("%s does not resolve from n1", name)
+			}
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
 }

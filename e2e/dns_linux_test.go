@@ -16,14 +16,16 @@ import (
 )
 
 // serveUpstreamDNS runs a DNS server in ns on port 53 (UDP and TCP) that
-// knows www.example.test; every other name is NXDOMAIN.
+// knows www.example.test and the single-label name solo; every other name
+// is NXDOMAIN.
 func serveUpstreamDNS(t *testing.T, ns *nshost.NS) {
 	t.Helper()
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg).SetReply(r)
-		if q := r.Question[0]; q.Name == "www.example.test." && q.Qtype == dns.TypeA {
+		known := map[string]net.IP{"www.example.test.": net.IPv4(192, 0, 2, 77), "solo.": net.IPv4(192, 0, 2, 78)}
+		if q := r.Question[0]; known[q.Name] != nil && q.Qtype == dns.TypeA {
 			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-				A: net.IPv4(192, 0, 2, 77)})
+				A: known[q.Name]})
 		} else {
 			m.SetRcode(r, dns.RcodeNameError)
 		}
@@ -105,6 +107,8 @@ func TestEmbeddedDNS(t *testing.T) {
 	ipC := sandboxIP(t, n2, cc, "multi")
 	createSandbox(t, n2, "other", x)
 	ctl(t, n1, "sandbox", "create", "--net", "multi", "--dns-search", "example.test", d)
+	nd := c.Name("nd")
+	ctl(t, n1, "sandbox", "create", "--net", "multi", "--dns-opt", "ndots:2", nd)
 
 	expect := func(from, q string, qtype uint16, rcode int, want ...string) {
 		t.Helper()
@@ -134,6 +138,11 @@ func TestEmbeddedDNS(t *testing.T) {
 	}
 	expect(a, x, dns.TypeA, dns.RcodeNameError)                              // another network: not a name here
 	expect(a, "www.example.test", dns.TypeA, dns.RcodeSuccess, "192.0.2.77") // forwarded upstream
+	expect(a, "solo", dns.TypeA, dns.RcodeSuccess, "192.0.2.78")             // single label, no ndots: forwarded
+	expect(nd, "solo", dns.TypeA, dns.RcodeNameError)                        // ndots set: not forwarded
+	if conf := readFile(t, "/etc/netns/"+nd+"/resolv.conf"); !strings.Contains(conf, "nameserver 127.0.0.11") || !strings.Contains(conf, "options ndots:2") {
+		t.Errorf("resolv.conf of a sandbox with --dns-opt ndots:2:\n%s", conf)
+	}
 
 	// The resolver files in effect, through the C library.
 	if got := ctl(t, n1, "sandbox", "exec", a, "--", "getent", "hosts", b); !strings.HasPrefix(got, ipB.String()) {

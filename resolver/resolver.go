@@ -53,8 +53,12 @@ type Names interface {
 	// LookupAddr returns the names of addr for the sandbox (PTR).
 	LookupAddr(sandbox string, addr netip.Addr) (names []string, known bool)
 	// Upstreams are the servers the sandbox's other questions go to, in
-	// order; none means that nothing is forwarded.
+	// order; none means that nothing is forwarded (REFUSED).
 	Upstreams(sandbox string) []netip.AddrPort
+	// Forwards says whether a name that is no cluster name may be
+	// forwarded; false answers NXDOMAIN (Docker does not forward
+	// single-label names when the user set ndots).
+	Forwards(sandbox, name string) bool
 	// Stats is told of every question: "local", "forwarded", "failed".
 	Stats(outcome string)
 }

@@ -55,6 +55,8 @@ func (t *table) LookupAddr(_ string, addr netip.Addr) ([]string, bool) {
 
 func (t *table) Upstreams(string) []netip.AddrPort { return t.upstreams }
 
+func (t *table) Forwards(_, name string) bool { return name != "single" }
+
 func (t *table) Stats(outcome string) {
 	t.mu.Lock()
 	t.stats[outcome]++
@@ -167,6 +169,7 @@ func TestResolver(t *testing.T) {
 			{"2.0.0.10.in-addr.arpa", dns.TypePTR, dns.RcodeSuccess, []string{"web.", "web.multi."}},
 			{"example.test", dns.TypeA, dns.RcodeSuccess, []string{"192.0.2.77"}},
 			{"nowhere.test", dns.TypeA, dns.RcodeNameError, nil},
+			{"single", dns.TypeA, dns.RcodeNameError, nil},
 		} {
 			m := ask(t, ns, network, c.name, c.qtype)
 			if m.Rcode != c.rcode || !slices.Equal(answers(m), c.want) {

@@ -217,6 +217,10 @@ func (s *Server) answer(sandbox string, a *attached, r *dns.Msg, tcp bool) *dns.
 
 // forward asks the upstream servers, one after the other.
 func (s *Server) forward(sandbox string, a *attached, r *dns.Msg, tcp bool) *dns.Msg {
+	if !s.names.Forwards(sandbox, strings.ToLower(strings.TrimSuffix(r.Question[0].Name, "."))) {
+		s.names.Stats("local")
+		return new(dns.Msg).SetRcode(r, dns.RcodeNameError)
+	}
 	ups := s.names.Upstreams(sandbox)
 	if len(ups) == 0 {
 		s.names.Stats("failed")

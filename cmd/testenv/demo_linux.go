@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/testenv"
 	"github.com/meshnet/meshnet/testenv/cluster"
@@ -129,7 +131,7 @@ func overlayDemo(ctx context.Context, w io.Writer) (err error) {
 		s := &demoSandbox{short: "c" + strconv.Itoa(i+1), host: h}
 		sandboxes = append(sandboxes, s)
 		name := c.Name(s.short)
-		if _, err := run(ctx, w, h, "sandbox", "create", "--net", "multi", name); err != nil {
+		if _, err := run(ctx, w, h, "sandbox", "create", "--net", "multi", "--network-alias", s.short, name); err != nil {
 			return err
 		}
 		sb, err := inspect[api.Sandbox](h, "sandbox", "inspect", name)
@@ -157,6 +159,16 @@ func overlayDemo(ctx context.Context, w io.Writer) (err error) {
 			}
 			fmt.Fprintln(w, "  "+line)
 		}
+	}
+
+	fmt.Fprintln(w, "\nby name: each sandbox asks the embedded DNS at 127.0.0.11 for the others' aliases:")
+	for i, from := range sandboxes {
+		to := sandboxes[(i+1)%len(sandboxes)]
+		line, err := byName(ctx, from, to)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(w, "  "+line)
 	}
 
 	final, err := inspect[api.Network](c.Host(1), "network", "inspect", "multi")
@@ -192,7 +204,7 @@ func overlayDemo(ctx context.Context, w io.Writer) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\ndemo OK: three hosts talked over overlay network multi, a sandbox reached the outside, a published port answered")
+	fmt.Fprintln(w, "\ndemo OK: three hosts talked over overlay network multi, by address and by name; a sandbox reached the outside; a published port answered")
 	return nil
 }
 
@@ -254,6 +266,58 @@ func outsideDemo(ctx context.Context, w io.Writer, c *cluster.Cluster, from, web
 	}
 	fmt.Fprintf(w, "  the outside → %s (published, DNAT to %s@%s): TCP echo %s\n", published, web.short, web.host.Node, ms(rtt))
 	return nil
+}
+
+// byName resolves to.short from inside from's namespace through the
+// embedded DNS (as the sandbox's resolv.conf says), then does a TCP echo
+// to the address it got.
+func byName(ctx context.Context, from, to *demoSandbox) (string, error) {
+	what := fmt.Sprintf("%s@%s → %s", from.short, from.host.Node, to.short)
+	var addr netip.Addr
+	var took time.Duration
+	err := retry(ctx, time.Minute, func() error {
+		start := time.Now()
+		c, err := from.ns.Dial(ctx, "udp", "127.0.0.11:53")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		co := &dns.Conn{Conn: c}
+		if err := co.WriteMsg(new(dns.Msg).SetQuestion(to.short+".", dns.TypeA)); err != nil {
+			return err
+		}
+		m, err := co.ReadMsg()
+		if err != nil {
+			return err
+		}
+		took = time.Since(start)
+		for _, rr := range m.Answer {
+			if a, ok := rr.(*dns.A); ok {
+				addr, _ = netip.AddrFromSlice(a.A.To4())
+				return nil
+			}
+		}
+		return fmt.Errorf("no address for %s (%s)", to.short, dns.RcodeToString[m.Rcode])
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s: resolving: %w", what, err)
+	}
+	if addr != to.ip {
+		return "", fmt.Errorf("%s: resolved to %s, the sandbox has %s", what, addr, to.ip)
+	}
+	conn, err := from.ns.Dial(ctx, "tcp", net.JoinHostPort(addr.String(), strconv.Itoa(demoPort)))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	defer conn.Close()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	rtt, err := nshost.RoundTrip(rctx, conn, []byte("hello by name"))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Sprintf("%-22s %s is %s (answered in %s)   TCP echo by name %s", what, to.short, addr, ms(took), ms(rtt)), nil
 }
 
 // storeLine says where a host's agent finds the cluster store.
