@@ -96,7 +96,8 @@ type Agent struct {
 	fw     *firewall.Firewall // nil with iptables: false
 	dns    *resolver.Server
 	names  *dnsNames
-	fwErr  string // the filter's last error, guarded by recon.applyMu
+	fwErr  string      // the filter's last error, guarded by recon.applyMu
+	fwDown atomic.Bool // the filter's last write failed: bridges do not forward
 	recon  *reconciler
 	gossip *gossip.Cluster
 	embed  *embedded.Server // cluster-store: embedded

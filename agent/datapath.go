@@ -29,7 +29,22 @@ func (a *Agent) desiredNetwork(id string) (overlay.Network, bool) {
 		a.forgetRemote(id)
 		return overlay.Network{}, false
 	}
-	return a.renderLocked(n, a.defaultRoutes())
+	k, ok := a.renderLocked(n, a.defaultRoutes())
+	a.failClosed(&k)
+	return k, ok
+}
+
+// failClosed takes back what only the packet filter makes safe: a bridge
+// may route to and from the host's loopback (route_localnet) only with
+// the filter on, and forwards nothing while the filter could not be
+// written (it would not be isolated). The caller holds mu.
+func (a *Agent) failClosed(k *overlay.Network) {
+	if !a.cfg.IPTables {
+		k.RouteLocalnet = false
+	}
+	if a.fwDown.Load() {
+		k.Forwarding, k.RouteLocalnet = false, false
+	}
 }
 
 // desiredAll is the desired state of every network this host needs.
@@ -40,6 +55,7 @@ func (a *Agent) desiredAll() []overlay.Network {
 	var out []overlay.Network
 	for _, n := range a.networks {
 		if k, ok := a.renderLocked(n, routes); ok {
+			a.failClosed(&k)
 			out = append(out, k)
 		}
 	}

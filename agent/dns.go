@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"github.com/meshnet/meshnet/agent/driver"
+	"github.com/meshnet/meshnet/overlay"
 	"github.com/meshnet/meshnet/resolver"
 )
 
@@ -80,10 +81,10 @@ func (a *Agent) recordsFor(sandboxID string) []record {
 				}
 			}
 		}
-		for _, l := range mine.Links { // this sandbox's own link aliases
+		for _, l := range mine.Links { // this sandbox's own link aliases (IPv4: what icc off lets through)
 			name, alias, _ := strings.Cut(l, ":")
 			if t, err := a.linkTarget(name, n.ID); err == nil {
-				add([]string{alias}, t.Addr.Addr(), t.Addr6.Addr())
+				add([]string{alias}, t.Addr.Addr())
 			}
 		}
 	}
@@ -260,9 +261,16 @@ func (a *Agent) syncDNS(s *sandboxRecord) {
 		return
 	}
 	a.mu.Lock()
-	use, path := a.usesEmbeddedDNS(s), s.NetNS
+	use, path, pinned := a.usesEmbeddedDNS(s), s.NetNS, s.NSID
 	_, exists := a.sandboxes[s.ID]
 	a.mu.Unlock()
+	if use {
+		// Never into a namespace that is no longer the sandbox's (the
+		// reaper cleans that sandbox up).
+		if id, err := overlay.IdentifyNS(path); err != nil || (!pinned.IsZero() && id != pinned) {
+			use = false
+		}
+	}
 	switch {
 	case use && exists && !a.dns.Attached(s.ID):
 		if err := a.dns.Attach(s.ID, path); err != nil {

@@ -168,6 +168,9 @@ func (a *Agent) joinEndpoint(s *sandboxRecord, e *endpointRecord, ifname string,
 	a.mu.Lock()
 	n := a.networks[e.NetworkID]
 	switch {
+	case s.HostNet || s.SharedFrom != "":
+		a.mu.Unlock()
+		return badRequest("sandbox %s uses the namespace of %s: it takes no endpoints of its own", s.Name, a.namespaceOwnerName(s))
 	case n == nil:
 		a.mu.Unlock()
 		return notFound("network %s of the endpoint is gone", e.NetworkID)
@@ -415,6 +418,7 @@ func (a *Agent) EndpointJoin(ctx context.Context, ref string, req api.EndpointJo
 		return api.Endpoint{}, err
 	}
 	rollback = nil
+	a.syncDNS(s)
 	return a.endpointView(e), nil
 }
 
@@ -440,6 +444,7 @@ func (a *Agent) EndpointLeave(_ context.Context, ref string) (err error) {
 	a.leaveEndpoint(e)
 	var errs []error
 	if s != nil {
+		a.syncDNS(s)
 		errs = append(errs, a.writeSandboxFiles(s))
 	}
 	return errors.Join(append(errs, a.saveState())...)

@@ -42,6 +42,9 @@ func (a *Agent) ruleset() firewall.Ruleset {
 			fn.NoICC = true
 			for _, le := range k.Local {
 				fn.Veths = append(fn.Veths, overlay.VethName(n.ID, le.ID))
+				if le.Addr.Addr().Is4() {
+					fn.Addrs = append(fn.Addrs, le.Addr.Addr())
+				}
 			}
 		}
 		rs.Networks = append(rs.Networks, fn)
@@ -75,13 +78,14 @@ func (a *Agent) linksLocked() []firewall.Link {
 // batch tries again.
 func (a *Agent) syncFirewall() {
 	err := a.fw.Apply(a.ruleset())
+	a.fwDown.Store(err != nil)
 	msg := ""
 	if err != nil {
 		msg = err.Error()
 	}
 	if msg != a.fwErr {
 		if err != nil {
-			a.log.Warn("programming the packet filter failed; retrying with the next change", "err", err)
+			a.log.Warn("programming the packet filter failed; bridges forward nothing until it works", "err", err)
 		} else if a.fwErr != "" {
 			a.log.Info("packet filter programmed again")
 		}

@@ -61,6 +61,9 @@ type sandboxRecord struct {
 	// Exposed are the ports a --link to the sandbox may reach.
 	Exposed []ports.Exposed `json:"exposed,omitempty"`
 
+	// discardedPorts: -p was given with --net host (a warning, not kept).
+	discardedPorts bool
+
 	// Legacy holds the endpoints of a state file written before endpoints
 	// were records of their own; load moves them out.
 	Legacy []*endpointRecord `json:"endpoints,omitempty"`

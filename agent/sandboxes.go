@@ -105,9 +105,8 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 		}
 		s.NetNS = path
 		rollback.add(func() { sandbox.Remove(s.Name) })
-		if s.HostNet && len(s.Ports) > 0 {
+		if s.discardedPorts {
 			warning = "Published ports are discarded when using host network mode"
-			s.Ports = nil
 		}
 	default:
 		path, err := sandbox.Create(s.Name)
@@ -243,7 +242,7 @@ func (a *Agent) sandboxFromRequest(req api.SandboxCreate) (*sandboxRecord, []att
 		return nil, nil, badRequest("%s", strings.TrimPrefix(err.Error(), ports.ErrInvalid.Error()+": "))
 	}
 	if s.HostNet {
-		s.Ports = mappings // discarded with a warning, as Docker does
+		s.discardedPorts = len(mappings) > 0 // with a warning, as Docker does
 		return s, out, nil
 	}
 	for _, m := range mappings {
@@ -282,6 +281,10 @@ func (a *Agent) shareNamespace(s *sandboxRecord, other string, req api.SandboxCr
 	if err != nil {
 		return err
 	}
+	if o.HostNet {
+		return badRequest("sandbox %s is the host's namespace: use --net host", o.Name)
+	}
+	o = a.namespaceOwner(o) // OTHER may share a namespace itself: share it with its owner
 	s.SharedFrom, s.Hostname = o.ID, o.Hostname
 	return nil
 }
@@ -340,6 +343,11 @@ func (a *Agent) pickPorts(s *sandboxRecord) error {
 		published = append(published, o.Ports...)
 	}
 	a.mu.Unlock()
+	// The agent's own ports, bound or not at this moment: VXLAN, gossip,
+	// the embedded store.
+	published = append(published, ports.Mapping{Proto: "udp", HostPort: uint16(a.cfg.VXLANPort)},
+		ports.Mapping{Proto: "udp", HostPort: uint16(a.cfg.GossipPort)}, ports.Mapping{Proto: "tcp", HostPort: uint16(a.cfg.GossipPort)},
+		ports.Mapping{Proto: "tcp", HostPort: EmbeddedClientPort}, ports.Mapping{Proto: "tcp", HostPort: EmbeddedPeerPort})
 	lo, hi := ephemeralRange()
 	if err := ports.Pick(s.Ports, published, portUsable, lo, hi); err != nil {
 		return conflict("%s", strings.TrimPrefix(err.Error(), ports.ErrUnavailable.Error()+": "))
@@ -431,7 +439,19 @@ func (a *Agent) writeSandboxFiles(s *sandboxRecord) error {
 	if err := sandbox.WriteFiles(s.Name, f); err != nil {
 		return fmt.Errorf("writing the sandbox's /etc files: %w", err)
 	}
-	return nil
+	a.mu.Lock()
+	var sharers []*sandboxRecord
+	for _, o := range a.sandboxes {
+		if o.SharedFrom == s.ID {
+			sharers = append(sharers, o)
+		}
+	}
+	a.mu.Unlock()
+	var errs []error
+	for _, o := range sharers { // they show the owner's
+		errs = append(errs, a.writeSandboxFiles(o))
+	}
+	return errors.Join(errs...)
 }
 
 // resolvConf renders the sandbox's resolv.conf (§20.2). A sandbox that
@@ -687,6 +707,11 @@ func (a *Agent) reapGoneSandboxes() {
 			a.log.Warn("cannot check a sandbox's namespace; trying again later", "sandbox", s.Name, "err", err)
 		}
 	}
+	for _, s := range check { // a sharer goes with its owner
+		if s.SharedFrom != "" && slices.ContainsFunc(gone, func(o *sandboxRecord) bool { return o.ID == s.SharedFrom }) {
+			gone = append(gone, s)
+		}
+	}
 	if len(gone) == 0 {
 		return
 	}
@@ -698,7 +723,7 @@ func (a *Agent) reapGoneSandboxes() {
 		_, still := a.sandboxes[s.ID]
 		a.mu.Unlock()
 		g, err := namespaceGone(s)
-		if !still || !g {
+		if !still || (!g && s.SharedFrom == "") {
 			continue
 		}
 		a.log.Warn("the sandbox's namespace is gone; releasing its endpoints", "sandbox", s.Name, "netns", s.NetNS, "err", err)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/meshnet/meshnet/testenv/cluster"
 	"github.com/meshnet/meshnet/testenv/nshost"
+	"github.com/vishvananda/netlink"
 )
 
 // A bridge network with icc off keeps its sandboxes from talking to each
@@ -68,6 +70,36 @@ func TestICCAndLinks(t *testing.T) {
 	gw := netip.MustParseAddr(inspectNetwork(t, n1, "quiet").IPAM.Config[0].Gateway)
 	if _, err := open(other).Ping(ctx, gw, 1, 0, guard); err != nil {
 		t.Errorf("a sandbox of a network with icc off does not reach its gateway: %v", err)
+	}
+	// Two sandboxes that route each other's address through the gateway
+	// get no further with icc off; with icc on, the same detour works.
+	routeVia := func(from string, to netip.Addr, network string) {
+		h, err := open(from).Netlink()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		eth, err := h.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		via := net.ParseIP(inspectNetwork(t, n1, network).IPAM.Config[0].Gateway)
+		dst := &net.IPNet{IP: to.AsSlice(), Mask: net.CIDRMask(32, 32)}
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: dst, Gw: via}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ipOther := sandboxIP(t, n1, other, "quiet")
+	ipL1 := sandboxIP(t, n1, l1, "loud")
+	routeVia(other, ipDB, "quiet")
+	routeVia(db, ipOther, "quiet")
+	routeVia(l1, ipL2, "loud")
+	routeVia(l2, ipL1, "loud")
+	if reach(other, ipDB, 5432) {
+		t.Error("icc off, routed through the gateway: reached")
+	}
+	if !reach(l1, ipL2, 22) {
+		t.Error("icc on, routed through the gateway: not reached")
 	}
 	hosts, err := os.ReadFile("/etc/netns/" + app + "/hosts")
 	if err != nil || !strings.Contains(string(hosts), ipDB.String()+"\tdatabase "+db) {

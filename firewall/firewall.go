@@ -18,6 +18,11 @@
 //			elements = { tcp . 8080 : 10.1.0.2 . 80 } }
 //		map ports4-addr { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
 //			elements = { 192.0.2.1 . udp . 5353 : 10.0.0.3 . 53 } }
+//		chain loopback {
+//			type filter hook prerouting priority raw; policy accept;
+//			iifname != "lo" ip daddr 127.0.0.0/8 drop comment "127.0.0.0/8 only from lo"
+//			iifname @bridges ip saddr 127.0.0.0/8 drop comment "no loopback source from a sandbox"
+//		}
 //		chain prerouting {
 //			type nat hook prerouting priority dstnat; policy accept;
 //			fib daddr type local jump publish comment "to the host"
@@ -36,10 +41,10 @@
 //		}
 //		chain forward {
 //			type filter hook forward priority filter; policy accept;
-//			oifname @bridges ct status dnat accept comment "published ports"
-//			iifname @bridges oifname @bridges jump between comment "between networks"
 //			iifname @internal drop comment "internal networks: nothing leaves"
 //			oifname @internal drop comment "internal networks: nothing enters"
+//			oifname @bridges ct status dnat accept comment "published ports"
+//			iifname @bridges oifname @bridges jump between comment "between networks"
 //			oifname @bridges ct state established,related accept comment "answers"
 //			oifname @bridges drop comment "nothing else enters a network"
 //		}
@@ -69,7 +74,10 @@
 // sandbox and loopback sources are masqueraded so that answers return the
 // way they came. route_localnet on the bridges (package overlay) lets a
 // loopback-sourced packet leave through them; the input chain keeps
-// sandboxes from reaching the host's loopback in return.
+// sandboxes from reaching the host's loopback in return, and the loopback
+// chain, before any translation, drops 127.0.0.0/8 arriving on any
+// interface but lo and loopback sources from sandboxes, so a port
+// published on 127.0.0.1 stays the host's own (CVE-2020-8558).
 //
 // Egress: traffic from a network's subnet leaving through any interface
 // that is not a meshnet bridge is masqueraded to the host's address, so
@@ -139,6 +147,10 @@ type Network struct {
 	// on every kernel (nft_meta_bridge).
 	NoICC bool
 	Veths []string
+	// Addrs are the IPv4 addresses of the sandboxes behind Veths: with
+	// icc off, a packet they send is not routed back into the network
+	// through its gateway either.
+	Addrs []netip.Addr
 }
 
 // Link lets one sandbox reach a port of another on a network with icc
@@ -223,7 +235,7 @@ type ruleSpec struct {
 
 // op is one step of a rule, turned into nftables expressions when built.
 type op struct {
-	kind string // see build.go
+	kind string // see ruleExprs in nft_linux.go
 	arg  string
 	inv  bool
 }
@@ -255,6 +267,8 @@ func renderInet(rs Ruleset) *table {
 				}
 			}
 		}
+		// With br_netfilter loaded, bridged frames pass here too: the
+		// bridge table decides icc off (routed between sandboxes included).
 		between.rules = append(between.rules, ruleSpec{comment: "within " + n.Bridge,
 			ops: []op{{kind: "iifname", arg: n.Bridge}, {kind: "oifname", arg: n.Bridge}, {kind: "accept"}}})
 	}
@@ -274,10 +288,10 @@ func renderInet(rs Ruleset) *table {
 	slices.Sort(oneAddr.elems)
 	between.rules = append(between.rules, ruleSpec{comment: "networks are isolated", ops: []op{{kind: "drop"}}})
 	forward := chainSpec{name: "forward", hook: "forward", rules: []ruleSpec{
-		{comment: "published ports", ops: []op{{kind: "oifname@", arg: "bridges"}, {kind: "ct-dnat"}, {kind: "accept"}}},
-		{comment: "between networks", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "oifname@", arg: "bridges"}, {kind: "jump", arg: "between"}}},
 		{comment: "internal networks: nothing leaves", ops: []op{{kind: "iifname@", arg: "internal"}, {kind: "drop"}}},
 		{comment: "internal networks: nothing enters", ops: []op{{kind: "oifname@", arg: "internal"}, {kind: "drop"}}},
+		{comment: "published ports", ops: []op{{kind: "oifname@", arg: "bridges"}, {kind: "ct-dnat"}, {kind: "accept"}}},
+		{comment: "between networks", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "oifname@", arg: "bridges"}, {kind: "jump", arg: "between"}}},
 		{comment: "answers", ops: []op{{kind: "oifname@", arg: "bridges"}, {kind: "ct-established"}, {kind: "accept"}}},
 		{comment: "nothing else enters a network", ops: []op{{kind: "oifname@", arg: "bridges"}, {kind: "drop"}}},
 	}}
@@ -285,6 +299,15 @@ func renderInet(rs Ruleset) *table {
 		{comment: "egress as the host", ops: []op{{kind: "ip-saddr@", arg: "egress4"}, {kind: "oifname@", arg: "bridges", inv: true}, {kind: "masquerade"}}},
 		{comment: "published ports from sandboxes", ops: []op{{kind: "ct-dnat"}, {kind: "ip-saddr@", arg: "egress4"}, {kind: "oifname@", arg: "bridges"}, {kind: "masquerade"}}},
 		{comment: "published ports from the host's loopback", ops: []op{{kind: "ip-saddr-loopback"}, {kind: "oifname@", arg: "bridges"}, {kind: "masquerade"}}},
+	}}
+	// Before any translation: loopback addresses only on lo. Without
+	// this, a port published on 127.0.0.1 would be translated for a
+	// neighbour or a sandbox that sends to 127.0.0.1 through the host, and
+	// route_localnet on the bridges would let a sandbox claim a loopback
+	// source.
+	guard := chainSpec{name: "loopback", hook: "raw-prerouting", rules: []ruleSpec{
+		{comment: "127.0.0.0/8 only from lo", ops: []op{{kind: "iifname", arg: "lo", inv: true}, {kind: "ip-daddr-loopback"}, {kind: "drop"}}},
+		{comment: "no loopback source from a sandbox", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "ip-saddr-loopback"}, {kind: "drop"}}},
 	}}
 	pre := chainSpec{name: "prerouting", hook: "prerouting", rules: []ruleSpec{
 		{comment: "to the host", ops: []op{{kind: "fib-daddr-local"}, {kind: "jump", arg: "publish"}}},
@@ -300,13 +323,14 @@ func renderInet(rs Ruleset) *table {
 		{comment: "sandboxes do not reach the host's loopback", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "ip-daddr-loopback"}, {kind: "ct-established", inv: true}, {kind: "drop"}}},
 	}}
 	return &table{family: "inet", sets: []setSpec{bridges, internal, egress, anyAddr, oneAddr},
-		chains: []chainSpec{pre, output, publish, input, forward, between, post}}
+		chains: []chainSpec{guard, pre, output, publish, input, forward, between, post}}
 }
 
 // renderBridge is the table of bridged traffic, for icc off:
 //
 //	table bridge meshnet {
 //		set noicc { type ifname; elements = { "mnve1a2b3c4d5e", "mnve6f7a8b9c0d" } }
+//		set noicc4 { type ipv4_addr; flags interval; elements = { 172.17.0.2, 172.17.0.3 } }
 //		set links { type ipv4_addr . ipv4_addr . inet_proto . inet_service
 //			elements = { 172.17.0.3 . 172.17.0.2 . tcp . 5432 } }
 //		chain forward {
@@ -319,6 +343,10 @@ func renderInet(rs Ruleset) *table {
 //			meta protocol ip drop comment "no IPv4 between sandboxes"
 //			meta protocol ip6 drop comment "no IPv6 between sandboxes"
 //		}
+//		chain routed {
+//			type filter hook output priority filter; policy accept;
+//			oifname @noicc meta protocol ip ip saddr @noicc4 drop comment "icc off, routed through the gateway"
+//		}
 //	}
 //
 // The set holds the veths of networks with icc off; ports of two bridges
@@ -328,11 +356,15 @@ func renderInet(rs Ruleset) *table {
 // traffic (published ports) do not; ARP passes.
 func renderBridge(rs Ruleset) *table {
 	noicc := setSpec{name: "noicc", kind: "ifname"}
+	noicc4 := setSpec{name: "noicc4", kind: "ipv4_addr", interval: true}
 	anyOff := false
 	for _, n := range rs.Networks {
 		if n.NoICC {
 			anyOff = true
 			noicc.elems = append(noicc.elems, n.Veths...)
+			for _, a := range n.Addrs {
+				noicc4.elems = append(noicc4.elems, netip.PrefixFrom(a, 32).String())
+			}
 		}
 	}
 	if !anyOff {
@@ -340,6 +372,8 @@ func renderBridge(rs Ruleset) *table {
 	}
 	slices.Sort(noicc.elems)
 	noicc.elems = slices.Compact(noicc.elems)
+	slices.Sort(noicc4.elems)
+	noicc4.elems = slices.Compact(noicc4.elems)
 	links := setSpec{name: "links", kind: kindLinks}
 	for _, l := range rs.Links {
 		links.elems = append(links.elems, fmt.Sprintf("%s %s %s %d", l.From, l.To, l.Proto, l.Port))
@@ -355,7 +389,14 @@ func renderBridge(rs Ruleset) *table {
 		{comment: "no IPv4 between sandboxes", ops: []op{{kind: "protocol", arg: "ip"}, {kind: "drop"}}},
 		{comment: "no IPv6 between sandboxes", ops: []op{{kind: "protocol", arg: "ip6"}, {kind: "drop"}}},
 	}}
-	return &table{family: "bridge", sets: []setSpec{noicc, links}, chains: []chainSpec{forward, chain}}
+	// A sandbox could still send to its gateway's MAC for a neighbour's
+	// address and have the host route it back into the bridge: that packet
+	// leaves the bridge device with the sandbox's own address as source
+	// (a published port reached from a sandbox is masqueraded first).
+	routed := chainSpec{name: "routed", hook: "bridge-output", rules: []ruleSpec{
+		{comment: "icc off, routed through the gateway", ops: []op{{kind: "oifname@", arg: "noicc"}, {kind: "protocol", arg: "ip"}, {kind: "ip-saddr@", arg: "noicc4"}, {kind: "drop"}}},
+	}}
+	return &table{family: "bridge", sets: []setSpec{noicc, noicc4, links}, chains: []chainSpec{forward, chain, routed}}
 }
 
 // kindLinks is the key of the links set: from . to . proto . port.

@@ -170,7 +170,8 @@ func TestStates(t *testing.T) {
 		{Networks: []Network{net("mesh0", "172.17.0.0/16", false)}, Ports: []Port{
 			{Proto: "tcp", HostPort: 8080, Addr: netip.MustParseAddr("172.17.0.4"), Port: 8080}}},
 		{Networks: []Network{{Bridge: "mesh0", Subnets: []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")}, NoICC: true, Veths: []string{"mnve01", "mnve02"}}}},
-		{Networks: []Network{{Bridge: "mesh0", Subnets: []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")}, NoICC: true, Veths: []string{"mnve01", "mnve02"}}, net("br-x", "10.3.0.0/24", false)},
+		{Networks: []Network{{Bridge: "mesh0", Subnets: []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")}, NoICC: true, Veths: []string{"mnve01", "mnve02"},
+			Addrs: []netip.Addr{netip.MustParseAddr("172.17.0.2"), netip.MustParseAddr("172.17.0.3")}}, net("br-x", "10.3.0.0/24", false)},
 			Links: []Link{{From: netip.MustParseAddr("172.17.0.3"), To: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: 5432},
 				{From: netip.MustParseAddr("172.17.0.4"), To: netip.MustParseAddr("172.17.0.2"), Proto: "udp", Port: 53}}},
 	}

@@ -37,8 +37,9 @@ type Firewall struct {
 }
 
 // Recheck is how long Apply trusts that the kernel still holds what it
-// wrote; after that it reads the tables again and repairs drift.
-const Recheck = 30 * time.Second
+// wrote; after that it reads the tables again and repairs drift. It is
+// shorter than the agent's resync (30 s), so that every resync reads.
+const Recheck = 25 * time.Second
 
 // New returns a Firewall for the namespace hostNS (netns.None() for the
 // caller's own). The handle may be closed once New returns.
@@ -125,7 +126,7 @@ func (f *Firewall) apply(want map[string]*table) error {
 	if err != nil {
 		return err
 	}
-	f.last = nil // known again only once written or found right
+	f.last, f.checked = nil, time.Time{} // known again only once written or found right
 	changed := false
 	for _, fam := range families {
 		have, exists, err := readTable(c, fam.family)
@@ -258,8 +259,8 @@ func readTable(c *nftables.Conn, family nftables.TableFamily) (fp string, exists
 // The order sets and chains are declared in; anything else sorts last,
 // so a stray one makes the fingerprints differ.
 var (
-	setNames   = []string{"bridges", "internal", "egress4", "ports4", "ports4-addr", "noicc", "links"}
-	chainNames = []string{"prerouting", "output", "publish", "input", "forward", "between", "postrouting", "noicc"}
+	setNames   = []string{"bridges", "internal", "egress4", "ports4", "ports4-addr", "noicc", "noicc4", "links"}
+	chainNames = []string{"loopback", "prerouting", "output", "publish", "input", "forward", "between", "postrouting", "noicc", "routed"}
 )
 
 // setKind names a kernel set's types as setSpec.kind does.
@@ -325,12 +326,14 @@ var hooks = map[string]struct {
 	typ    nftables.ChainType
 	prio   nftables.ChainPriority
 }{
+	"raw-prerouting": {nftables.TableFamilyINet, *nftables.ChainHookPrerouting, nftables.ChainTypeFilter, *nftables.ChainPriorityRaw},
 	"prerouting":     {nftables.TableFamilyINet, *nftables.ChainHookPrerouting, nftables.ChainTypeNAT, *nftables.ChainPriorityNATDest},
 	"output":         {nftables.TableFamilyINet, *nftables.ChainHookOutput, nftables.ChainTypeNAT, *nftables.ChainPriorityNATDest},
 	"input":          {nftables.TableFamilyINet, *nftables.ChainHookInput, nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
 	"forward":        {nftables.TableFamilyINet, *nftables.ChainHookForward, nftables.ChainTypeFilter, *nftables.ChainPriorityFilter},
 	"postrouting":    {nftables.TableFamilyINet, *nftables.ChainHookPostrouting, nftables.ChainTypeNAT, *nftables.ChainPriorityNATSource},
 	"bridge-forward": {nftables.TableFamilyBridge, *nftables.ChainHookForward, nftables.ChainTypeFilter, -200},
+	"bridge-output":  {nftables.TableFamilyBridge, *nftables.ChainHookOutput, nftables.ChainTypeFilter, -200},
 }
 
 // build adds the whole table to the batch of c.
@@ -472,6 +475,7 @@ func ifname(name string) []byte {
 // ruleExprs turns a rule's ops into nftables expressions.
 func ruleExprs(ops []op, sets map[string]*nftables.Set) ([]expr.Any, error) {
 	var out []expr.Any
+	isIPv4 := false // a "protocol ip" op matched already (the bridge family has no nfproto of IPv4)
 	lookup := func(name string, inv bool) (expr.Any, error) {
 		s := sets[name]
 		if s == nil {
@@ -482,8 +486,12 @@ func ruleExprs(ops []op, sets map[string]*nftables.Set) ([]expr.Any, error) {
 	for _, o := range ops {
 		switch o.kind {
 		case "iifname", "oifname":
+			op := expr.CmpOpEq
+			if o.inv {
+				op = expr.CmpOpNeq
+			}
 			out = append(out, &expr.Meta{Key: metaKey(o.kind), Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(o.arg)})
+				&expr.Cmp{Op: op, Register: 1, Data: ifname(o.arg)})
 		case "iifname@", "oifname@":
 			l, err := lookup(o.arg, o.inv)
 			if err != nil {
@@ -495,12 +503,15 @@ func ruleExprs(ops []op, sets map[string]*nftables.Set) ([]expr.Any, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out,
-				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, l)
+			if !isIPv4 {
+				out = append(out,
+					&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}})
+			}
+			out = append(out, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, l)
 		case "protocol":
 			proto := []byte{0x08, 0x00} // ETH_P_IP, network order
+			isIPv4 = o.arg == "ip"
 			if o.arg == "ip6" {
 				proto = []byte{0x86, 0xdd}
 			}

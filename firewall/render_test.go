@@ -25,6 +25,9 @@ set internal ifname: br-9f8e
 set egress4 ipv4_addr: 10.0.0.0/24 10.1.0.0/24
 set ports4 proto.port:addr.port: tcp 8080 : 10.1.0.2 80
 set ports4-addr addr.proto.port:addr.port: 192.0.2.1 udp 5353 : 10.0.0.3 53
+chain loopback (hook raw-prerouting)
+	127.0.0.0/8 only from lo
+	no loopback source from a sandbox
 chain prerouting (hook prerouting)
 	to the host
 chain output (hook output)
@@ -35,10 +38,10 @@ chain publish
 chain input (hook input)
 	sandboxes do not reach the host's loopback
 chain forward (hook forward)
-	published ports
-	between networks
 	internal networks: nothing leaves
 	internal networks: nothing enters
+	published ports
+	between networks
 	answers
 	nothing else enters a network
 chain between
@@ -60,9 +63,11 @@ chain postrouting (hook postrouting)
 	}
 	rs.Networks[2].NoICC = true
 	rs.Networks[2].Veths = []string{"mnve0000000002", "mnve0000000001"}
+	rs.Networks[2].Addrs = []netip.Addr{netip.MustParseAddr("10.1.0.3"), netip.MustParseAddr("10.1.0.2")}
 	rs.Links = []Link{{From: netip.MustParseAddr("10.1.0.3"), To: netip.MustParseAddr("10.1.0.2"), Proto: "tcp", Port: 5432}}
 	wantBridge := `table bridge
 set noicc ifname: mnve0000000001 mnve0000000002
+set noicc4 ipv4_addr: 10.1.0.2/32 10.1.0.3/32
 set links addr.addr.proto.port: 10.1.0.3 10.1.0.2 tcp 5432
 chain forward (hook bridge-forward)
 	icc off
@@ -71,9 +76,15 @@ chain noicc
 	linked, the answers
 	no IPv4 between sandboxes
 	no IPv6 between sandboxes
+chain routed (hook bridge-output)
+	icc off, routed through the gateway
 `
-	if _, bridge := render(rs); bridge.String() != wantBridge {
+	inet, bridge = render(rs)
+	if bridge.String() != wantBridge {
 		t.Fatalf("bridge table:\n%s\nwant:\n%s", bridge, wantBridge)
+	}
+	if !strings.Contains(inet.String(), "within br-1a2b") {
+		t.Fatal("with br_netfilter loaded, a network with icc off would drop its linked traffic")
 	}
 	for _, bad := range []Ruleset{
 		{Networks: []Network{{Bridge: ""}}},

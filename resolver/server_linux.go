@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
@@ -152,9 +153,16 @@ func (s *Server) Close() {
 	}
 }
 
+// stop ends a sandbox's servers: answers in flight get a second, then
+// their sockets close.
 func stop(a *attached) {
-	a.udp.Shutdown()
-	a.tcp.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range []*dns.Server{a.udp, a.tcp} {
+		wg.Go(func() { srv.ShutdownContext(ctx) })
+	}
+	wg.Wait()
 	a.done.Wait()
 }
 
