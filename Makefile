@@ -8,12 +8,23 @@ export GOTOOLCHAIN := local
 GO ?= go
 GOTEST_TIMEOUT ?= 25m
 
-.PHONY: all build deps vet test e2e bench demo kvdemo consul tidy clean check-root
+.PHONY: all build deps vet test e2e bench demo kvdemo consul tidy clean check-root install
+
+PREFIX ?= /usr/local
+CNI_BIN_DIR ?= /opt/cni/bin
 
 all: build
 
 build:
 	$(GO) build ./...
+
+# meshagent and agentctl into $(PREFIX)/bin, the CNI plugin (the binary
+# "meshnet") into $(CNI_BIN_DIR), where runtimes look for plugins.
+install:
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(CNI_BIN_DIR)
+	CGO_ENABLED=0 $(GO) build -o $(DESTDIR)$(PREFIX)/bin/meshagent ./cmd/meshagent
+	CGO_ENABLED=0 $(GO) build -o $(DESTDIR)$(PREFIX)/bin/agentctl ./cmd/agentctl
+	CGO_ENABLED=0 $(GO) build -o $(DESTDIR)$(CNI_BIN_DIR)/meshnet ./cmd/meshnet-cni
 
 vet:
 	$(GO) vet ./...

@@ -77,7 +77,7 @@ func (a *Agent) renderLocked(n *driver.Network, routes map[string]bool) (overlay
 			continue
 		}
 		v.Local = append(v.Local, overlay.LocalEndpoint{ID: e.ID, Sandbox: s.NetNS, SandboxID: s.NSID,
-			IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6, DefaultRoute: routes[e.ID]})
+			IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6, MAC: e.mac(), DefaultRoute: routes[e.ID]})
 	}
 	slices.SortFunc(v.Local, func(x, y overlay.LocalEndpoint) int { return strings.Compare(x.ID, y.ID) })
 	if n.Global() && len(v.Local) > 0 {

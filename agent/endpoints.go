@@ -20,7 +20,6 @@ import (
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/agent/netstore"
 	"github.com/meshnet/meshnet/gossip"
-	"github.com/meshnet/meshnet/overlay"
 )
 
 // undo collects the steps that take back a half-done operation.
@@ -316,9 +315,13 @@ func (a *Agent) gossipEndpoint(s *sandboxRecord, e *endpointRecord) gossip.Endpo
 	if s.Hostname != "" && s.Hostname != name && !slices.Contains(aliases, s.Hostname) {
 		aliases = append(aliases, s.Hostname)
 	}
-	return gossip.Endpoint{Network: e.NetworkID, ID: e.ID, Name: name,
+	ep := gossip.Endpoint{Network: e.NetworkID, ID: e.ID, Name: name,
 		IP: e.Addr.Addr(), IPv6: e.Addr6.Addr(), VTEP: a.vtep, Node: a.cfg.NodeName,
 		Sandbox: s.Name, Aliases: aliases}
+	if e.MAC != "" { // else peers derive it from the address
+		ep.MAC = e.mac()
+	}
+	return ep
 }
 
 // findEndpoint looks an endpoint of this host up by id or unique prefix.
@@ -478,7 +481,7 @@ func (a *Agent) endpointView(e *endpointRecord) api.Endpoint {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	v := api.Endpoint{ID: e.ID, Name: e.Name, NetworkID: e.NetworkID, Network: e.NetworkID, Interface: e.IfName,
-		MacAddress: overlay.MACFromIPv4(e.Addr.Addr()).String(), IPv4Address: e.Addr.String(),
+		MacAddress: e.mac().String(), IPv4Address: e.Addr.String(),
 		IPv6Address: prefixString(e.Addr6), Aliases: orNone(e.Aliases), Node: a.cfg.NodeName}
 	if s := a.sandboxes[e.SandboxID]; s != nil {
 		v.Sandbox = s.Name

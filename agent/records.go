@@ -7,6 +7,7 @@ package agent
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -26,12 +27,23 @@ type endpointRecord struct {
 	Addr6     netip.Prefix `json:"addr6,omitzero"`
 	Aliases   []string     `json:"aliases,omitempty"`
 	Links     []string     `json:"links,omitempty"`
+	// MAC is the interface's MAC when one was asked for (CNI's mac);
+	// empty: derived from Addr.
+	MAC string `json:"mac,omitempty"`
 	// SandboxID and IfName are set while the endpoint is joined.
 	SandboxID string `json:"sandbox_id,omitempty"`
 	IfName    string `json:"ifname,omitempty"`
 }
 
 func (e *endpointRecord) joined() bool { return e.SandboxID != "" }
+
+// mac is the endpoint's interface MAC.
+func (e *endpointRecord) mac() net.HardwareAddr {
+	if m, err := net.ParseMAC(e.MAC); err == nil {
+		return m
+	}
+	return overlay.MACFromIPv4(e.Addr.Addr())
+}
 
 // sandboxRecord is a sandbox on this host: a network namespace, named
 // (/run/netns/NAME, ours) or adopted (External: a path given by another
@@ -46,6 +58,9 @@ type sandboxRecord struct {
 	NetNS    string       `json:"netns"`
 	NSID     overlay.NSID `json:"nsid,omitzero"`
 	External bool         `json:"external,omitempty"`
+	// ContainerID: the sandbox was made by the CNI plugin for this
+	// container; its endpoints are keyed by interface name.
+	ContainerID string `json:"container_id,omitempty"`
 	// HostNet: the sandbox is the host's own namespace (--net host).
 	HostNet bool `json:"host_net,omitempty"`
 	// SharedFrom is the id of the sandbox whose namespace this one shares

@@ -463,8 +463,26 @@ func (a *Agent) writeSandboxFiles(s *sandboxRecord) error {
 // ndots:0 for the embedded DNS (Docker's) or the host's. The caller holds
 // mu.
 func (a *Agent) resolvConf(s *sandboxRecord) []byte {
+	dns, search, opts := a.dnsSettings(s)
+	var b strings.Builder
+	b.WriteString("# written by meshagent\n")
+	for _, d := range dns {
+		fmt.Fprintf(&b, "nameserver %s\n", d)
+	}
+	if len(search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	if len(opts) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(opts, " "))
+	}
+	return []byte(b.String())
+}
+
+// dnsSettings are the sandbox's nameservers, search domains and options,
+// as resolvConf describes them. The caller holds mu.
+func (a *Agent) dnsSettings(s *sandboxRecord) (dns, search, opts []string) {
 	hostServers, hostSearch, hostOpts := readResolvConf(hostResolvConf)
-	dns, opts, search := s.DNS, s.DNSOpts, s.DNSSearch
+	dns, opts, search = s.DNS, s.DNSOpts, s.DNSSearch
 	embedded := a.usesEmbeddedDNS(s)
 	if len(search) == 0 {
 		search = a.cfg.DNSSearch
@@ -498,18 +516,7 @@ func (a *Agent) resolvConf(s *sandboxRecord) []byte {
 			opts = hostOpts
 		}
 	}
-	var b strings.Builder
-	b.WriteString("# written by meshagent\n")
-	for _, d := range dns {
-		fmt.Fprintf(&b, "nameserver %s\n", d)
-	}
-	if len(search) > 0 {
-		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
-	}
-	if len(opts) > 0 {
-		fmt.Fprintf(&b, "options %s\n", strings.Join(opts, " "))
-	}
-	return []byte(b.String())
+	return dns, search, opts
 }
 
 // SandboxRemove takes a sandbox off every network and deletes it.
@@ -792,6 +799,6 @@ func holdsInterface(path string, e *endpointRecord) bool {
 	if err != nil {
 		return false
 	}
-	mac := overlay.MACFromIPv4(e.Addr.Addr()).String()
+	mac := e.mac().String()
 	return slices.ContainsFunc(ifaces, func(i sandbox.Interface) bool { return i.Name == e.IfName && i.MAC.String() == mac })
 }

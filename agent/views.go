@@ -58,8 +58,11 @@ func (a *Agent) networkView(n *driver.Network) api.Network {
 	for _, e := range a.endpoints {
 		if e.NetworkID == n.ID {
 			r := api.EndpointResource{Name: a.endpointName(e), EndpointID: e.ID,
-				MacAddress: overlay.MACFromIPv4(e.Addr.Addr()).String(), IPv4Address: e.Addr.String(),
+				MacAddress: e.mac().String(), IPv4Address: e.Addr.String(),
 				IPv6Address: prefixString(e.Addr6), Node: a.cfg.NodeName, Aliases: e.Aliases}
+			if s := a.sandboxes[e.SandboxID]; s != nil {
+				r.ContainerID = s.ContainerID
+			}
 			if discoverable && e.joined() {
 				r.DNSNames = a.endpointNames(e)
 			}
@@ -114,7 +117,7 @@ func prefixString(p netip.Prefix) string {
 // sandboxView renders a sandbox. The caller holds mu.
 func (a *Agent) sandboxView(s *sandboxRecord) api.Sandbox {
 	v := api.Sandbox{ID: s.ID, Name: s.Name, Created: s.Created, Hostname: s.Hostname, NetNS: s.NetNS,
-		External: s.External, Node: a.cfg.NodeName, Networks: map[string]api.EndpointSettings{},
+		External: s.External, ContainerID: s.ContainerID, Node: a.cfg.NodeName, Networks: map[string]api.EndpointSettings{},
 		DNS: orNone(s.DNS), DNSOpts: orNone(s.DNSOpts), DNSSearch: orNone(s.DNSSearch),
 		Ports: map[string][]api.PortBinding{}}
 	switch {
@@ -144,7 +147,7 @@ func (a *Agent) sandboxView(s *sandboxRecord) api.Sandbox {
 			}
 		}
 		es := api.EndpointSettings{NetworkID: e.NetworkID, EndpointID: e.ID, Interface: e.IfName,
-			MacAddress: overlay.MACFromIPv4(e.Addr.Addr()).String(), IPAddress: e.Addr.Addr().String(),
+			MacAddress: e.mac().String(), IPAddress: e.Addr.Addr().String(),
 			IPPrefixLen: e.Addr.Bits(), Gateway: gw, Aliases: orNone(e.Aliases), Links: orNone(e.Links)}
 		if n := a.networks[e.NetworkID]; n != nil && a.discoverable(n) {
 			es.DNSNames = a.endpointNames(e)

@@ -22,6 +22,11 @@
 //	POST   /endpoints/{id}/join EndpointJoin  → Endpoint
 //	POST   /endpoints/{id}/leave              → 204
 //	DELETE /endpoints/{id}                    → 204
+//	POST   /cni/add           CNIAdd          → CNIResult (201)
+//	POST   /cni/check         CNICheck        → CNIResult
+//	POST   /cni/del           CNIDel          → 204 (also when nothing is attached)
+//	POST   /cni/gc            CNIGC           → CNIGCResult
+//	GET    /cni/status?network=NAME           → 204, or why ADD would fail now
 //	GET    /nodes                             → []Node
 //	GET    /info                              → Info
 //	GET    /version                           → Version
@@ -116,6 +121,9 @@ type EndpointResource struct {
 	// DNSNames are the names the endpoint answers to on the network's
 	// embedded DNS (none on networks without service discovery).
 	DNSNames []string `json:"DNSNames,omitempty"`
+	// ContainerID is the CNI container id of a sandbox made by the CNI
+	// plugin (this host's endpoints only).
+	ContainerID string `json:"ContainerID,omitempty"`
 }
 
 // NetworkCreate is the body of POST /networks/create.
@@ -180,6 +188,9 @@ type Sandbox struct {
 	// with --netns (External).
 	NetNS    string `json:"NetNS"`
 	External bool   `json:"External"`
+	// ContainerID is the container id a CNI runtime gave (the sandbox was
+	// made by the CNI plugin), else empty.
+	ContainerID string `json:"ContainerID,omitempty"`
 	// NetworkMode is "host" or "container:NAME" for a sandbox that uses
 	// another namespace, else empty.
 	NetworkMode string `json:"NetworkMode,omitempty"`
@@ -278,6 +289,85 @@ type Endpoint struct {
 	MTU         int      `json:"MTU,omitempty"`
 	Aliases     []string `json:"Aliases"`
 	Node        string   `json:"Node"`
+}
+
+// CNIAttachment names what a CNI runtime attaches: a container's
+// interface. The agent keys its CNI sandboxes' endpoints by it.
+type CNIAttachment struct {
+	ContainerID string `json:"ContainerID"`
+	IfName      string `json:"IfName"`
+}
+
+// CNIAdd is the body of POST /cni/add: put the container's namespace on
+// the network under IfName.
+type CNIAdd struct {
+	CNIAttachment
+	NetNS   string `json:"NetNS"`   // the container's namespace (a path)
+	Network string `json:"Network"` // id or name
+	// Name is the container's name (CNI_ARGS K8S_POD_NAME), its sandbox's
+	// name and DNS name when free; "" means its short id.
+	Name    string           `json:"Name"`
+	IP      string           `json:"IP"`  // requested IPv4 address
+	IP6     string           `json:"IP6"` // requested IPv6 address
+	MAC     string           `json:"MAC"` // requested MAC address
+	Aliases []string         `json:"Aliases"`
+	Ports   []CNIPortMapping `json:"Ports"` // published on the first ADD of the container
+}
+
+// CNIPortMapping is one entry of the portMappings runtime capability.
+type CNIPortMapping struct {
+	HostPort      int    `json:"HostPort"`
+	ContainerPort int    `json:"ContainerPort"`
+	Protocol      string `json:"Protocol"` // tcp (default) or udp
+	HostIP        string `json:"HostIP"`
+}
+
+// CNICheck is the body of POST /cni/check.
+type CNICheck struct {
+	CNIAttachment
+	NetNS   string `json:"NetNS"`
+	Network string `json:"Network"`
+}
+
+// CNIDel is the body of POST /cni/del.
+type CNIDel struct {
+	CNIAttachment
+	Network string `json:"Network"`
+}
+
+// CNIResult describes an attachment as a CNI result does.
+type CNIResult struct {
+	Interface   string `json:"Interface"`
+	MacAddress  string `json:"MacAddress"`
+	NetNS       string `json:"NetNS"`
+	IPv4Address string `json:"IPv4Address"` // CIDR form
+	Gateway     string `json:"Gateway"`
+	IPv6Address string `json:"IPv6Address"`
+	IPv6Gateway string `json:"IPv6Gateway"`
+	// DefaultRoute: the interface carries the container's default routes.
+	DefaultRoute bool   `json:"DefaultRoute"`
+	MTU          int    `json:"MTU"`
+	DNS          CNIDNS `json:"DNS"`
+}
+
+// CNIDNS is the resolver configuration a runtime should give the
+// container (127.0.0.11 on networks with the embedded DNS).
+type CNIDNS struct {
+	Nameservers []string `json:"Nameservers"`
+	Search      []string `json:"Search"`
+	Options     []string `json:"Options"`
+}
+
+// CNIGC is the body of POST /cni/gc: every CNI attachment of the network
+// on this host that is not in Valid is released.
+type CNIGC struct {
+	Network string          `json:"Network"`
+	Valid   []CNIAttachment `json:"Valid"`
+}
+
+// CNIGCResult lists what a GC released.
+type CNIGCResult struct {
+	Released []CNIAttachment `json:"Released"`
 }
 
 // Node is a member of the cluster.

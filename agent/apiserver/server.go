@@ -214,6 +214,43 @@ func (s *Server) routes() http.Handler {
 	handle("DELETE /endpoints/{id}", func(r *http.Request) (int, any, error) {
 		return 204, nil, svc.EndpointDelete(r.Context(), r.PathValue("id"))
 	})
+	handle("POST /cni/add", func(r *http.Request) (int, any, error) {
+		var req api.CNIAdd
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		res, err := svc.CNIAdd(r.Context(), req)
+		return 201, res, err
+	})
+	handle("POST /cni/check", func(r *http.Request) (int, any, error) {
+		var req api.CNICheck
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		res, err := svc.CNICheck(r.Context(), req)
+		return 200, res, err
+	})
+	handle("POST /cni/del", func(r *http.Request) (int, any, error) {
+		var req api.CNIDel
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		return 204, nil, svc.CNIDel(r.Context(), req)
+	})
+	handle("POST /cni/gc", func(r *http.Request) (int, any, error) {
+		var req api.CNIGC
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		res, err := svc.CNIGC(r.Context(), req)
+		if res.Released == nil {
+			res.Released = []api.CNIAttachment{}
+		}
+		return 200, res, err
+	})
+	handle("GET /cni/status", func(r *http.Request) (int, any, error) {
+		return 204, nil, svc.CNIStatus(r.Context(), r.URL.Query().Get("network"))
+	})
 	handle("GET /sandboxes", func(r *http.Request) (int, any, error) {
 		sbs, err := svc.SandboxList(r.Context())
 		if sbs == nil {

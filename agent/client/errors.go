@@ -24,6 +24,10 @@ func (e *Error) Error() string { return e.Message }
 // IsNotFound reports whether err is the agent's 404: no such object.
 func IsNotFound(err error) bool { return hasStatus(err, http.StatusNotFound) }
 
+// IsBadRequest reports whether err is the agent's 400: the request is
+// malformed or asks for something the agent does not do.
+func IsBadRequest(err error) bool { return hasStatus(err, http.StatusBadRequest) }
+
 // IsConflict reports whether err is the agent's 409: name taken, in use.
 func IsConflict(err error) bool { return hasStatus(err, http.StatusConflict) }
 

@@ -48,6 +48,17 @@ type Service interface {
 	SandboxInspect(ctx context.Context, ref string) (api.Sandbox, error)
 	SandboxRemove(ctx context.Context, ref string, force bool) error
 
+	// CNI: a container's interface (container id, interface name) on a
+	// network, in a namespace another runtime made. CNIAdd refuses a key
+	// already attached; CNIDel succeeds when nothing is attached.
+	CNIAdd(ctx context.Context, req api.CNIAdd) (api.CNIResult, error)
+	CNICheck(ctx context.Context, req api.CNICheck) (api.CNIResult, error)
+	CNIDel(ctx context.Context, req api.CNIDel) error
+	CNIGC(ctx context.Context, req api.CNIGC) (api.CNIGCResult, error)
+	// CNIStatus reports why an ADD on the network would fail now, if it
+	// would (the cluster store unreachable: ErrUnavailable).
+	CNIStatus(ctx context.Context, network string) error
+
 	Nodes(ctx context.Context) ([]api.Node, error)
 	Info(ctx context.Context) (api.Info, error)
 	Version() api.VersionInfo

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,6 +104,21 @@ func sandboxColumns(noTrunc bool) columns[api.Sandbox] {
 	}
 }
 
+// withContainerColumn adds the CNI container id, shown when some sandbox
+// was made by the CNI plugin.
+func withContainerColumn(cols columns[api.Sandbox], noTrunc bool) columns[api.Sandbox] {
+	row := cols.row
+	cols.header = append(slices.Clone(cols.header), "CONTAINER ID")
+	cols.row = func(s api.Sandbox) []string {
+		id := s.ContainerID
+		if !noTrunc && len(id) > 12 {
+			id = id[:12]
+		}
+		return append(row(s), id)
+	}
+	return cols
+}
+
 func sandboxCreate(c *cli.Context) error {
 	if err := exactArgs(c, 1); err != nil {
 		return err
@@ -148,6 +164,9 @@ func sandboxList(c *cli.Context) error {
 	}
 	sort.SliceStable(sandboxes, func(i, j int) bool { return sandboxes[i].Name < sandboxes[j].Name })
 	cols := sandboxColumns(c.Bool("no-trunc"))
+	if slices.ContainsFunc(sandboxes, func(s api.Sandbox) bool { return s.ContainerID != "" }) {
+		cols = withContainerColumn(cols, c.Bool("no-trunc"))
+	}
 	if c.Bool("quiet") {
 		for _, s := range sandboxes {
 			fmt.Fprintln(c.App.Writer, cols.row(s)[0])
