@@ -41,9 +41,19 @@ check-root:
 # Packages run one at a time (-p 1): on a 2-core machine, the gossip tests'
 # 100 in-process nodes and the store servers otherwise starve each other.
 # Debian packages the tests use: iproute2's ip, to check our namespaces
-# the way a user would.
+# the way a user would; Podman (CNI backend) with runc and a static
+# busybox for its containers' root filesystem, to run real containers on
+# meshnet. The reference CNI tools (cnitool, bridge, host-local, portmap)
+# are built from their Go modules by the tests (testenv.CNIBinaries).
+DEB_DEPS := ip:iproute2 podman:podman runc:runc busybox:busybox-static
 deps: check-root
-	@command -v ip >/dev/null || (apt-get update -q && apt-get install -y -q iproute2)
+	@missing=""; for d in $(DEB_DEPS); do \
+		command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
 
 test: check-root deps vet consul
 	$(GO) test -count=1 -p 1 -timeout $(GOTEST_TIMEOUT) ./...
