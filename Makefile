@@ -70,6 +70,7 @@ bench: check-root consul
 	$(GO) test -run XXX -bench PublishedThroughput -benchtime 3x ./e2e/
 	$(GO) test -run XXX -bench DNSLookup -benchtime 2000x ./e2e/
 	$(GO) test -run XXX -bench DNSConvergence -benchtime 100x ./e2e/
+	$(GO) test -run XXX -bench CNIAddDel -benchtime 200x ./e2e/
 
 # Three namespace hosts, each running meshagent (the first serving the
 # embedded store), an overlay network, a sandbox per host, and real traffic

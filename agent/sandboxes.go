@@ -565,7 +565,14 @@ func (a *Agent) SandboxRemove(ctx context.Context, ref string, force bool) (err 
 // /etc files. The caller holds opMu.
 func (a *Agent) dropSandbox(s *sandboxRecord, removeNS bool) error {
 	if a.dns != nil {
-		a.dns.Detach(s.ID, s.NetNS)
+		// A CNI runtime deletes the namespace after DEL: the redirect to
+		// the resolver (an nftables commit, ~10 ms) is left to go with
+		// it. In a namespace kept, it leads nowhere; an ADD writes it anew.
+		path := s.NetNS
+		if s.ContainerID != "" {
+			path = ""
+		}
+		a.dns.Detach(s.ID, path)
 	}
 	a.mu.Lock()
 	eps := a.sandboxEndpoints(s)

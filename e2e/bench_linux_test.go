@@ -13,10 +13,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -347,4 +349,90 @@ func BenchmarkDNSConvergence(b *testing.B) {
 	}
 	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkCNIAddDel measures ADD and DEL through the reference cnitool,
+// as a runtime sees them (the cnitool process included), for meshnet's
+// plugin on an overlay network (store lease, gossip) and on a bridge
+// network, beside the reference bridge + host-local plugins on the same
+// host in the same run, interleaved so that noise hits all alike.
+func BenchmarkCNIAddDel(b *testing.B) {
+	c := newBenchCluster(b, cluster.StoreEmbedded, 1)
+	ctx := context.Background()
+	bins, err := testenv.CNIBinaries(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n1 := c.Host(0)
+	for _, args := range [][]string{
+		{"network", "create", "-d", "overlay", "--subnet", "10.79.0.0/16", "multi"},
+		{"network", "create", "--subnet", "10.81.0.0/16", "local"},
+	} {
+		if r := n1.AgentCtl(args...); r.Code != 0 {
+			b.Fatal(r)
+		}
+	}
+	dir := b.TempDir()
+	h := &cniHost{Host: n1, bins: bins, dir: dir}
+	write := func(name string, plugin map[string]any) {
+		list := map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": []map[string]any{plugin}}
+		data, _ := json.Marshal(list)
+		if err := os.WriteFile(filepath.Join(dir, name+".conflist"), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	write("multi", map[string]any{"type": "meshnet", "socket": n1.Socket})
+	write("local", map[string]any{"type": "meshnet", "socket": n1.Socket})
+	write("ref", map[string]any{"type": "bridge", "bridge": "cnibr0", "isGateway": true, "ipMasq": false,
+		"ipam": map[string]any{"type": "host-local", "subnet": "10.80.0.0/16", "dataDir": filepath.Join(dir, "host-local")}})
+	ns, err := nshost.NewNS(c.Name("c"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Close()
+	// A resident container per network, as on a host in use: the
+	// network's devices stay while the measured one comes and goes.
+	for _, v := range []string{"ref", "multi", "local"} {
+		resident, err := nshost.NewNS(c.Name("r" + v))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resident.Close()
+		if r := h.cnitool(ctx, "add", v, resident.Path()); r.Code != 0 {
+			b.Fatal(r)
+		}
+	}
+	variants := []string{"ref", "multi", "local"}
+	add, del := map[string][]time.Duration{}, map[string][]time.Duration{}
+	timed := func(cmd, network string) time.Duration {
+		start := time.Now()
+		if r := h.cnitool(ctx, cmd, network, ns.Path()); r.Code != 0 {
+			b.Fatalf("cnitool %s %s: %s", cmd, network, r)
+		}
+		return time.Since(start)
+	}
+	b.ResetTimer()
+	for range b.N {
+		for _, v := range variants {
+			add[v] = append(add[v], timed("add", v))
+			del[v] = append(del[v], timed("del", v))
+		}
+	}
+	b.StopTimer()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	names := map[string]string{"ref": "reference", "multi": "overlay", "local": "bridge"}
+	for _, v := range variants {
+		for _, op := range []struct {
+			name string
+			lat  []time.Duration
+		}{{"add", add[v]}, {"del", del[v]}} {
+			b.ReportMetric(ms(percentile(op.lat, 0.5)), names[v]+"-"+op.name+"-p50-ms")
+			b.ReportMetric(ms(percentile(op.lat, 0.99)), names[v]+"-"+op.name+"-p99-ms")
+		}
+	}
+	for _, v := range variants[1:] {
+		b.ReportMetric(float64(percentile(add[v], 0.5))/float64(percentile(add["ref"], 0.5)), names[v]+"-add-p50-ratio")
+		b.ReportMetric(float64(percentile(del[v], 0.5))/float64(percentile(del["ref"], 0.5)), names[v]+"-del-p50-ratio")
+	}
+	b.ReportMetric(0, "ns/op")
 }
