@@ -335,6 +335,32 @@ func TestCNIPlugin(t *testing.T) {
 		t.Errorf("cnitool del after a restart: %s", r)
 	}
 
+	// A namespace deleted without DEL (a runtime that crashed): the agent
+	// notices (here at the next apply of the network, else within its
+	// resync) and gives the address back.
+	c6 := newContainerNS(t, c, "c6")
+	r6 := addResult(t, n1.cnitool(ctx, "add", "multi", c6.Path()))
+	if err := c6.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c7 := newContainerNS(t, c, "c7")
+	addResult(t, n1.cnitool(ctx, "add", "multi", c7.Path()))
+	if err := eventually(ctx, func() error {
+		sbs, err := n1.Client().SandboxList(ctx)
+		for _, s := range sbs {
+			if s.NetNS == c6.Path() {
+				return fmt.Errorf("the sandbox of a deleted namespace is still there: %+v", s)
+			}
+		}
+		return err
+	}); err != nil {
+		t.Error(err)
+	}
+	c8 := newContainerNS(t, c, "c8")
+	if r := addResult(t, n1.cnitool(ctx, "add", "multi", c8.Path(), `CAP_ARGS={"ips":["`+r6.IPs[0].Address.String()+`"]}`)); r.IPs[0].Address.String() != r6.IPs[0].Address.String() {
+		t.Errorf("the address of a deleted namespace: %v", r.IPs)
+	}
+
 	// Chained before the reference portmap plugin: it gets meshnet's
 	// result and publishes a port to the container's address.
 	n1.conflist(t, "1.1.0", "chain", "multi", map[string]any{"type": "portmap", "backend": "nftables",
