@@ -361,6 +361,16 @@ func TestCNIPlugin(t *testing.T) {
 		t.Errorf("the address of a deleted namespace: %v", r.IPs)
 	}
 
+	// An older runtime's configuration gets its version of the result.
+	n1.conflist(t, "0.4.0", "old", "multi")
+	c9 := newContainerNS(t, c, "c9")
+	if r := n1.cnitool(ctx, "add", "old", c9.Path()); r.Code != 0 || !strings.Contains(r.Stdout, `"cniVersion": "0.4.0"`) {
+		t.Errorf("ADD with cniVersion 0.4.0: %s", r)
+	}
+	if r := n1.cnitool(ctx, "del", "old", c9.Path()); r.Code != 0 {
+		t.Errorf("DEL with cniVersion 0.4.0: %s", r)
+	}
+
 	// Chained before the reference portmap plugin: it gets meshnet's
 	// result and publishes a port to the container's address.
 	n1.conflist(t, "1.1.0", "chain", "multi", map[string]any{"type": "portmap", "backend": "nftables",
