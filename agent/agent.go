@@ -109,17 +109,19 @@ type Agent struct {
 	mu sync.Mutex
 	// Guarded by mu:
 	store      kvstore.Store   // nil until connected
-	nets       *netstore.Store // with store
+	nets       *netstore.Store // with store, through gate
+	gate       *storeGate      // fails store calls fast while the store is down
 	storeErr   error           // why the store is not usable, nil when it is
 	everUp     bool            // the store has answered since start; firstUp is closed
 	networks   map[string]*driver.Network
 	versions   map[string]uint64 // store versions of global networks' records, 0 unknown
 	sandboxes  map[string]*sandboxRecord
 	endpoints  map[string]*endpointRecord
-	remote     map[string][]gossip.Endpoint // remote endpoints last programmed, for a restart
-	remoteSave *time.Timer                  // a pending save of remote
-	stopped    bool                         // Run is returning: remoteSave does nothing
-	synced     bool                         // gossip has caught up; until then remote is the cache
+	byNetwork  map[string]map[string]*endpointRecord // endpoints by network, then id (putEndpointLocked)
+	remote     map[string][]gossip.Endpoint          // remote endpoints last programmed, for a restart
+	remoteSave *time.Timer                           // a pending save of remote
+	stopped    bool                                  // Run is returning: remoteSave does nothing
+	synced     bool                                  // gossip has caught up; until then remote is the cache
 	peers      []string
 
 	subMu      sync.Mutex
@@ -144,8 +146,9 @@ var _ service.Service = (*Agent)(nil)
 func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, networks: map[string]*driver.Network{}, versions: map[string]uint64{},
 		sandboxes: map[string]*sandboxRecord{}, endpoints: map[string]*endpointRecord{},
-		remote:  map[string][]gossip.Endpoint{},
-		storeUp: make(chan struct{}, 1), firstUp: make(chan struct{}), reap: make(chan struct{}, 1)}
+		byNetwork: map[string]map[string]*endpointRecord{},
+		remote:    map[string][]gossip.Endpoint{},
+		storeUp:   make(chan struct{}, 1), firstUp: make(chan struct{}), reap: make(chan struct{}, 1), gate: newStoreGate()}
 	var err error
 	if a.vtep, a.mtu, err = resolveAdvertise(cfg); err != nil {
 		return nil, err
@@ -167,7 +170,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		a.sandboxes[s.ID] = s
 	}
 	for _, e := range st.Endpoints {
-		a.endpoints[e.ID] = e
+		a.putEndpointLocked(e)
 	}
 	for id, eps := range st.Remote {
 		a.remote[id] = eps
@@ -236,7 +239,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srv, err := apiserver.Listen(a, a.cfg.Hosts, a.log)
+	srv, err := apiserver.ListenDebug(a, a.cfg.Hosts, a.log, a.cfg.LogLevel == "debug")
 	if err != nil {
 		return err
 	}
@@ -261,6 +264,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	store := a.store
 	a.mu.Unlock()
 	a.saveState()
+	a.state.close()
 	if store != nil {
 		store.Close()
 	}

@@ -236,7 +236,7 @@ func (a *Agent) CNIAdd(ctx context.Context, req api.CNIAdd) (_ api.CNIResult, er
 	if err := a.joinEndpoint(s, e, req.IfName, &rollback); err != nil {
 		return api.CNIResult{}, err
 	}
-	if err := a.saveState(); err != nil {
+	if err := a.saveRecords([]*sandboxRecord{s}, []*endpointRecord{e}); err != nil {
 		return api.CNIResult{}, fmt.Errorf("saving the attachment: %w", err)
 	}
 	rollback = nil
@@ -251,7 +251,7 @@ func (a *Agent) cniResult(s *sandboxRecord, e *endpointRecord) api.CNIResult {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	r := api.CNIResult{Interface: e.IfName, MacAddress: e.mac().String(), NetNS: s.NetNS,
-		IPv4Address: e.Addr.String(), IPv6Address: prefixString(e.Addr6), DefaultRoute: a.defaultRoutes()[e.ID]}
+		IPv4Address: e.Addr.String(), IPv6Address: prefixString(e.Addr6), DefaultRoute: a.defaultRoute(s) == e}
 	if n := a.networks[e.NetworkID]; n != nil {
 		if g := n.Gateway(true); g.IsValid() {
 			r.Gateway = g.Addr().String()
@@ -349,7 +349,7 @@ func (a *Agent) releaseCNI(s *sandboxRecord, e *endpointRecord) error {
 		return a.dropSandbox(s, false)
 	}
 	a.syncDNS(s)
-	return a.saveState()
+	return a.saveRecords([]*sandboxRecord{s}, []*endpointRecord{e})
 }
 
 // CNIGC releases the network's CNI attachments on this host that the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -44,11 +45,14 @@ type Config struct {
 	DNSOpts        []string
 	DNSSearch      []string
 	VXLANPort      int
-	GlobalPools    []ipam.AddressPool // subnets of overlay networks
-	LocalPools     []ipam.AddressPool // subnets of bridge networks
-	GossipKey      []byte
-	LogLevel       string
-	LogFormat      string
+	// NodeReclaimAfter is how long a node must have been absent before
+	// its address leases are given back to the cluster.
+	NodeReclaimAfter time.Duration
+	GlobalPools      []ipam.AddressPool // subnets of overlay networks
+	LocalPools       []ipam.AddressPool // subnets of bridge networks
+	GossipKey        []byte
+	LogLevel         string
+	LogFormat        string
 }
 
 // Flags are meshagent's flags: every configuration key is a flag of the
@@ -95,6 +99,7 @@ func Flags() []cli.Flag {
 		num("vxlan-port", 4789, "VXLAN UDP port"),
 		list("default-address-pools", nil, "base=CIDR,size=N[,scope=global|local]: where automatic subnets come from"),
 		str("gossip-key", "", "base64 AES key (16, 24 or 32 bytes); gossip is encrypted when set"),
+		str("node-reclaim-after", "10m", "how long a node must be gone (from the store's nodes and from gossip) before its address leases are reclaimed"),
 		str("log-level", "info", "debug, info, warn or error"),
 		str("log-format", "text", "text or json"),
 	}
@@ -307,6 +312,11 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 			bad("dns", "%q is not an IP address", d)
 		}
 		cfg.DNS = append(cfg.DNS, a)
+	}
+	if d, err := time.ParseDuration(c.String("node-reclaim-after")); err != nil || d < time.Second {
+		bad("node-reclaim-after", "%q is not a duration of at least 1s (such as 90s or 10m)", c.String("node-reclaim-after"))
+	} else {
+		cfg.NodeReclaimAfter = d
 	}
 	if cfg.VXLANPort < 1 || cfg.VXLANPort > 65535 {
 		bad("vxlan-port", "%d is outside 1–65535", cfg.VXLANPort)

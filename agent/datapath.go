@@ -29,7 +29,7 @@ func (a *Agent) desiredNetwork(id string) (overlay.Network, bool) {
 		a.forgetRemote(id)
 		return overlay.Network{}, false
 	}
-	k, ok := a.renderLocked(n, a.defaultRoutes())
+	k, ok := a.renderLocked(n)
 	a.failClosed(&k)
 	return k, ok
 }
@@ -51,10 +51,9 @@ func (a *Agent) failClosed(k *overlay.Network) {
 func (a *Agent) desiredAll() []overlay.Network {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	routes := a.defaultRoutes()
 	var out []overlay.Network
 	for _, n := range a.networks {
-		if k, ok := a.renderLocked(n, routes); ok {
+		if k, ok := a.renderLocked(n); ok {
 			a.failClosed(&k)
 			out = append(out, k)
 		}
@@ -65,21 +64,12 @@ func (a *Agent) desiredAll() []overlay.Network {
 
 // renderLocked asks the network's driver for its kernel state. The caller
 // holds mu.
-func (a *Agent) renderLocked(n *driver.Network, routes map[string]bool) (overlay.Network, bool) {
+func (a *Agent) renderLocked(n *driver.Network) (overlay.Network, bool) {
 	d, ok := a.driverOf(n)
 	if !ok {
 		return overlay.Network{}, false
 	}
-	v := driver.View{Network: n}
-	for _, e := range a.endpoints {
-		s := a.sandboxes[e.SandboxID]
-		if e.NetworkID != n.ID || s == nil {
-			continue
-		}
-		v.Local = append(v.Local, overlay.LocalEndpoint{ID: e.ID, Sandbox: s.NetNS, SandboxID: s.NSID,
-			IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6, MAC: e.mac(), DefaultRoute: routes[e.ID]})
-	}
-	slices.SortFunc(v.Local, func(x, y overlay.LocalEndpoint) int { return strings.Compare(x.ID, y.ID) })
+	v := driver.View{Network: n, Local: a.localEndpoints(n.ID)}
 	if n.Global() && len(v.Local) > 0 {
 		eps := a.remoteEndpoints(n.ID)
 		for _, ep := range eps {
@@ -92,25 +82,49 @@ func (a *Agent) renderLocked(n *driver.Network, routes map[string]bool) (overlay
 	return d.Render(v)
 }
 
-// defaultRoutes picks, for every sandbox, the endpoint that carries its
-// default route: the first joined whose driver offers external
-// connectivity on its network. The caller holds mu.
-func (a *Agent) defaultRoutes() map[string]bool {
-	routes := map[string]bool{}
-	for _, s := range a.sandboxes {
-		for _, e := range a.sandboxEndpoints(s) {
-			n := a.networks[e.NetworkID]
-			if n == nil {
-				continue
-			}
-			d, _ := a.driverOf(n)
-			if ec, ok := d.(driver.ExternalConnectivity); ok && ec.DefaultRoute(n) {
-				routes[e.ID] = true
-				break
-			}
+// localEndpoints are a network's endpoints on this host, in id order. The
+// caller holds mu.
+func (a *Agent) localEndpoints(networkID string) []overlay.LocalEndpoint {
+	return a.someLocalEndpoints(networkID, -1)
+}
+
+// someLocalEndpoints is localEndpoints, but at most max of them (all for
+// a negative max), in no particular order. The caller holds mu.
+func (a *Agent) someLocalEndpoints(networkID string, max int) []overlay.LocalEndpoint {
+	m := a.byNetwork[networkID]
+	out := make([]overlay.LocalEndpoint, 0, len(m))
+	for _, e := range m {
+		if len(out) == max {
+			return out
+		}
+		s := a.sandboxes[e.SandboxID]
+		if s == nil {
+			continue
+		}
+		out = append(out, overlay.LocalEndpoint{ID: e.ID, Sandbox: s.NetNS, SandboxID: s.NSID,
+			IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6, MAC: e.mac(), DefaultRoute: a.defaultRoute(s) == e})
+	}
+	if max < 0 {
+		slices.SortFunc(out, func(x, y overlay.LocalEndpoint) int { return strings.Compare(x.ID, y.ID) })
+	}
+	return out
+}
+
+// defaultRoute returns the sandbox's endpoint that carries its default
+// route: the first joined whose driver offers external connectivity on
+// its network; nil if none does. The caller holds mu.
+func (a *Agent) defaultRoute(s *sandboxRecord) *endpointRecord {
+	for _, e := range a.sandboxEndpoints(s) {
+		n := a.networks[e.NetworkID]
+		if n == nil {
+			continue
+		}
+		d, _ := a.driverOf(n)
+		if ec, ok := d.(driver.ExternalConnectivity); ok && ec.DefaultRoute(n) {
+			return e
 		}
 	}
-	return routes
+	return nil
 }
 
 // remoteEndpoints are a network's endpoints on other hosts: gossip's view,

@@ -150,11 +150,11 @@ func (a *Agent) createEndpoint(ctx context.Context, n *driver.Network, spec endp
 		}
 	}
 	a.mu.Lock()
-	a.endpoints[e.ID] = e
+	a.putEndpointLocked(e)
 	a.mu.Unlock()
 	rollback.add(func() {
 		a.mu.Lock()
-		delete(a.endpoints, e.ID)
+		a.dropEndpointLocked(e)
 		a.mu.Unlock()
 	})
 	return e, nil
@@ -278,7 +278,7 @@ func (a *Agent) unjoin(e *endpointRecord) (networkID string) {
 // leases back. The caller holds opMu.
 func (a *Agent) deleteEndpoint(e *endpointRecord) {
 	a.mu.Lock()
-	delete(a.endpoints, e.ID)
+	a.dropEndpointLocked(e)
 	n := a.networks[e.NetworkID]
 	a.mu.Unlock()
 	if n == nil || n.Global() {
@@ -374,7 +374,7 @@ func (a *Agent) EndpointCreate(ctx context.Context, req api.EndpointCreate) (_ a
 	if err != nil {
 		return api.Endpoint{}, err
 	}
-	if err := a.saveState(); err != nil {
+	if err := a.saveRecords(nil, []*endpointRecord{e}); err != nil {
 		return api.Endpoint{}, err
 	}
 	rollback = nil
@@ -417,7 +417,7 @@ func (a *Agent) EndpointJoin(ctx context.Context, ref string, req api.EndpointJo
 	if err := a.joinEndpoint(s, e, req.Interface, &rollback); err != nil {
 		return api.Endpoint{}, err
 	}
-	if err := errors.Join(a.writeSandboxFiles(s), a.saveState()); err != nil {
+	if err := errors.Join(a.writeSandboxFiles(s), a.saveRecords([]*sandboxRecord{s}, []*endpointRecord{e})); err != nil {
 		return api.Endpoint{}, err
 	}
 	rollback = nil
@@ -446,11 +446,13 @@ func (a *Agent) EndpointLeave(_ context.Context, ref string) (err error) {
 	}
 	a.leaveEndpoint(e)
 	var errs []error
+	var touched []*sandboxRecord
 	if s != nil {
 		a.syncDNS(s)
 		errs = append(errs, a.writeSandboxFiles(s))
+		touched = append(touched, s)
 	}
-	return errors.Join(append(errs, a.saveState())...)
+	return errors.Join(append(errs, a.saveRecords(touched, []*endpointRecord{e}))...)
 }
 
 // EndpointDelete gives a left endpoint's addresses back and forgets it.
@@ -473,7 +475,7 @@ func (a *Agent) EndpointDelete(ctx context.Context, ref string) (err error) {
 		}
 	}
 	a.deleteEndpoint(e)
-	return a.saveState()
+	return a.saveRecords(nil, []*endpointRecord{e})
 }
 
 // endpointView renders an endpoint of this host.

@@ -24,23 +24,35 @@ import (
 func (a *Agent) ruleset() firewall.Ruleset {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	routes := a.defaultRoutes()
 	var rs firewall.Ruleset
 	for _, n := range a.networks {
-		k, ok := a.renderLocked(n, routes)
+		d, ok := a.driverOf(n)
 		if !ok {
 			continue
 		}
-		fn := firewall.Network{Bridge: k.BridgeName(), Internal: !k.Forwarding}
+		f, ok := d.(driver.ICCFilter)
+		noICC := ok && !f.ICC(n)
+		// The filter needs a network's devices and settings, and its
+		// endpoints only when icc is off: the others are rendered with
+		// one endpoint (which tells the driver the network is on this
+		// host), so that a ruleset costs no more with many endpoints.
+		max := 1
+		if noICC {
+			max = -1
+		}
+		local := a.someLocalEndpoints(n.ID, max)
+		k, ok := d.Render(driver.View{Network: n, Local: local})
+		if !ok {
+			continue
+		}
+		fn := firewall.Network{Bridge: k.BridgeName(), Internal: !k.Forwarding, NoICC: noICC}
 		for _, gw := range []netip.Prefix{k.Gateway, k.Gateway6} {
 			if gw.IsValid() {
 				fn.Subnets = append(fn.Subnets, gw.Masked())
 			}
 		}
-		d, _ := a.driverOf(n)
-		if f, ok := d.(driver.ICCFilter); ok && !f.ICC(n) {
-			fn.NoICC = true
-			for _, le := range k.Local {
+		for _, le := range k.Local {
+			if noICC {
 				fn.Veths = append(fn.Veths, overlay.VethName(n.ID, le.ID))
 				if le.Addr.Addr().Is4() {
 					fn.Addrs = append(fn.Addrs, le.Addr.Addr())
@@ -49,7 +61,7 @@ func (a *Agent) ruleset() firewall.Ruleset {
 		}
 		rs.Networks = append(rs.Networks, fn)
 	}
-	rs.Ports = a.publishedPortsLocked(routes)
+	rs.Ports = a.publishedPortsLocked()
 	rs.Links = a.linksLocked()
 	return rs
 }
@@ -110,21 +122,17 @@ func (a *Agent) startFirewall(fw *firewall.Firewall) error {
 // to its address on the network carrying its default route; a sandbox
 // without one (it left that network) publishes nothing. The caller holds
 // mu.
-func (a *Agent) publishedPortsLocked(routes map[string]bool) []firewall.Port {
+func (a *Agent) publishedPortsLocked() []firewall.Port {
 	var out []firewall.Port
 	for _, s := range a.sandboxes {
 		if len(s.Ports) == 0 {
 			continue
 		}
-		var to netip.Addr
-		for _, e := range a.sandboxEndpoints(s) {
-			if routes[e.ID] {
-				to = e.Addr.Addr()
-			}
-		}
-		if !to.IsValid() {
+		e := a.defaultRoute(s)
+		if e == nil {
 			continue
 		}
+		to := e.Addr.Addr()
 		for _, m := range s.Ports {
 			out = append(out, firewall.Port{Proto: m.Proto, HostIP: m.HostIP, HostPort: m.HostPort, Addr: to, Port: m.Port})
 		}

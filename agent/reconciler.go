@@ -13,10 +13,14 @@ package agent
 //     second, doubling, up to retryMax), alone: the other networks go on.
 //     Its first failure is a warning, repeats of the same error are debug
 //     lines, recovery is an info line.
-//   - Every resyncInterval all networks are applied again (repairing
-//     drift: somebody deleting an FDB entry by hand), failing ones only
-//     when their back-off is due. At start, one full Apply also removes
-//     the devices of networks this host no longer has.
+//   - Changes are applied as updates (UpdateNetwork): endpoints programmed
+//     before and still intact on the host's side are not re-checked
+//     inside their namespaces, so a join costs the same on a full host.
+//   - Every resyncInterval all networks are applied again in full
+//     (ApplyNetwork, repairing drift: somebody deleting an FDB entry or a
+//     sandbox's address by hand), failing ones only when their back-off
+//     is due, and retries are full too. At start, one full Apply also
+//     removes the devices of networks this host no longer has.
 
 import (
 	"context"
@@ -38,6 +42,7 @@ const (
 type kernel interface {
 	Apply(desired []overlay.Network) error
 	ApplyNetwork(n overlay.Network) error
+	UpdateNetwork(n overlay.Network) error
 	RemoveNetwork(id string) error
 }
 
@@ -122,7 +127,7 @@ func (r *reconciler) ApplyNow(id string) error {
 	r.mu.Unlock()
 	r.applyMu.Lock()
 	r.runBefore()
-	err := r.applyLocked(id)
+	err := r.applyLocked(id, r.failing[id] == nil)
 	r.applyMu.Unlock()
 	if err != nil {
 		r.wake() // the loop schedules the retry
@@ -180,18 +185,19 @@ func (r *reconciler) pass() (next time.Time, pending bool) {
 
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
+	full := map[string]bool{} // the others are updates
 	if all {
 		for _, n := range r.all() {
-			ids[n.ID] = true
+			ids[n.ID], full[n.ID] = true, true
 		}
 		for id := range r.applied {
-			ids[id] = true
+			ids[id], full[id] = true, true
 		}
 	}
 	now := r.now()
 	for id, f := range r.failing {
 		if !now.Before(f.next) {
-			ids[id] = true
+			ids[id], full[id] = true, true
 		}
 	}
 	if len(ids) > 0 {
@@ -203,7 +209,7 @@ func (r *reconciler) pass() (next time.Time, pending bool) {
 			later = append(later, id)
 			continue
 		}
-		r.applyLocked(id)
+		r.applyLocked(id, !full[id])
 	}
 	for _, f := range r.failing {
 		if !pending || f.next.Before(next) {
@@ -226,12 +232,16 @@ func (r *reconciler) runBefore() {
 	}
 }
 
-// applyLocked applies one network and records the outcome. The caller
-// holds applyMu.
-func (r *reconciler) applyLocked(id string) error {
+// applyLocked applies one network, as an update or in full, and records
+// the outcome. The caller holds applyMu.
+func (r *reconciler) applyLocked(id string, update bool) error {
 	n, ok := r.desired(id)
 	var err error
 	switch {
+	case ok && update:
+		r.applies.Add(1)
+		err = r.k.UpdateNetwork(n)
+		r.applied[id] = true
 	case ok:
 		r.applies.Add(1)
 		err = r.k.ApplyNetwork(n)

@@ -15,12 +15,12 @@ import (
 
 // recordingKernel stands in for the kernel in tests of the reconciler's
 // scheduling (what is applied when); the datapath itself is tested on a
-// real kernel in package overlay. ApplyNetwork fails for the networks in
-// fail.
+// real kernel in package overlay. ApplyNetwork and UpdateNetwork fail for
+// the networks in fail.
 type recordingKernel struct {
 	mu      sync.Mutex
 	fail    map[string]error
-	calls   []string // "apply ID", "remove ID", "all"
+	calls   []string // "apply ID", "update ID", "remove ID", "all"
 	applied map[string]int
 }
 
@@ -35,6 +35,14 @@ func (k *recordingKernel) ApplyNetwork(n overlay.Network) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, "apply "+n.ID)
+	k.applied[n.ID]++
+	return k.fail[n.ID]
+}
+
+func (k *recordingKernel) UpdateNetwork(n overlay.Network) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls = append(k.calls, "update "+n.ID)
 	k.applied[n.ID]++
 	return k.fail[n.ID]
 }
@@ -113,10 +121,14 @@ func TestReconcilerBackOff(t *testing.T) {
 		r.MarkDirty("bad")
 		next, pending := r.pass()
 		calls := k.take()
-		if !slices.Contains(calls, "apply good") {
-			t.Fatalf("at %s: good not applied (calls %v)", now.Sub(start), calls)
+		if !slices.Contains(calls, "update good") {
+			t.Fatalf("at %s: good not updated (calls %v)", now.Sub(start), calls)
 		}
-		if slices.Contains(calls, "apply bad") {
+		// The first attempt is an update, as for good; retries are full.
+		if len(attempts) > 0 && slices.Contains(calls, "update bad") {
+			t.Fatalf("at %s: a retry of bad was an update, not a full apply (calls %v)", now.Sub(start), calls)
+		}
+		if slices.Contains(calls, "apply bad") || slices.Contains(calls, "update bad") {
 			attempts = append(attempts, now.Sub(start))
 		}
 		if !pending || !next.After(now) {

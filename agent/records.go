@@ -98,6 +98,28 @@ func (a *Agent) nextIfName(s *sandboxRecord) string {
 	}
 }
 
+// putEndpointLocked records e, also in the index by network. The caller
+// holds mu.
+func (a *Agent) putEndpointLocked(e *endpointRecord) {
+	a.endpoints[e.ID] = e
+	m := a.byNetwork[e.NetworkID]
+	if m == nil {
+		m = map[string]*endpointRecord{}
+		a.byNetwork[e.NetworkID] = m
+	}
+	m[e.ID] = e
+}
+
+// dropEndpointLocked forgets e. The caller holds mu.
+func (a *Agent) dropEndpointLocked(e *endpointRecord) {
+	delete(a.endpoints, e.ID)
+	if m := a.byNetwork[e.NetworkID]; m != nil {
+		if delete(m, e.ID); len(m) == 0 {
+			delete(a.byNetwork, e.NetworkID)
+		}
+	}
+}
+
 // sandboxEndpoints returns the sandbox's joined endpoints in join order.
 // The caller holds mu.
 func (a *Agent) sandboxEndpoints(s *sandboxRecord) []*endpointRecord {

@@ -145,7 +145,7 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 	if err := a.writeSandboxFiles(s); err != nil {
 		return api.CreateResponse{}, err
 	}
-	if err := a.saveState(); err != nil {
+	if err := a.saveRecords([]*sandboxRecord{s}, nil); err != nil {
 		return api.CreateResponse{}, fmt.Errorf("saving the sandbox: %w", err)
 	}
 	rollback = nil
@@ -588,7 +588,7 @@ func (a *Agent) dropSandbox(s *sandboxRecord, removeNS bool) error {
 	if removeNS {
 		errs = append(errs, sandbox.Remove(s.Name))
 	}
-	return errors.Join(append(errs, a.saveState())...)
+	return errors.Join(append(errs, a.saveRecords([]*sandboxRecord{s}, eps))...)
 }
 
 // NetworkConnect joins an existing sandbox to one more network.
@@ -639,7 +639,7 @@ func (a *Agent) NetworkConnect(ctx context.Context, netRef string, req api.Netwo
 	if err := a.joinEndpoint(s, e, "", &rollback); err != nil {
 		return err
 	}
-	if err := errors.Join(a.writeSandboxFiles(s), a.saveState()); err != nil {
+	if err := errors.Join(a.writeSandboxFiles(s), a.saveRecords([]*sandboxRecord{s}, []*endpointRecord{e})); err != nil {
 		return err
 	}
 	rollback = nil
@@ -684,7 +684,7 @@ func (a *Agent) NetworkDisconnect(ctx context.Context, netRef string, req api.Ne
 	a.leaveEndpoint(e)
 	a.deleteEndpoint(e)
 	a.syncDNS(s)
-	return errors.Join(a.writeSandboxFiles(s), a.saveState())
+	return errors.Join(a.writeSandboxFiles(s), a.saveRecords([]*sandboxRecord{s}, []*endpointRecord{e}))
 }
 
 // namespaceGone reports whether a sandbox's namespace is gone for good:

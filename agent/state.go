@@ -4,13 +4,26 @@ package agent
 // without the store or gossip: its sandboxes and endpoints, its local
 // networks, a copy of the global networks it mirrors from the store, the
 // remote endpoints it last programmed, and the gossip peers it last saw.
+//
+// state.json is a snapshot of all of it. An operation on a few sandboxes
+// and endpoints (the ones that come by the thousand) appends just those
+// records to state.journal instead, synced, so that its cost does not
+// grow with the host; loading replays the journal's entries newer than
+// the snapshot (by sequence number) over it. Every full save rewrites the
+// snapshot and empties the journal, and so does a journal grown as long
+// as the snapshot holds records: the journal costs O(1) per operation,
+// amortized.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/meshnet/meshnet/agent/driver"
@@ -18,6 +31,7 @@ import (
 )
 
 type persisted struct {
+	Seq       uint64                       `json:"seq,omitempty"` // the last journal entry included
 	Networks  []*driver.Network            `json:"networks"`
 	Sandboxes []*sandboxRecord             `json:"sandboxes"`
 	Endpoints []*endpointRecord            `json:"endpoints"`
@@ -26,21 +40,40 @@ type persisted struct {
 }
 
 type stateFile struct {
-	path string
-	mu   sync.Mutex // held from snapshot to rename, so a newer snapshot is never overwritten by an older one
+	path    string
+	mu      sync.Mutex // held from snapshot to rename, so a newer snapshot is never overwritten by an older one
+	seq     uint64     // the last sequence number written; guarded by mu
+	entries int        // in the journal since the snapshot; guarded by mu
+	journal *os.File   // open for appending, nil until the first entry; guarded by mu
 }
+
+// journalEntry is one operation's records: those present are written
+// over the snapshot's, the ids gone are deleted from it.
+type journalEntry struct {
+	Seq           uint64            `json:"seq"`
+	Sandboxes     []*sandboxRecord  `json:"sandboxes,omitempty"`
+	Endpoints     []*endpointRecord `json:"endpoints,omitempty"`
+	GoneSandboxes []string          `json:"gone_sandboxes,omitempty"`
+	GoneEndpoints []string          `json:"gone_endpoints,omitempty"`
+}
+
+func (f *stateFile) journalPath() string { return strings.TrimSuffix(f.path, ".json") + ".journal" }
 
 func (f *stateFile) load() (persisted, error) {
 	var st persisted
 	b, err := os.ReadFile(f.path)
 	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
+		return st, f.replay(&st)
 	}
 	if err != nil {
 		return st, fmt.Errorf("reading agent state: %w", err)
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
 		return st, fmt.Errorf("agent state %s is corrupt: %v", f.path, err)
+	}
+	f.seq = st.Seq
+	if err := f.replay(&st); err != nil {
+		return st, err
 	}
 	// Before endpoints were records of their own, sandboxes held them.
 	for _, s := range st.Sandboxes {
@@ -52,6 +85,96 @@ func (f *stateFile) load() (persisted, error) {
 		s.Legacy = nil
 	}
 	return st, nil
+}
+
+// replay applies the journal's entries newer than st's snapshot to st. A
+// last line cut short (a crash while appending it) is ignored: its
+// operation had not returned.
+func (f *stateFile) replay(st *persisted) error {
+	b, err := os.ReadFile(f.journalPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading agent state journal: %w", err)
+	}
+	lines := bytes.Split(b, []byte("\n"))
+	for i, line := range lines {
+		if len(line) == 0 {
+			continue
+		}
+		var e journalEntry
+		if err := json.Unmarshal(line, &e); err != nil {
+			if i == len(lines)-1 {
+				break
+			}
+			return fmt.Errorf("agent state journal %s is corrupt at line %d: %v", f.journalPath(), i+1, err)
+		}
+		if e.Seq <= st.Seq {
+			continue
+		}
+		st.Seq, f.seq = e.Seq, e.Seq
+		f.entries++
+		st.Sandboxes = upsert(st.Sandboxes, e.Sandboxes, e.GoneSandboxes, func(r *sandboxRecord) string { return r.ID })
+		st.Endpoints = upsert(st.Endpoints, e.Endpoints, e.GoneEndpoints, func(r *endpointRecord) string { return r.ID })
+	}
+	return nil
+}
+
+// upsert writes recs over list (by id) and deletes the ids gone.
+func upsert[T any](list, recs []T, gone []string, id func(T) string) []T {
+	drop := map[string]bool{}
+	for _, g := range gone {
+		drop[g] = true
+	}
+	for _, r := range recs {
+		drop[id(r)] = true
+	}
+	list = slices.DeleteFunc(list, func(r T) bool { return drop[id(r)] })
+	return append(list, recs...)
+}
+
+// appendRaw adds an entry (JSON, one line) to the journal and syncs it.
+// The caller holds f.mu.
+func (f *stateFile) appendRaw(b []byte) error {
+	var err error
+	if f.journal == nil {
+		if f.journal, err = os.OpenFile(f.journalPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
+			return fmt.Errorf("saving agent state: %w", err)
+		}
+	}
+	if _, err := f.journal.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("saving agent state: %w", err)
+	}
+	if err := f.journal.Sync(); err != nil {
+		return fmt.Errorf("saving agent state: %w", err)
+	}
+	f.entries++
+	return nil
+}
+
+// truncateJournal empties the journal after a snapshot that includes it.
+// The caller holds f.mu.
+func (f *stateFile) truncateJournal() error {
+	if f.journal != nil {
+		f.journal.Close()
+		f.journal = nil
+	}
+	f.entries = 0
+	if err := os.Remove(f.journalPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("saving agent state: %w", err)
+	}
+	return nil
+}
+
+// close releases the journal's descriptor.
+func (f *stateFile) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.journal != nil {
+		f.journal.Close()
+		f.journal = nil
+	}
 }
 
 // write replaces the state file atomically: a crash leaves the old or the
@@ -84,7 +207,7 @@ func (a *Agent) saveState() error {
 	a.state.mu.Lock()
 	defer a.state.mu.Unlock()
 	a.mu.Lock()
-	st := persisted{Remote: map[string][]gossip.Endpoint{}, Peers: a.peers}
+	st := persisted{Seq: a.state.seq, Remote: map[string][]gossip.Endpoint{}, Peers: a.peers}
 	for _, n := range a.networks {
 		st.Networks = append(st.Networks, n)
 	}
@@ -103,9 +226,75 @@ func (a *Agent) saveState() error {
 		return err
 	}
 	a.saves.Add(1)
-	if err := a.state.write(b); err != nil {
+	// The snapshot includes every entry: once it is in place, they can go
+	// (a crash in between replays none of them, all being older).
+	if err := errors.Join(a.state.write(b), a.state.truncateJournal()); err != nil {
 		a.log.Error("saving state", "err", err)
 		return err
 	}
 	return nil
 }
+
+// saveRecords saves the given sandboxes and endpoints as they are now (or
+// their being gone, if they are), with the endpoints of those sandboxes,
+// in one journal entry; other records have not changed since the last
+// save. Once the journal holds as many entries as there are records, it
+// saves everything instead.
+func (a *Agent) saveRecords(sandboxes []*sandboxRecord, endpoints []*endpointRecord) error {
+	a.state.mu.Lock()
+	a.mu.Lock()
+	if a.state.entries >= max(journalMin, len(a.sandboxes)+len(a.endpoints)) {
+		a.mu.Unlock()
+		a.state.mu.Unlock()
+		return a.saveState()
+	}
+	defer a.state.mu.Unlock()
+	e := journalEntry{Seq: a.state.seq + 1}
+	seen := map[string]bool{}
+	endpoint := func(id string) {
+		if seen[id] {
+			return
+		}
+		seen[id] = true
+		if cur := a.endpoints[id]; cur != nil {
+			e.Endpoints = append(e.Endpoints, cur)
+		} else {
+			e.GoneEndpoints = append(e.GoneEndpoints, id)
+		}
+	}
+	for _, s := range sandboxes {
+		if cur := a.sandboxes[s.ID]; cur != nil {
+			e.Sandboxes = append(e.Sandboxes, cur)
+			for _, id := range cur.Endpoints {
+				endpoint(id)
+			}
+		} else {
+			e.GoneSandboxes = append(e.GoneSandboxes, s.ID)
+		}
+		for _, id := range s.Endpoints {
+			endpoint(id)
+		}
+	}
+	for _, ep := range endpoints {
+		endpoint(ep.ID)
+	}
+	b, err := json.Marshal(e) // under mu, since mu guards the records
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	a.saves.Add(1)
+	if err := a.state.appendRaw(b); err != nil {
+		// The journal may end in part of a line now: the next save
+		// replaces it with a snapshot.
+		a.state.entries = math.MaxInt
+		a.log.Error("saving state", "err", err)
+		return err
+	}
+	a.state.seq = e.Seq
+	return nil
+}
+
+// journalMin is the fewest entries the journal may reach before a
+// snapshot replaces it.
+const journalMin = 64

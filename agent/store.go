@@ -34,14 +34,12 @@ const (
 	// nodeTTL is the registration's lease: a node that stops refreshing
 	// disappears from nodes/ after about this long.
 	nodeTTL = 15 * time.Second
-	// healthInterval is how often the agent pings the store.
-	healthInterval = 2 * time.Second
-	// reclaimInterval and reclaimGrace: leases of a node are reclaimed only
-	// after it has been absent from nodes/ and gossip for reclaimGrace, as
-	// seen by this agent (a node whose agent is down still forwards for
-	// its sandboxes).
+	// reclaimInterval: how often leases are swept. Those of a node are
+	// reclaimed only after it has been absent from nodes/ and gossip for
+	// node-reclaim-after, as seen by this agent (a node whose agent is
+	// down still forwards for its sandboxes); the sweep runs at least
+	// twice in that time.
 	reclaimInterval = time.Minute
-	reclaimGrace    = 10 * time.Minute
 )
 
 // EmbeddedClientPort and EmbeddedPeerPort are where the embedded store
@@ -99,6 +97,7 @@ func (a *Agent) netStoreNow() (*netstore.Store, error) {
 // releases the operations waiting in netStore. The caller holds mu.
 func (a *Agent) storeAnswered() {
 	a.storeErr = nil
+	a.gate.markUp()
 	if !a.everUp {
 		a.everUp = true
 		close(a.firstUp)
@@ -112,6 +111,7 @@ func (a *Agent) noteStoreErr(err error) {
 		if a.storeErr == nil {
 			a.log.Warn("cluster store unreachable", "err", err)
 			a.storeErr = errors.New(a.cfg.StoreURL + " does not answer")
+			a.gate.markDown()
 		}
 		a.mu.Unlock()
 	}
@@ -130,12 +130,13 @@ func (a *Agent) storeLoop(ctx context.Context) {
 	if err != nil {
 		return // ctx done
 	}
-	alloc, err := ipam.New(store, ipam.Config{Pools: a.cfg.GlobalPools})
+	gated := gatedStore{Store: store, gate: a.gate}
+	alloc, err := ipam.New(gated, ipam.Config{Pools: a.cfg.GlobalPools})
 	if err != nil {
 		a.log.Error("configuring IPAM", "err", err)
 		return
 	}
-	nets := netstore.New(store, alloc, a.log)
+	nets := netstore.New(gated, alloc, a.log)
 	a.mu.Lock()
 	a.store, a.nets = store, nets
 	if a.storeErr == nil { // openStore's ping answered
@@ -234,16 +235,21 @@ func (a *Agent) registerLoop(ctx context.Context, store kvstore.Store) {
 }
 
 // healthLoop pings the store so that global operations fail fast while it
-// is down and work again as soon as it is back.
+// is down (see storeGate) and work again as soon as it is back.
 func (a *Agent) healthLoop(ctx context.Context, store kvstore.Store) {
 	t := time.NewTicker(healthInterval)
 	defer t.Stop()
+	failed := 0 // probes unanswered in a row
 	for {
-		pingCtx, cancel := context.WithTimeout(ctx, healthInterval)
+		pingCtx, cancel := context.WithTimeout(ctx, healthTimeout)
 		err := kvstore.Ping(pingCtx, store)
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		failed++
+		if err == nil {
+			failed = 0
 		}
 		a.mu.Lock()
 		switch {
@@ -252,14 +258,18 @@ func (a *Agent) healthLoop(ctx context.Context, store kvstore.Store) {
 			a.storeAnswered()
 		case err == nil:
 			a.storeAnswered()
-		case a.storeErr == nil:
+		case a.storeErr == nil && (failed >= healthFailures || !errors.Is(err, kvstore.ErrUnavailable)):
 			a.log.Warn("cluster store unreachable", "err", err)
 			a.storeErr = errors.New(a.cfg.StoreURL + " does not answer")
 			if errors.Is(err, kvstore.ErrPermission) {
 				a.storeErr = errors.New(a.cfg.StoreURL + " refused the credentials")
 			}
+			a.gate.markDown()
 		}
 		a.mu.Unlock()
+		if failed > 0 && failed < healthFailures {
+			continue // ask again at once: one slow answer is not an outage
+		}
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -444,10 +454,10 @@ func registeredNodes(ctx context.Context, store kvstore.Store) (map[string]nodeI
 // endpoint holds (left behind when a release failed: the store was down
 // during sandbox rm -f, or the agent died halfway through an operation),
 // and the leases of nodes gone for good (absent from nodes/ and gossip
-// for reclaimGrace, as this agent sees it).
+// for node-reclaim-after, as this agent sees it).
 func (a *Agent) leaseLoop(ctx context.Context, store kvstore.Store, alloc *ipam.Allocator) {
-	reclaimer := alloc.NewReclaimer(reclaimGrace)
-	t := time.NewTicker(reclaimInterval)
+	reclaimer := alloc.NewReclaimer(a.cfg.NodeReclaimAfter)
+	t := time.NewTicker(min(reclaimInterval, a.cfg.NodeReclaimAfter/2))
 	defer t.Stop()
 	for {
 		select {

@@ -14,8 +14,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -162,24 +164,75 @@ func BenchmarkSandboxes(b *testing.B) {
 	if store == "" {
 		store = cluster.StoreEtcd
 	}
-	c := newBenchCluster(b, store, 1)
+	// MESHNET_BENCH_PPROF=PREFIX writes PREFIX.cpu (the agent's CPU profile
+	// over the last third of the run) and PREFIX.heap (at the end).
+	profile := os.Getenv("MESHNET_BENCH_PPROF")
+	opts := cluster.Options{Hosts: 1, Store: store, Tag: "bch"}
+	if profile != "" {
+		opts.AgentArgs = []string{"--log-level", "debug"}
+	}
+	c := cluster.NewT(b, opts)
 	h := c.Host(0)
 	createNetwork(ctx, b, h, "big", "10.220.0.0/16")
+	fetch := func(path, file string) error {
+		code, body, err := h.API(ctx, http.MethodGet, path, nil)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("GET %s: %d", path, code)
+		}
+		if err == nil {
+			err = os.WriteFile(file, body, 0o644)
+		}
+		return err
+	}
+	var profiled chan error
 	b.ResetTimer()
 	start := time.Now()
+	var firstHundred, lastHundred time.Duration
+	mark := start
+	cl := h.Client()
 	for i := range b.N {
-		if _, err := h.Client().SandboxCreate(ctx, api.SandboxCreate{Name: c.Name("s" + strconv.Itoa(i)),
+		if profile != "" && i == 2*b.N/3 && profiled == nil {
+			profiled = make(chan error, 1)
+			secs := max(1, int(time.Since(start).Seconds()/2))
+			go func() {
+				err := fetch("/debug/pprof/profile?seconds="+strconv.Itoa(secs), profile+".cpu")
+				profiled <- errors.Join(err, fetch("/debug/pprof/trace?seconds=3", profile+".trace"))
+			}()
+		}
+		if _, err := cl.SandboxCreate(ctx, api.SandboxCreate{Name: c.Name("s" + strconv.Itoa(i)),
 			Networks: []api.NetworkAttachment{{Network: "big"}}}); err != nil {
 			b.Fatal(err)
 		}
+		if i == 99 {
+			firstHundred = time.Since(start)
+		}
+		if i == b.N-101 {
+			mark = time.Now()
+		}
 	}
+	lastHundred = time.Since(mark)
 	b.StopTimer()
 	b.ReportMetric(time.Since(start).Seconds(), "total-s")
+	if b.N >= 200 {
+		b.ReportMetric(firstHundred.Seconds(), "first-100-s")
+		b.ReportMetric(lastHundred.Seconds(), "last-100-s")
+		b.ReportMetric(lastHundred.Seconds()/firstHundred.Seconds(), "last/first")
+	}
 	rss, err := residentMB(h.PID())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(rss, "agent-RSS-MB")
+	if profile != "" {
+		if profiled != nil {
+			if err := <-profiled; err != nil {
+				b.Error(err)
+			}
+		}
+		if err := fetch("/debug/pprof/heap", profile+".heap"); err != nil {
+			b.Error(err)
+		}
+	}
 }
 
 // residentMB reads VmRSS of a process.

@@ -24,6 +24,10 @@ type Datapath struct {
 	closed bool             // guarded by mu
 	ns     netns.NsHandle   // the host namespace (None: the caller's), for sysctls
 	hostID NSID             // the host namespace's identity: never a sandbox
+	// What was applied, so that UpdateNetwork costs what changed (see
+	// update_linux.go). Guarded by mu.
+	nets    map[string]*appliedNetwork
+	applied map[endpointKey]endpointSpec
 }
 
 // New returns a Datapath that programs the network namespace hostNS
@@ -43,7 +47,8 @@ func New(hostNS netns.NsHandle) (*Datapath, error) {
 		h.Close()
 		return nil, fmt.Errorf("opening netlink socket: %w", err)
 	}
-	d := &Datapath{h: h, rt: &nl.SocketHandle{Socket: s}, ns: netns.None(), hostID: hostID}
+	d := &Datapath{h: h, rt: &nl.SocketHandle{Socket: s}, ns: netns.None(), hostID: hostID,
+		nets: map[string]*appliedNetwork{}, applied: map[endpointKey]endpointSpec{}}
 	if hostNS.IsOpen() {
 		fd, err := unix.Dup(int(hostNS))
 		if err != nil {
@@ -190,8 +195,24 @@ func policyBridges(links []netlink.Link, keep map[string]bool, want map[string]*
 }
 
 // ApplyNetwork makes the kernel match one network and leaves the others
-// alone.
+// alone. It checks every local endpoint inside its sandbox.
 func (d *Datapath) ApplyNetwork(n Network) error {
+	return d.applyOne(n, false)
+}
+
+// UpdateNetwork is ApplyNetwork for a change of the network's desired
+// state, trusting what this Datapath applied before: when the network's
+// settings are unchanged and its devices still there, only the remote
+// entries that differ from those programmed last are written, and only
+// the local endpoints that are new or changed are programmed (their
+// sandboxes entered); the others are not looked at. An update thus costs
+// what changed, however many endpoints the host has. ApplyNetwork (the
+// periodic resync) finds what was changed behind our back.
+func (d *Datapath) UpdateNetwork(n Network) error {
+	return d.applyOne(n, true)
+}
+
+func (d *Datapath) applyOne(n Network, trust bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -199,6 +220,11 @@ func (d *Datapath) ApplyNetwork(n Network) error {
 	}
 	if err := n.validate(); err != nil {
 		return err
+	}
+	if trust {
+		if done, err := d.update(&n); done {
+			return err
+		}
 	}
 	links, err := listLinks(d.h)
 	if err != nil {
@@ -255,6 +281,7 @@ func claimDevices(claimed map[string]string, n *Network) error {
 // address, the MTU, its state, its policy): the rest of the network is
 // still applied and the errors are joined.
 func (d *Datapath) applyNetwork(idx *linkIndex, n *Network, rules isolationRules) error {
+	delete(d.nets, n.ID) // recorded again below if the devices and entries are right
 	var under netlink.Link
 	mtu := n.MTU
 	if !n.local() {
@@ -276,18 +303,23 @@ func (d *Datapath) applyNetwork(idx *linkIndex, n *Network, rules isolationRules
 	if br == nil {
 		return errors.Join(errs...)
 	}
+	rec := &appliedNetwork{spec: n.spec(), bridge: br.Attrs().Index, mtu: mtu}
 	if !n.local() {
 		vx, fresh, err := d.ensureVXLAN(idx, n, under, br, mtu)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
 		}
 		if vx != nil {
-			if err := d.syncRemote(n, vx.Attrs().Index, fresh); err != nil {
+			rec.vxlan = vx.Attrs().Index
+			if rec.remote, err = d.syncRemote(n, rec.vxlan, fresh); err != nil {
 				errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
 			}
 		}
 	}
-	if err := d.syncLocal(idx, n, br, mtu); err != nil {
+	if len(errs) == 0 {
+		d.nets[n.ID] = rec
+	}
+	if err := d.syncLocal(idx, n, br, mtu, false); err != nil {
 		errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
 	}
 	return errors.Join(errs...)
@@ -326,6 +358,12 @@ func (d *Datapath) removeStale(links []netlink.Link, n *Network) (removed bool, 
 // Equivalent to: `ip link del DEV` for each, then `ip -6 rule del priority
 // 1000 iif BRIDGE prohibit`.
 func (d *Datapath) teardown(links []netlink.Link, id string) error {
+	delete(d.nets, id)
+	for key := range d.applied {
+		if key.network == id {
+			delete(d.applied, key)
+		}
+	}
 	var errs []error
 	var veths, devices []netlink.Link
 	for _, l := range links {

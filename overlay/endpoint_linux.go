@@ -14,7 +14,12 @@ import (
 // syncLocal makes the veth pairs of n's local endpoints exactly the desired
 // ones: it deletes ours that are no longer wanted and creates or repairs the
 // others. One endpoint's failure does not stop the others.
-func (d *Datapath) syncLocal(idx *linkIndex, n *Network, br netlink.Link, mtu int) error {
+//
+// With partial (an update, see UpdateNetwork), idx starts empty and links
+// are looked up by name as needed, the endpoints no longer wanted are
+// those recorded for n, and an endpoint recorded with its current desired
+// state is left alone: neither its veth nor its sandbox is looked at.
+func (d *Datapath) syncLocal(idx *linkIndex, n *Network, br netlink.Link, mtu int, partial bool) error {
 	var errs []error
 	want := make(map[string]*LocalEndpoint, len(n.Local))
 	for i := range n.Local {
@@ -29,13 +34,12 @@ func (d *Datapath) syncLocal(idx *linkIndex, n *Network, br netlink.Link, mtu in
 		}
 		want[ep.ID] = ep
 	}
-	for _, l := range idx.all {
-		nid, eid, ok := parseAlias(l.Attrs().Alias)
-		if ok && nid == n.ID && eid != "" && want[eid] == nil {
-			// Equivalent to: `ip link del VETH` (takes the sandbox end along).
-			if err := d.h.LinkDel(l); err != nil && !isNotFound(err) {
-				errs = append(errs, &EndpointError{Endpoint: eid, Err: fmt.Errorf("deleting %s: %w", l.Attrs().Name, err)})
-			}
+	for _, l := range d.unwanted(idx, n, want, partial) {
+		_, eid, _ := parseAlias(l.Attrs().Alias)
+		delete(d.applied, endpointKey{n.ID, eid})
+		// Equivalent to: `ip link del VETH` (takes the sandbox end along).
+		if err := d.h.LinkDel(l); err != nil && !isNotFound(err) {
+			errs = append(errs, &EndpointError{Endpoint: eid, Err: fmt.Errorf("deleting %s: %w", l.Attrs().Name, err)})
 		}
 	}
 	for i := range n.Local {
@@ -43,11 +47,74 @@ func (d *Datapath) syncLocal(idx *linkIndex, n *Network, br netlink.Link, mtu in
 		if want[ep.ID] != ep {
 			continue
 		}
-		if err := d.ensureEndpoint(idx, n, ep, br, mtu); err != nil {
-			errs = append(errs, &EndpointError{Endpoint: ep.ID, Err: err})
+		key, spec := endpointKey{n.ID, ep.ID}, specOf(n, ep, br, mtu)
+		if partial {
+			if a, ok := d.applied[key]; ok && a == spec {
+				continue
+			}
+			if _, err := d.linkFor(idx, VethName(n.ID, ep.ID), true); err != nil {
+				errs = append(errs, &EndpointError{Endpoint: ep.ID, Err: err})
+				continue
+			}
 		}
+		if err := d.ensureEndpoint(idx, n, ep, br, mtu); err != nil {
+			delete(d.applied, key)
+			errs = append(errs, &EndpointError{Endpoint: ep.ID, Err: err})
+			continue
+		}
+		d.applied[key] = spec
 	}
 	return errors.Join(errs...)
+}
+
+// unwanted returns the host ends of n's veths whose endpoints are not in
+// want: from the full index, or, when it is partial, from the records.
+func (d *Datapath) unwanted(idx *linkIndex, n *Network, want map[string]*LocalEndpoint, partial bool) []netlink.Link {
+	var stale []netlink.Link
+	if !partial {
+		for _, l := range idx.all {
+			nid, eid, ok := parseAlias(l.Attrs().Alias)
+			if ok && nid == n.ID && eid != "" && want[eid] == nil {
+				stale = append(stale, l)
+			}
+		}
+		return stale
+	}
+	for key := range d.applied {
+		if key.network != n.ID || want[key.endpoint] != nil {
+			continue
+		}
+		l, err := d.linkFor(idx, VethName(n.ID, key.endpoint), true)
+		if l == nil || err != nil || l.Attrs().Alias != endpointAlias(n.ID, key.endpoint) {
+			delete(d.applied, key) // gone already, or not ours to delete
+			continue
+		}
+		stale = append(stale, l)
+	}
+	return stale
+}
+
+// endpointKey names a local endpoint of a network.
+type endpointKey struct{ network, endpoint string }
+
+// endpointSpec is everything programming a local endpoint depends on: an
+// endpoint recorded (Datapath.applied) with its current spec is, as far as
+// an update is concerned, programmed.
+type endpointSpec struct {
+	sandbox        string
+	sandboxID      NSID
+	ifName         string
+	addr, addr6    netip.Prefix
+	mac            string
+	defaultRoute   bool
+	gateway, gw6   netip.Prefix
+	mtu, bridgeIdx int
+}
+
+func specOf(n *Network, ep *LocalEndpoint, br netlink.Link, mtu int) endpointSpec {
+	return endpointSpec{sandbox: ep.Sandbox, sandboxID: ep.SandboxID, ifName: ep.IfName, addr: ep.Addr, addr6: ep.Addr6,
+		mac: ep.mac().String(), defaultRoute: ep.DefaultRoute, gateway: n.Gateway, gw6: n.Gateway6,
+		mtu: mtu, bridgeIdx: br.Attrs().Index}
 }
 
 // ensureEndpoint creates or repairs one local endpoint. The sandbox is

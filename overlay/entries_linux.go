@@ -76,19 +76,19 @@ func claimNeigh(m map[netip.Addr]net.HardwareAddr, ip netip.Addr, mac net.Hardwa
 
 // syncRemote makes the VXLAN device's FDB and neighbour tables hold exactly
 // the entries of n's remote endpoints. fresh skips the dumps of a device
-// created just now.
-func (d *Datapath) syncRemote(n *Network, vx int, fresh bool) error {
+// created just now. It returns the entries it programmed.
+func (d *Datapath) syncRemote(n *Network, vx int, fresh bool) (remoteWant, error) {
 	want, err := desiredRemote(n)
 	errs := []error{err}
 	var fdb, neighs []netlink.Neigh
 	if !fresh {
 		if fdb, err = listFDB(d.h, vx); err != nil {
-			return errors.Join(append(errs, err)...)
+			return want, errors.Join(append(errs, err)...)
 		}
 		// One dump of both families (AF_UNSPEC): IPv4 and IPv6 entries
 		// are told apart by their addresses below.
 		if neighs, err = listNeighs(d.h, vx, unix.AF_UNSPEC); err != nil {
-			return errors.Join(append(errs, err)...)
+			return want, errors.Join(append(errs, err)...)
 		}
 	}
 
@@ -145,7 +145,7 @@ func (d *Datapath) syncRemote(n *Network, vx int, fresh bool) error {
 		}
 		errs = append(errs, d.setNeigh(vx, ip, mac))
 	}
-	return errors.Join(errs...)
+	return want, errors.Join(errs...)
 }
 
 func fdbMatches(e *netlink.Neigh, w *fdbWant) bool {

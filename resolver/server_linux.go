@@ -45,6 +45,9 @@ func New(names Names, redirect func(ns netns.NsHandle, udpPort, tcpPort int) err
 	return &Server{names: names, log: log, redirect: redirect, unredir: unredirect, sandboxes: map[string]*attached{}}
 }
 
+// udpIdleWake is how long a sandbox's UDP server sleeps in a read.
+const udpIdleWake = time.Hour
+
 // Attach starts serving the sandboxes at the namespace path (idempotent
 // for a sandbox already attached).
 func (s *Server) Attach(sandbox, path string) error {
@@ -91,7 +94,10 @@ func (s *Server) Attach(sandbox, path string) error {
 	}
 	a := &attached{inflight: make(chan struct{}, MaxInFlight)}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serve(sandbox, a, w, r) })
-	a.udp = &dns.Server{PacketConn: pc, Handler: h}
+	// The UDP loop's read timeout only wakes it up to read again: with a
+	// socket per sandbox, the default 2 s would wake the agent a thousand
+	// times a second on a full host. (TCP reads keep their timeouts.)
+	a.udp = &dns.Server{PacketConn: pc, Handler: h, ReadTimeout: udpIdleWake}
 	a.tcp = &dns.Server{Listener: ln, Handler: h}
 	for _, srv := range []*dns.Server{a.udp, a.tcp} {
 		started := make(chan struct{})

@@ -97,3 +97,13 @@ func (p *Process) Stop(grace time.Duration) (graceful bool) {
 		return false
 	}
 }
+
+// Kill sends SIGKILL, as a crash or a power cut would end the process,
+// and waits for it to exit. Killing a nil or exited process does nothing.
+func (p *Process) Kill() {
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}

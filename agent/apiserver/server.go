@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ type Server struct {
 	log     *slog.Logger
 	servers []*http.Server
 	done    chan error
+	debug   bool // serve /debug/pprof/
 
 	// ops is the context of every request; cancelled by Shutdown once
 	// the grace period is over.
@@ -61,7 +63,14 @@ func (s *Server) enter() bool {
 // Listen listens on every address (unix:///PATH) and serves svc in the
 // background.
 func Listen(svc service.Service, hosts []string, log *slog.Logger) (*Server, error) {
-	s := &Server{svc: svc, log: log, done: make(chan error, len(hosts))}
+	return ListenDebug(svc, hosts, log, false)
+}
+
+// ListenDebug is Listen that also serves Go's profiles under
+// /debug/pprof/ when debug is set (the agent's log-level debug), as
+// Docker's daemon does in debug mode.
+func ListenDebug(svc service.Service, hosts []string, log *slog.Logger, debug bool) (*Server, error) {
+	s := &Server{svc: svc, log: log, done: make(chan error, len(hosts)), debug: debug}
 	s.ops, s.cancel = context.WithCancel(context.Background())
 	handler := s.routes()
 	for _, h := range hosts {
@@ -70,7 +79,9 @@ func Listen(svc service.Service, hosts []string, log *slog.Logger) (*Server, err
 			s.Shutdown(time.Second)
 			return nil, err
 		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		// An idle keep-alive connection costs two buffers and a goroutine:
+		// clients that never close theirs must not add up.
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return s.ops }}
 		s.servers = append(s.servers, srv)
 		go func() { s.done <- srv.Serve(l) }()
@@ -286,6 +297,12 @@ func (s *Server) routes() http.Handler {
 		return 200, svc.Version(), nil
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(svc.Metrics(), promhttp.HandlerOpts{}))
+	if s.debug {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Message: fmt.Sprintf("no such API route: %s %s", r.Method, r.URL.Path)})
 	})

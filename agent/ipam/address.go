@@ -2,12 +2,18 @@ package ipam
 
 // Address leases: ips/<network-id>/<ip> → {endpoint id, node}.
 //
-// An automatic lease lists the network's leases once, walks its range
-// locally from the lowest address skipping leased and reserved ones, and
-// creates the first free key. A racer that loses marks that address taken
-// in its own view and tries a random one of the next few free addresses,
-// so a crowd of concurrent leases spreads out instead of all fighting over
-// the same lowest address; it re-lists only when its view has gone stale.
+// An automatic lease walks the network's range from the lowest address,
+// skipping leased and reserved ones, in a view of the leases, and creates
+// the first free key. The view is the Allocator's, kept per network (see
+// addrViews): listed from the store when there is none, then kept up to
+// date with what this Allocator leases and releases and with the races it
+// loses, so that a lease on a busy network costs one create, not a listing
+// of every lease. A racer that loses marks that address taken in the view
+// and tries a random one of the next few free addresses, so a crowd of
+// concurrent leases spreads out instead of all fighting over the same
+// lowest address. The view is listed again after relistAfter lost races,
+// after viewTTL, after a failure that leaves unclear whether a lease was
+// made, and before an automatic lease reports the range exhausted.
 //
 // A fenced lease (AddressRequest.Fence) writes the same key, but in a
 // transaction with a check of the fence key, so it commits only while the
@@ -22,7 +28,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -73,8 +78,8 @@ type AddressLease struct {
 // among at random, so that racers who all lost stop chasing the same one.
 const pickWindow = 32
 
-// relistAfter is how many lost races an automatic lease absorbs in its
-// local view before it lists the network's leases again.
+// relistAfter is how many lost races a network's view absorbs before it
+// is listed again.
 const relistAfter = 8
 
 // LeaseAddress leases an address of a network whose subnets (as leased by
@@ -116,51 +121,55 @@ func (a *Allocator) LeaseAddress(ctx context.Context, networkID string, subnets 
 	if len(family) == 0 {
 		return netip.Prefix{}, failf(ErrInvalid, "network %s has no %s subnet", networkID, familyName(v4))
 	}
-	var (
-		taken   map[netip.Addr]bool
-		stale   int // lost races since the last listing
-		pending netip.Addr
-	)
+	var pending netip.Addr
 	err = a.retry(ctx, "leasing an address in network "+networkID, func(n int) (bool, error) {
-		if taken == nil || stale >= relistAfter {
+		v := a.views.get(networkID)
+		listed := v == nil
+		if listed {
 			leases, err := a.Addresses(ctx, networkID)
 			if err != nil {
 				return false, err
 			}
-			taken, stale = make(map[netip.Addr]bool, len(leases)), 0
 			for _, l := range leases {
 				if l.Owner.EndpointID == req.Owner.EndpointID && l.Addr.Is4() == v4 {
 					// Already ours. If it changed since the listing,
 					// look again.
 					pending = l.Addr
-					held, err := a.confirmHeld(ctx, networkID, IPKey(networkID, l.Addr), l.Version, req.Fence)
-					if !held {
-						taken = nil
-					}
-					return held, err
+					return a.confirmHeld(ctx, networkID, IPKey(networkID, l.Addr), l.Version, req.Fence)
 				}
-				taken[l.Addr] = true
 			}
+			v = a.views.put(networkID, leases)
+		} else if have, ok := a.views.heldBy(v, req.Owner.EndpointID, v4); ok {
+			// Already ours, as far as the view knows: make sure.
+			pending = have
+			held, err := a.heldBy(ctx, networkID, have, req.Owner.EndpointID, req.Fence)
+			if !held {
+				a.views.drop(networkID, v)
+			}
+			return held, err
 		}
-		free := freeAddrs(family, taken, n > 0)
-		if len(free) == 0 {
-			if stale > 0 {
-				stale = relistAfter // our view may be stale; look again
-				return false, nil
+		addr, ok := a.views.pick(v, family, n > 0)
+		if !ok {
+			a.views.drop(networkID, v)
+			if !listed {
+				return false, nil // the view may be out of date; look again
 			}
 			return false, failf(ErrPoolExhausted, "no free address left in network %s (%s)", networkID, rangesOf(family))
 		}
-		addr := free[rand.IntN(len(free))]
 		err := a.createLease(ctx, networkID, IPKey(networkID, addr), value, req.Fence)
 		switch {
 		case err == nil:
 			pending = addr
+			a.views.leased(v, req.Owner.EndpointID, addr)
 			return true, nil
 		case errors.Is(err, errAddressTaken):
-			taken[addr] = true // by a racer
-			stale++
+			a.views.lost(networkID, v) // taken by a racer: stays taken in the view
 			return false, nil
-		case errors.Is(err, ErrFenceMoved):
+		}
+		// Not leased, or unclear: the next attempt lists again (and finds
+		// the lease if it was made after all).
+		a.views.drop(networkID, v)
+		if errors.Is(err, ErrFenceMoved) {
 			return false, err
 		}
 		return false, fmt.Errorf("leasing address %s: %w", addr, err)
@@ -194,6 +203,7 @@ func (a *Allocator) leaseRequested(ctx context.Context, networkID string, subnet
 		err := a.createLease(ctx, networkID, key, value, req.Fence)
 		switch {
 		case err == nil:
+			a.views.noted(networkID, req.Owner.EndpointID, addr)
 			return true, nil
 		case errors.Is(err, ErrFenceMoved):
 			return false, err
@@ -218,6 +228,24 @@ func (a *Allocator) leaseRequested(ctx context.Context, networkID string, subnet
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(addr, c.Subnet.Bits()), nil
+}
+
+// heldBy reports whether endpointID holds addr's lease and, with a fence,
+// the fence holds too; false (and no error) means the lease changed.
+func (a *Allocator) heldBy(ctx context.Context, networkID string, addr netip.Addr, endpointID string, fence *Fence) (bool, error) {
+	key := IPKey(networkID, addr)
+	kv, err := a.store.Get(ctx, key)
+	switch {
+	case errors.Is(err, kvstore.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading lease of %s: %w", addr, err)
+	}
+	var o Owner
+	if json.Unmarshal(kv.Value, &o) != nil || o.EndpointID != endpointID {
+		return false, nil
+	}
+	return a.confirmHeld(ctx, networkID, key, kv.Version, fence)
 }
 
 // errAddressTaken: the address's key exists, or was created and deleted
@@ -348,10 +376,14 @@ func (a *Allocator) ReleaseAddress(ctx context.Context, networkID string, addr n
 	if err := errors.Join(checkID("network", networkID), checkID("endpoint", endpointID)); err != nil {
 		return err
 	}
-	return a.releaseOwned(ctx, IPKey(networkID, addr), func(v []byte) bool {
+	err := a.releaseOwned(ctx, IPKey(networkID, addr), func(v []byte) bool {
 		var o Owner
 		return json.Unmarshal(v, &o) == nil && o.EndpointID == endpointID
 	})
+	if err == nil {
+		a.views.released(networkID, addr)
+	}
+	return err
 }
 
 // ReleaseEndpoint deletes every address lease endpointID holds in the

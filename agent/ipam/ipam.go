@@ -125,6 +125,7 @@ type Allocator struct {
 	vniMax      uint32
 	pools       []AddressPool
 	maxAttempts int
+	views       addrViews // per network, the leased addresses (see address.go)
 }
 
 // New returns an Allocator over store (already rooted at the cluster

@@ -38,6 +38,7 @@ var suite = []struct {
 	{"ReleaseOps", testReleaseOps},
 	{"NetworkPoolExhausted", testNetworkPoolExhausted},
 	{"LeaseAddress", testLeaseAddress},
+	{"AddressView", testAddressView},
 	{"RequestedAddress", testRequestedAddress},
 	{"AddressIPRangeAndAux", testAddressIPRangeAndAux},
 	{"AddressIPv6", testAddressIPv6},

@@ -163,6 +163,15 @@ func (h *Host) Stop() error {
 	return nil
 }
 
+// Kill ends the agent with SIGKILL, with no chance to leave the cluster
+// or save anything: a crashed agent or a host switched off.
+func (h *Host) Kill() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.proc.Kill()
+	h.proc = nil
+}
+
 // Restart stops the agent and starts it again.
 func (h *Host) Restart(ctx context.Context) error {
 	return errors.Join(h.Stop(), h.Start(ctx))

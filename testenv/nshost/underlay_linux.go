@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // HostDev is the name of every host's underlay interface.
@@ -200,4 +201,51 @@ func ThroughputVia(ctx context.Context, from, to *NS, listen, dial string, d tim
 		return 0, fmt.Errorf("sending: %w", werr)
 	}
 	return float64(r.n) / elapsed.Seconds(), nil
+}
+
+// SetCable plugs the host's underlay cable in (up) or pulls it out: its
+// HostDev goes up or down, and with it every packet to and from the other
+// hosts. Equivalent to: `ip -n PREFIX-NAME link set eth0 up|down`.
+func (h *Host) SetCable(up bool) error {
+	nl, err := h.Netlink()
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	dev, err := nl.LinkByName(HostDev)
+	if err != nil {
+		return fmt.Errorf("reading %s in %s: %w", HostDev, h.Name, err)
+	}
+	if up {
+		err = nl.LinkSetUp(dev)
+	} else {
+		err = nl.LinkSetDown(dev)
+	}
+	if err != nil {
+		return fmt.Errorf("setting %s of %s up=%v: %w", HostDev, h.Name, up, err)
+	}
+	return nil
+}
+
+// Blackhole drops (on) or stops dropping the host's packets to addr, by a
+// blackhole route: with the same on the other side, the two hosts are
+// partitioned while both still reach everybody else.
+// Equivalent to: `ip -n PREFIX-NAME route add|del blackhole ADDR/32`.
+func (h *Host) Blackhole(addr netip.Addr, on bool) error {
+	nl, err := h.Netlink()
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	r := &netlink.Route{Dst: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(addr.BitLen(), addr.BitLen())},
+		Type: unix.RTN_BLACKHOLE}
+	if on {
+		err = nl.RouteAdd(r)
+	} else {
+		err = nl.RouteDel(r)
+	}
+	if err != nil {
+		return fmt.Errorf("blackhole route to %s in %s (on=%v): %w", addr, h.Name, on, err)
+	}
+	return nil
 }
