@@ -94,6 +94,39 @@ func BenchmarkConvergence(b *testing.B) {
 		})
 	}
 	b.Run("traffic/nodes=20/endpoints=1000", benchTraffic)
+	b.Run("burst/nodes=20/endpoints=1000", benchBurst)
+}
+
+// benchBurst puts 1,000 endpoints at once on one node of 20 (a rollout of
+// a thousand containers on one host) and measures until every node holds
+// all of them.
+func benchBurst(b *testing.B) {
+	const size, total = 20, 1000
+	var took []time.Duration
+	for range b.N {
+		b.StopTimer()
+		nodes := benchCluster(b, size)
+		b.StartTimer()
+		start := time.Now()
+		for i := range total {
+			if err := nodes[0].Put(ep("bench", fmt.Sprintf("ep%04d", i), i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		waitFor(b, 120*time.Second, func() (bool, string) {
+			for _, n := range nodes {
+				if got := len(n.Endpoints("bench")); got != total {
+					return false, fmt.Sprintf("%s has %d of %d", n.Name(), got, total)
+				}
+			}
+			return true, ""
+		})
+		took = append(took, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "converge-ms")
+	b.ReportMetric(0, "ns/op")
 }
 
 // benchTraffic puts 1,000 endpoints (50 per node on 20 nodes), waits until

@@ -4,7 +4,8 @@
 // memberlist provides the failure detector (SWIM), the transport and the two
 // dissemination paths this package builds on:
 //
-//   - fast path: a local write is queued as a broadcast (broadcast.go);
+//   - fast path: a local write is sent straight to every member
+//     (fanout.go), and queued as a broadcast (broadcast.go);
 //     memberlist piggybacks it on its next gossip round
 //     (every GossipInterval, to GossipNodes random peers), and each node that
 //     learns something new queues it again, so an update spreads
@@ -54,6 +55,7 @@ type Cluster struct {
 	bcast        *broadcastQueue
 	ml           *memberlist.Memberlist // set once in New, before any goroutine of ours
 	memberEvents *fifo[memberEvent]
+	fanout       *fifo[wireRecord] // local writes to send to every member at once (fanout.go)
 
 	// done is closed by Close; every goroutine in wg watches it.
 	done      chan struct{}
@@ -109,6 +111,7 @@ func New(cfg Config) (*Cluster, error) {
 		meta:         encodeMeta(cfg.VTEP, cfg.Version),
 		table:        newTable(cfg.NodeName, cfg.TombstoneTTL),
 		memberEvents: newFIFO[memberEvent](),
+		fanout:       newFIFO[wireRecord](),
 		done:         make(chan struct{}),
 		members:      make(map[string]memberlist.Node),
 		subs:         make(map[*Subscription]struct{}),
@@ -123,6 +126,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.ml = m
 
 	c.goRun(c.memberLoop)
+	c.goRun(c.fanoutLoop)
 	c.goRun(c.maintainLoop)
 	c.goRun(c.reconnectLoop)
 	return c, nil
@@ -252,6 +256,7 @@ func (c *Cluster) Put(ep Endpoint) error {
 	}
 	if r, changed := c.table.put(ep); changed {
 		c.queueBroadcasts([]wireRecord{r})
+		c.fanout.push(r)
 	}
 	return nil
 }
@@ -269,7 +274,9 @@ func (c *Cluster) Delete(network, id string) error {
 	if err := checkTombstoneSize(network, id, c.cfg.NodeName); err != nil {
 		return fmt.Errorf("deleting endpoint %s/%s: %w", network, id, err)
 	}
-	c.queueBroadcasts([]wireRecord{c.table.del(network, id)})
+	r := c.table.del(network, id)
+	c.queueBroadcasts([]wireRecord{r})
+	c.fanout.push(r)
 	return nil
 }
 

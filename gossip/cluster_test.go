@@ -192,6 +192,10 @@ func TestLateJoinerGetsEverything(t *testing.T) {
 			want["net/"+id] = true
 		}
 	}
+	// Node 0 deletes a record once it has seen it: a delete of a record
+	// not seen yet is concurrent with its write, and the later of the two
+	// by Lamport time wins, whichever it is.
+	waitConverged(t, nodes, 30*time.Second, expectIDs(want))
 	if err := nodes[0].Delete("net", "n01-3"); err != nil {
 		t.Fatal(err)
 	}
