@@ -489,3 +489,81 @@ func BenchmarkCNIAddDel(b *testing.B) {
 	}
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkCNIScale adds b.N containers one after another, each to the
+// reference bridge + host-local plugins and to a meshnet overlay network
+// in turn (so both see the same growing host: as many namespaces and
+// interfaces), and reports the first and last 100 ADDs of each: how the
+// cost of an attachment grows as a host fills, meshnet beside a plugin
+// that keeps no state beyond its files.
+func BenchmarkCNIScale(b *testing.B) {
+	c := newBenchCluster(b, cluster.StoreEtcd, 1)
+	ctx := context.Background()
+	bins, err := testenv.CNIBinaries(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n1 := c.Host(0)
+	if r := n1.AgentCtl("network", "create", "-d", "overlay", "--subnet", "10.84.0.0/16", "multi"); r.Code != 0 {
+		b.Fatal(r)
+	}
+	dir := b.TempDir()
+	h := &cniHost{Host: n1, bins: bins, dir: dir}
+	for name, plugin := range map[string]map[string]any{
+		"multi": {"type": "meshnet", "socket": n1.Socket},
+		"ref": {"type": "bridge", "bridge": "cnibr1", "isGateway": true, "ipMasq": false,
+			"ipam": map[string]any{"type": "host-local", "subnet": "10.85.0.0/16", "dataDir": filepath.Join(dir, "host-local")}},
+	} {
+		list := map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": []map[string]any{plugin}}
+		data, _ := json.Marshal(list)
+		if err := os.WriteFile(filepath.Join(dir, name+".conflist"), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	variants := []string{"ref", "multi"}
+	took := map[string][]time.Duration{}
+	var spaces []*nshost.NS
+	defer func() {
+		for _, ns := range spaces {
+			ns.Close()
+		}
+	}()
+	b.ResetTimer()
+	for i := range b.N {
+		for _, v := range variants {
+			b.StopTimer()
+			ns, err := nshost.NewNS(c.Name(fmt.Sprintf("%s%d", v, i)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			spaces = append(spaces, ns)
+			b.StartTimer()
+			start := time.Now()
+			if r := h.cnitool(ctx, "add", v, ns.Path()); r.Code != 0 {
+				b.Fatalf("cnitool add %s (container %d): %s", v, i, r)
+			}
+			took[v] = append(took[v], time.Since(start))
+		}
+	}
+	b.StopTimer()
+	if b.N < 200 {
+		return
+	}
+	sum := func(ds []time.Duration) float64 {
+		var t time.Duration
+		for _, d := range ds {
+			t += d
+		}
+		return t.Seconds()
+	}
+	names := map[string]string{"ref": "reference", "multi": "meshnet"}
+	for _, v := range variants {
+		first, last := sum(took[v][:100]), sum(took[v][len(took[v])-100:])
+		b.ReportMetric(first, names[v]+"-first-100-s")
+		b.ReportMetric(last, names[v]+"-last-100-s")
+		b.ReportMetric(last/first, names[v]+"-last/first")
+		b.ReportMetric(sum(took[v]), names[v]+"-total-s")
+	}
+	b.ReportMetric(sum(took["multi"])/sum(took["ref"]), "total-ratio")
+	b.ReportMetric(0, "ns/op")
+}
