@@ -229,7 +229,9 @@ func BenchmarkSandboxes(b *testing.B) {
 				b.Error(err)
 			}
 		}
-		if err := fetch("/debug/pprof/heap", profile+".heap"); err != nil {
+		if err := errors.Join(fetch("/debug/pprof/heap", profile+".heap"),
+			fetch("/debug/pprof/heap?debug=1", profile+".memstats"),
+			fetch("/debug/pprof/goroutine?debug=1", profile+".goroutines")); err != nil {
 			b.Error(err)
 		}
 	}
