@@ -15,7 +15,7 @@ package gossip
 // of its JSON form, which matters because the push/pull snapshot carries every
 // record of the cluster.
 //
-//	message   := msgRecords uvarint(count) record*
+//	message   := (msgRecords | msgDirect) uvarint(count) record*
 //	state     := stateVersion uvarint(clock) uvarint(count) record*
 //	record    := flags uvarint(ltime) str(writer) str(network) str(id)
 //	             ( uvarint(residualTTLms)                    if flags&flagDeleted
@@ -34,9 +34,14 @@ import (
 )
 
 const (
-	// msgRecords tags a gossip message carrying records. The first byte
+	// msgRecords tags a gossip message carrying records: the receiver
+	// passes on what is news to it (the epidemic step). The first byte
 	// leaves room for other message kinds (network-interest announcements).
 	msgRecords byte = 1
+	// msgDirect tags records sent by their writer straight to every
+	// member (fanout.go): the receiver merges them and passes nothing on,
+	// since everybody got the same message.
+	msgDirect byte = 2
 	// stateVersion tags a push/pull snapshot.
 	stateVersion byte = 1
 
@@ -214,13 +219,16 @@ func encodeRecord(r *wireRecord) []byte { return appendRecord(nil, r) }
 const messageHeaderMax = 1 + binary.MaxVarintLen16
 
 // packRecords builds one gossip message from encoded records.
-func packRecords(recs [][]byte) []byte {
+func packRecords(recs [][]byte) []byte { return packMessage(msgRecords, recs) }
+
+// packMessage builds a message of kind from encoded records.
+func packMessage(kind byte, recs [][]byte) []byte {
 	size := messageHeaderMax
 	for _, r := range recs {
 		size += len(r)
 	}
 	b := make([]byte, 0, size)
-	b = append(b, msgRecords)
+	b = append(b, kind)
 	b = binary.AppendUvarint(b, uint64(len(recs)))
 	for _, r := range recs {
 		b = append(b, r...)
@@ -231,15 +239,20 @@ func packRecords(recs [][]byte) []byte {
 // decodeMessage parses a gossip message; it copies what it keeps, so buf
 // may be reused by the caller afterwards.
 func decodeMessage(buf []byte) ([]wireRecord, error) {
+	_, recs, err := decodeKind(buf)
+	return recs, err
+}
+
+// decodeKind is decodeMessage that also returns the message's kind.
+func decodeKind(buf []byte) (kind byte, recs []wireRecord, err error) {
 	d := decoder{buf: buf}
-	if t := d.byte(); d.err == nil && t != msgRecords {
-		return nil, fmt.Errorf("unknown message type %d", t)
+	if kind = d.byte(); d.err == nil && kind != msgRecords && kind != msgDirect {
+		return 0, nil, fmt.Errorf("unknown message type %d", kind)
 	}
 	n := d.uvarint()
 	if n > uint64(len(d.buf)) { // every record takes at least one byte
 		d.fail(errShortBuffer)
 	}
-	var recs []wireRecord
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		recs = append(recs, d.record())
 	}
@@ -247,9 +260,9 @@ func decodeMessage(buf []byte) ([]wireRecord, error) {
 		d.fail(fmt.Errorf("%d trailing bytes", len(d.buf)))
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("decoding message: %w", d.err)
+		return 0, nil, fmt.Errorf("decoding message: %w", d.err)
 	}
-	return recs, nil
+	return kind, recs, nil
 }
 
 // encodeState returns a push/pull snapshot.

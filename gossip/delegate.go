@@ -33,15 +33,17 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return d.c.meta
 }
 
-// NotifyMsg handles a gossip message from a peer: merge its records and
-// pass on those that were news (the epidemic step of the fast path).
+// NotifyMsg handles a message from a peer: merge its records and, for a
+// gossip message, pass on those that were news (the epidemic step). Records
+// sent directly by their writer are not passed on: every member got them,
+// and the writer's own broadcasts repair a lost packet.
 func (d *delegate) NotifyMsg(buf []byte) {
-	recs, err := decodeMessage(buf)
+	kind, recs, err := decodeKind(buf)
 	if err != nil {
 		d.c.log.Debug("dropping gossip message", "err", err)
 		return
 	}
-	d.c.queueBroadcasts(d.c.table.applyAll(recs, true))
+	d.c.queueBroadcasts(d.c.table.applyAll(recs, kind == msgRecords))
 }
 
 // GetBroadcasts hands memberlist the records waiting to piggyback on its

@@ -8,9 +8,10 @@ package gossip
 // also sent straight to every other member at once, packed with the other
 // writes made meanwhile into as few messages as fit in a packet
 // (memberlist.SendBestEffort: one UDP packet each, encrypted like gossip).
-// The receiver merges them as it merges gossip, and passes on what was
-// news; the epidemic rounds and push/pull are thus the repair of a lost
-// packet, not the way a record gets around.
+// The receiver merges them as it merges gossip but passes nothing on (all
+// members got the same); the writer's own epidemic broadcasts, relayed by
+// whoever learns from them, and push/pull are the repair of a lost packet,
+// not the way a record gets around.
 
 import (
 	"github.com/hashicorp/memberlist"
@@ -52,14 +53,14 @@ func packMessages(recs []wireRecord) [][]byte {
 			continue // never sendable; push/pull carries it (see broadcast.go)
 		}
 		if size+len(b) > fanoutBudget && len(cur) > 0 {
-			msgs = append(msgs, packRecords(cur))
+			msgs = append(msgs, packMessage(msgDirect, cur))
 			cur, size = nil, 0
 		}
 		cur = append(cur, b)
 		size += len(b)
 	}
 	if len(cur) > 0 {
-		msgs = append(msgs, packRecords(cur))
+		msgs = append(msgs, packMessage(msgDirect, cur))
 	}
 	return msgs
 }
