@@ -218,11 +218,13 @@ func BenchmarkSandboxes(b *testing.B) {
 		b.ReportMetric(lastHundred.Seconds(), "last-100-s")
 		b.ReportMetric(lastHundred.Seconds()/firstHundred.Seconds(), "last/first")
 	}
-	rss, err := residentMB(h.PID())
-	if err != nil {
-		b.Fatal(err)
+	for _, f := range []string{"VmRSS", "RssAnon", "RssFile"} {
+		mb, err := statusMB(h.PID(), f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(mb, "agent-"+strings.TrimPrefix(f, "Vm")+"-MB")
 	}
-	b.ReportMetric(rss, "agent-RSS-MB")
 	if profile != "" {
 		if profiled != nil {
 			if err := <-profiled; err != nil {
@@ -237,19 +239,20 @@ func BenchmarkSandboxes(b *testing.B) {
 	}
 }
 
-// residentMB reads VmRSS of a process.
-func residentMB(pid int) (float64, error) {
+// statusMB reads a kB figure of /proc/PID/status (VmRSS, RssAnon, RssFile)
+// in MB.
+func statusMB(pid int, field string) (float64, error) {
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 			return float64(kb) / 1024, err
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // BenchmarkPublishedThroughput: one TCP stream from the host into a

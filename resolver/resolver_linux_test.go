@@ -219,9 +219,11 @@ func TestResolver(t *testing.T) {
 	if m := ask(t, ns, "udp", "example.test", dns.TypeA); m.Rcode != dns.RcodeRefused {
 		t.Errorf("with no upstreams: %s, want REFUSED", dns.RcodeToString[m.Rcode])
 	}
+	names.mu.Lock()
 	if names.stats["local"] == 0 || names.stats["forwarded"] == 0 || names.stats["failed"] == 0 {
 		t.Errorf("stats %v", names.stats)
 	}
+	names.mu.Unlock()
 
 	s.Detach("sb", ns.Path())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

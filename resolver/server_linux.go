@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Server serves every attached sandbox. Its methods are safe for
@@ -28,13 +29,36 @@ type Server struct {
 	mu        sync.Mutex
 	sandboxes map[string]*attached // guarded by mu; by sandbox id
 	closed    bool                 // guarded by mu
+	reactor   *reactor             // guarded by mu; made by the first Attach
 }
 
-// attached is one sandbox's servers.
+// attached is one sandbox's sockets, read by the reactor.
 type attached struct {
-	udp, tcp *dns.Server
-	done     sync.WaitGroup // the two serving goroutines
+	udp, tcp *sock
+	done     sync.WaitGroup // goroutines answering a query or serving a TCP connection
 	inflight chan struct{}  // forwarding slots
+
+	mu      sync.Mutex
+	conns   map[net.Conn]bool // TCP connections being served; guarded by mu
+	stopped bool              // guarded by mu: no more connections
+}
+
+// track records a TCP connection being served, unless the sandbox is
+// being detached.
+func (a *attached) track(c net.Conn) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		return false
+	}
+	a.conns[c] = true
+	return true
+}
+
+func (a *attached) untrack(c net.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.conns, c)
 }
 
 // New returns a server answering from names. redirect installs, in a
@@ -44,9 +68,6 @@ func New(names Names, redirect func(ns netns.NsHandle, udpPort, tcpPort int) err
 	unredirect func(ns netns.NsHandle) error, log *slog.Logger) *Server {
 	return &Server{names: names, log: log, redirect: redirect, unredir: unredirect, sandboxes: map[string]*attached{}}
 }
-
-// udpIdleWake is how long a sandbox's UDP server sleeps in a read.
-const udpIdleWake = time.Hour
 
 // Attach starts serving the sandboxes at the namespace path (idempotent
 // for a sandbox already attached).
@@ -67,53 +88,42 @@ func (s *Server) Attach(sandbox, path string) error {
 		return fmt.Errorf("opening sandbox %s: %w", path, err)
 	}
 	defer ns.Close()
-	var (
-		pc net.PacketConn
-		ln net.Listener
-	)
+	var udp, tcp, udpPort, tcpPort int
 	err = inNamespace(ns, func() error {
 		var err error
-		if pc, err = net.ListenPacket("udp4", netip.AddrPortFrom(Address, 0).String()); err != nil {
-			return err
-		}
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(Address, 0).String())
+		udp, tcp, udpPort, tcpPort, err = openSockets()
 		return err
 	})
 	if err != nil {
-		if pc != nil {
-			pc.Close()
-		}
 		return fmt.Errorf("opening the DNS sockets in %s: %w", path, err)
 	}
-	udpPort := pc.LocalAddr().(*net.UDPAddr).Port
-	tcpPort := ln.Addr().(*net.TCPAddr).Port
+	a := &attached{inflight: make(chan struct{}, MaxInFlight), conns: map[net.Conn]bool{}}
+	a.udp = &sock{fd: udp, sandbox: sandbox, a: a}
+	a.tcp = &sock{fd: tcp, tcp: true, sandbox: sandbox, a: a}
 	if err := s.redirect(ns, udpPort, tcpPort); err != nil {
-		pc.Close()
-		ln.Close()
+		unix.Close(udp)
+		unix.Close(tcp)
 		return fmt.Errorf("redirecting %s:53 in %s: %w", Address, path, err)
-	}
-	a := &attached{inflight: make(chan struct{}, MaxInFlight)}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.serve(sandbox, a, w, r) })
-	// The UDP loop's read timeout only wakes it up to read again: with a
-	// socket per sandbox, the default 2 s would wake the agent a thousand
-	// times a second on a full host. (TCP reads keep their timeouts.)
-	a.udp = &dns.Server{PacketConn: pc, Handler: h, ReadTimeout: udpIdleWake}
-	a.tcp = &dns.Server{Listener: ln, Handler: h}
-	for _, srv := range []*dns.Server{a.udp, a.tcp} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		a.done.Go(func() {
-			if err := srv.ActivateAndServe(); err != nil {
-				s.log.Debug("DNS server stopped", "sandbox", sandbox, "err", err)
-			}
-		})
-		<-started
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.sandboxes[sandbox] != nil { // closed or attached meanwhile
-		go stop(a)
+		unix.Close(udp)
+		unix.Close(tcp)
 		return nil
+	}
+	if s.reactor == nil {
+		if s.reactor, err = newReactor(s.log, s.answer); err != nil {
+			unix.Close(udp)
+			unix.Close(tcp)
+			return err
+		}
+	}
+	for _, sk := range []*sock{a.udp, a.tcp} {
+		if err := s.reactor.add(sk); err != nil {
+			s.stop(s.reactor, a)
+			return err
+		}
 	}
 	s.sandboxes[sandbox] = a
 	return nil
@@ -124,13 +134,13 @@ func (s *Server) Attach(sandbox, path string) error {
 // another namespace by now).
 func (s *Server) Detach(sandbox, path string) {
 	s.mu.Lock()
-	a := s.sandboxes[sandbox]
+	a, r := s.sandboxes[sandbox], s.reactor
 	delete(s.sandboxes, sandbox)
 	s.mu.Unlock()
 	if a == nil {
 		return
 	}
-	stop(a)
+	s.stop(r, a)
 	if path == "" {
 		return
 	}
@@ -151,41 +161,36 @@ func (s *Server) Attached(sandbox string) bool {
 // agent replaces them). It is idempotent.
 func (s *Server) Close() {
 	s.mu.Lock()
-	all := s.sandboxes
-	s.sandboxes, s.closed = map[string]*attached{}, true
+	all, r := s.sandboxes, s.reactor
+	s.sandboxes, s.closed, s.reactor = map[string]*attached{}, true, nil
 	s.mu.Unlock()
 	for _, a := range all {
-		stop(a)
+		s.stop(r, a)
+	}
+	if r != nil {
+		r.close()
 	}
 }
 
-// stop ends a sandbox's servers: answers in flight get a second, then
-// their sockets close.
-func stop(a *attached) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, srv := range []*dns.Server{a.udp, a.tcp} {
-		wg.Go(func() { srv.ShutdownContext(ctx) })
+// stop ends a sandbox's service: its sockets close at once, so nothing
+// new arrives; answers in flight get a second to finish (their replies
+// are dropped), and its TCP connections are closed.
+func (s *Server) stop(r *reactor, a *attached) {
+	for _, sk := range []*sock{a.udp, a.tcp} {
+		r.remove(sk)
 	}
-	wg.Wait()
-	a.done.Wait()
-}
-
-// serve answers one query.
-func (s *Server) serve(sandbox string, a *attached, w dns.ResponseWriter, r *dns.Msg) {
-	resp := s.answer(sandbox, a, r, w.RemoteAddr().Network() == "tcp")
-	if resp == nil {
-		return
+	a.mu.Lock()
+	a.stopped = true
+	for c := range a.conns {
+		c.Close()
 	}
-	if w.RemoteAddr().Network() != "tcp" {
-		size := dns.MinMsgSize
-		if o := r.IsEdns0(); o != nil {
-			size = max(size, int(o.UDPSize()))
-		}
-		resp.Truncate(size)
+	a.mu.Unlock()
+	finished := make(chan struct{})
+	go func() { a.done.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(time.Second):
 	}
-	w.WriteMsg(resp)
 }
 
 // answer makes the reply to r, or nil to send none.
