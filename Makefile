@@ -43,9 +43,11 @@ check-root:
 # Debian packages the tests use: iproute2's ip, to check our namespaces
 # the way a user would; Podman (CNI backend) with runc and a static
 # busybox for its containers' root filesystem, to run real containers on
-# meshnet. The reference CNI tools (cnitool, bridge, host-local, portmap)
-# are built from their Go modules by the tests (testenv.CNIBinaries).
-DEB_DEPS := ip:iproute2 podman:podman runc:runc busybox:busybox-static
+# meshnet; ZooKeeper (Java), a cluster store the tests run (its package has
+# the command zooinspector). The reference CNI tools (cnitool, bridge,
+# host-local, portmap) are built from their Go modules by the tests
+# (testenv.CNIBinaries).
+DEB_DEPS := ip:iproute2 podman:podman runc:runc busybox:busybox-static zooinspector:zookeeper
 deps: check-root
 	@missing=""; for d in $(DEB_DEPS); do \
 		command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; \
@@ -71,6 +73,7 @@ bench: check-root consul
 	$(GO) test -run XXX -bench DNSLookup -benchtime 2000x ./e2e/
 	$(GO) test -run XXX -bench DNSConvergence -benchtime 100x ./e2e/
 	$(GO) test -run XXX -bench CNIAddDel -benchtime 200x ./e2e/
+	$(GO) test -run XXX -bench CNIScale -benchtime 1000x -timeout 30m ./e2e/
 
 # Three namespace hosts, each running meshagent (the first serving the
 # embedded store), an overlay network, a sandbox per host, and real traffic

@@ -82,7 +82,7 @@ func Flags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML configuration file (default " + DefaultConfigFile + " if present)", EnvVars: env("config")},
 		str("node-name", "", "unique name of this host in the cluster (default: the hostname)"),
-		str("cluster-store", "embedded", "cluster store: consul://HOST:PORT[/PREFIX], etcd://HOST:PORT[,HOST:PORT…][/PREFIX] or embedded"),
+		str("cluster-store", "embedded", "cluster store: consul://HOST:PORT[/PREFIX], etcd://HOST:PORT[,HOST:PORT…][/PREFIX], zk://HOST:PORT[,HOST:PORT…][/PREFIX] or embedded"),
 		list("cluster-store-opt", nil, "cluster store option key=value: ca, cert, key, token, username, password, timeout"),
 		str("cluster-advertise", "", "IFACE[:PORT] or IP[:PORT]: this host's VTEP and gossip address (default: first non-loopback interface, port 7946)"),
 		str("data-dir", "/var/lib/meshnet", "local state directory"),

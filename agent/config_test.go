@@ -7,8 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshnet/meshnet/kvstore"
 )
 
 // load runs a meshagent-like app on args and returns the validated config.
@@ -103,6 +106,22 @@ func TestConfigAdvertise(t *testing.T) {
 	}
 }
 
+// TestConfigZooKeeperStore: a ZooKeeper ensemble with a prefix and digest
+// credentials, as the contract spells the cluster store.
+func TestConfigZooKeeperStore(t *testing.T) {
+	cfg, err := load(t, "--config", writeFile(t, `
+cluster-store: zk://zk1:2181,zk2:2181,zk3:2181/kafka/meshnet
+cluster-store-opt: [username=mesh, password=secret]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Store; s.Backend != kvstore.BackendZooKeeper || len(s.Endpoints) != 3 ||
+		s.Prefix != "kafka/meshnet/" || s.Username != "mesh" || s.Password != "secret" {
+		t.Errorf("store config %s (user %q): want zk with 3 endpoints, prefix kafka/meshnet/, user mesh", s, s.Username)
+	}
+}
+
 func TestConfigBadInput(t *testing.T) {
 	empty := writeFile(t, "{}")
 	for _, c := range []struct {
@@ -112,7 +131,8 @@ func TestConfigBadInput(t *testing.T) {
 		{[]string{"--config", "/nonexistent/agent.yaml"}, "reading configuration file"},
 		{[]string{"--config", writeFile(t, "node-name: [unclosed")}, "not valid YAML"},
 		{[]string{"--config", writeFile(t, "clustr-store: embedded")}, `unknown key "clustr-store"`},
-		{[]string{"--config", empty, "--cluster-store", "zk://h:1"}, `unknown scheme "zk"`},
+		{[]string{"--config", empty, "--cluster-store", "zookeeper://h:1"}, `unknown scheme "zookeeper"`},
+		{[]string{"--config", empty, "--cluster-store", "zk://h:1", "--cluster-store-opt", "token=t"}, "token applies to consul only"},
 		{[]string{"--config", empty, "--cluster-store-opt", "colour=blue"}, `unknown option "colour"`},
 		{[]string{"--config", empty, "--cluster-advertise", "eth0:99999"}, "cluster-advertise"},
 		{[]string{"--config", empty, "--cluster-advertise", "0.0.0.0"}, "cluster-advertise"},
@@ -127,10 +147,33 @@ func TestConfigBadInput(t *testing.T) {
 		{[]string{"--config", empty, "--log-level", "loud"}, "invalid log-level"},
 		{[]string{"--config", empty, "-H", "http://x"}, "invalid host"},
 		{[]string{"--config", empty, "--node-name", "a/b"}, "invalid node-name"},
+		{[]string{"--config", empty, "--node-reclaim-after", "soon"}, "invalid node-reclaim-after"},
+		{[]string{"--config", empty, "--node-reclaim-after", "500ms"}, "at least 1s"},
 	} {
 		_, err := load(t, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: got %v, want one line mentioning %q", c.args, err, c.msg)
+		}
+	}
+}
+
+// TestConfigNodeReclaimAfter: the grace before a departed node's leases
+// are reclaimed, 10 minutes unless the file or a flag says otherwise.
+func TestConfigNodeReclaimAfter(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"--config", writeFile(t, "{}")}, 10 * time.Minute},
+		{[]string{"--config", writeFile(t, "node-reclaim-after: 90s")}, 90 * time.Second},
+		{[]string{"--config", writeFile(t, "{}"), "--node-reclaim-after", "1h"}, time.Hour},
+	} {
+		cfg, err := load(t, c.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.NodeReclaimAfter != c.want {
+			t.Errorf("%v: node-reclaim-after %s, want %s", c.args, cfg.NodeReclaimAfter, c.want)
 		}
 	}
 }

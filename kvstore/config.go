@@ -18,9 +18,10 @@ type Backend string
 
 // The backends a cluster-store URL can name.
 const (
-	BackendEtcd     Backend = "etcd"
-	BackendConsul   Backend = "consul"
-	BackendEmbedded Backend = "embedded"
+	BackendEtcd      Backend = "etcd"
+	BackendConsul    Backend = "consul"
+	BackendZooKeeper Backend = "zk"
+	BackendEmbedded  Backend = "embedded"
 )
 
 // DefaultPrefix is the root under which meshnet keeps its keys when the
@@ -40,7 +41,7 @@ type Config struct {
 
 	CAFile, CertFile, KeyFile string // TLS
 	Token                     string // Consul ACL token
-	Username, Password        string // etcd authentication
+	Username, Password        string // etcd authentication, ZooKeeper digest
 	Timeout                   time.Duration
 
 	// Dial opens the connections to the store; nil means the default
@@ -58,7 +59,8 @@ func (c Config) String() string {
 }
 
 // ParseURL parses a cluster-store URL — consul://HOST:PORT[/PREFIX],
-// etcd://HOST:PORT[,HOST:PORT…][/PREFIX] or embedded — and its key=value
+// etcd://HOST:PORT[,HOST:PORT…][/PREFIX], zk://HOST:PORT[,HOST:PORT…][/PREFIX]
+// or embedded — and its key=value
 // options (ca, cert, key, token, username, password, timeout). The error,
 // if any, is one sentence naming what is wrong.
 func ParseURL(raw string, opts []string) (Config, error) {
@@ -75,7 +77,7 @@ func ParseURL(raw string, opts []string) (Config, error) {
 func parseURL(raw string) (Config, error) {
 	cfg := Config{Prefix: DefaultPrefix, Timeout: DefaultTimeout}
 	if raw == "" {
-		return cfg, errors.New("it is empty; use consul://HOST:PORT, etcd://HOST:PORT or embedded")
+		return cfg, errors.New("it is empty; use consul://HOST:PORT, etcd://HOST:PORT, zk://HOST:PORT or embedded")
 	}
 	if raw == "embedded" || raw == "embedded://" {
 		cfg.Backend = BackendEmbedded
@@ -83,13 +85,13 @@ func parseURL(raw string) (Config, error) {
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return cfg, errors.New("it has no scheme; use consul://HOST:PORT, etcd://HOST:PORT or embedded")
+		return cfg, errors.New("it has no scheme; use consul://HOST:PORT, etcd://HOST:PORT, zk://HOST:PORT or embedded")
 	}
 	switch Backend(scheme) {
-	case BackendEtcd, BackendConsul:
+	case BackendEtcd, BackendConsul, BackendZooKeeper:
 		cfg.Backend = Backend(scheme)
 	default:
-		return cfg, fmt.Errorf("unknown scheme %q (known: consul, etcd, embedded)", scheme)
+		return cfg, fmt.Errorf("unknown scheme %q (known: consul, etcd, zk, embedded)", scheme)
 	}
 	if strings.ContainsAny(rest, "?#@") {
 		return cfg, errors.New("queries, fragments and user info are not allowed; pass options with cluster-store-opt")
@@ -170,7 +172,7 @@ func (c *Config) applyOptions(opts []string) error {
 	case c.Token != "" && c.Backend != BackendConsul:
 		return errors.New("token applies to consul only")
 	case (c.Username != "" || c.Password != "") && c.Backend == BackendConsul:
-		return errors.New("username and password apply to etcd only; use token for consul")
+		return errors.New("username and password apply to etcd and zk only; use token for consul")
 	case c.Password != "" && c.Username == "":
 		return errors.New("password given without username")
 	}

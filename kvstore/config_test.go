@@ -20,6 +20,8 @@ func TestParseURL(t *testing.T) {
 		{"consul://consul.local:8500/prod/net", []string{"token=abc"}, "consul://consul.local:8500/prod/net", "prod/net/"},
 		{"etcd://a:2379,b:2379,[::1]:2379/x/", []string{"username=u", "password=p", "timeout=2s"}, "etcd://a:2379,b:2379,[::1]:2379/x", "x/"},
 		{" etcd://127.0.0.1:2379 ", nil, "etcd://127.0.0.1:2379/meshnet/v1", "meshnet/v1/"},
+		{"zk://10.0.0.5:2181", nil, "zk://10.0.0.5:2181/meshnet/v1", "meshnet/v1/"},
+		{"zk://a:2181,b:2181,[::1]:2181/kafka/net/", []string{"username=u", "password=p", "timeout=2s"}, "zk://a:2181,b:2181,[::1]:2181/kafka/net", "kafka/net/"},
 	}
 	for _, c := range good {
 		cfg, err := kvstore.ParseURL(c.url, c.opts)
@@ -57,7 +59,13 @@ func TestParseURL(t *testing.T) {
 		{"etcd://a:1?x=y", nil, "queries"},
 		{"etcd://user:pw@a:1", nil, "user info"},
 		{"etcd://a:1", []string{"token=x"}, "consul only"},
-		{"consul://a:1", []string{"username=u"}, "etcd only"},
+		{"consul://a:1", []string{"username=u"}, "etcd and zk only"},
+		{"zk://", nil, "no HOST:PORT"},
+		{"zk://a:2181,b", nil, `"b" is not HOST:PORT`},
+		{"zk://a:2181/x/../y", nil, "not a clean key path"},
+		{"zk://a:2181", []string{"token=x"}, "consul only"},
+		{"zk://a:2181", []string{"password=p"}, "without username"},
+		{"zk://a:2181?chroot=/x", nil, "queries"},
 		{"etcd://a:1", []string{"password=p"}, "without username"},
 		{"etcd://a:1", []string{"cert=/c"}, "together"},
 		{"etcd://a:1", []string{"timeout=soon"}, "positive duration"},
@@ -90,7 +98,7 @@ func TestTLSConfigErrors(t *testing.T) {
 // FuzzParseURL: any input gives a config or a one-line error, never a
 // panic.
 func FuzzParseURL(f *testing.F) {
-	for _, s := range []string{"embedded", "consul://h:8500/p", "etcd://a:1,b:2/x", "etcd://[::1]:2379", "x://", "etcd://a:1?", ""} {
+	for _, s := range []string{"embedded", "consul://h:8500/p", "etcd://a:1,b:2/x", "etcd://[::1]:2379", "zk://a:2181,b:2181/p", "x://", "etcd://a:1?", ""} {
 		f.Add(s, "timeout=1s")
 	}
 	f.Fuzz(func(t *testing.T, url, opt string) {

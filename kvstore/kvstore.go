@@ -1,8 +1,9 @@
 // Package kvstore is the one small interface through which meshnet keeps its
 // global state (nodes, networks, leases) in the cluster store.
 //
-// Every backend (kvstore/etcd, kvstore/consul, and the embedded etcd server
-// reached through the etcd backend) implements Store with the same semantics
+// Every backend (kvstore/etcd, kvstore/consul, kvstore/zookeeper, and the
+// embedded etcd server reached through the etcd backend) implements Store
+// with the same semantics
 // and maps its own failures onto the sentinel errors below, so that callers
 // can write allocation loops once:
 //
@@ -17,7 +18,8 @@
 //	}
 //
 // Versions are the backend's own modification index (etcd's ModRevision,
-// Consul's ModifyIndex). They only ever grow for a key, and a List or Watch
+// Consul's ModifyIndex, ZooKeeper's mzxid, the zxid of the transaction that
+// last wrote the znode). They only ever grow for a key, and a List or Watch
 // reports the store-wide version it saw so that a watch can start exactly
 // where a listing ended.
 //
@@ -66,7 +68,8 @@ const (
 	EventDelete
 	// EventReset: the watch could not replay history from the requested
 	// version (it was compacted away, or the backend keeps no history of
-	// deletes). Snapshot holds the complete current contents under the
+	// deletes: Consul, ZooKeeper). Snapshot holds the complete current
+	// contents under the
 	// prefix; the consumer replaces its view with it and then applies the
 	// events that follow.
 	EventReset
@@ -168,16 +171,27 @@ type Store interface {
 	// so nothing is lost. If history from version cannot be replayed, the
 	// first event is an EventReset. version 0 means "from now".
 	//
-	// Backends that observe changes by polling (Consul's blocking queries)
-	// deliver successive writes to one key that fall between two polls as
-	// a single event with the latest value. The receiver must keep reading;
-	// the watch blocks while the channel is full.
+	// Backends that keep no history replay what they can and reset the
+	// rest: Consul resumes without a reset only if nothing under the prefix
+	// changed since version; ZooKeeper, whose watches are one-shot triggers
+	// without history, resumes with puts if keys were only written since
+	// version (no key created or deleted under the prefix), and with an
+	// EventReset otherwise.
+	//
+	// Backends that observe changes by reading the store again (Consul's
+	// blocking queries, ZooKeeper's re-reads after a watch fires) deliver
+	// successive writes to one key that fall between two reads as a single
+	// event with the latest value. The receiver must keep reading; the
+	// watch blocks while the channel is full.
 	Watch(ctx context.Context, prefix string, version uint64) (<-chan Event, error)
 	// Register writes key bound to a lease of the given TTL and keeps the
 	// lease alive in the background until the Registration is revoked or
 	// the Store is closed. If the holder dies (stops refreshing) the key
 	// disappears within about the TTL. If the lease is lost during an
-	// outage the registration re-creates it when the store is back.
+	// outage the registration re-creates it when the store is back. On
+	// ZooKeeper the TTL is the timeout of the session holding the
+	// ephemeral znode, bounded by the server's minSessionTimeout and
+	// maxSessionTimeout.
 	Register(ctx context.Context, key string, value []byte, ttl time.Duration) (Registration, error)
 	// Close releases the client. It does not revoke registrations: their
 	// keys expire with their TTL as if the process had died.
@@ -185,7 +199,7 @@ type Store interface {
 }
 
 // Registration is a key kept alive by a lease (an etcd lease, a Consul
-// session).
+// session, the ZooKeeper session of an ephemeral znode).
 type Registration interface {
 	// Key is the registered key, as given to Register.
 	Key() string

@@ -63,11 +63,15 @@ func testRegistrationExpires(t *testing.T, srv testenv.StoreServer) {
 
 // testCredentials: wrong credentials give ErrPermission, right ones work.
 // Consul's test server always runs with ACLs; on etcd the test turns
-// authentication on and off again.
+// authentication on and off again; ZooKeeper checks ACLs per znode.
 func testCredentials(t *testing.T, srv testenv.StoreServer) {
 	ctx := testCtx(t)
 	cfg := srv.Config()
 	cfg.Timeout = 5 * time.Second
+	if srv.Name() == "zookeeper" {
+		testDigestCredentials(t, cfg)
+		return
+	}
 	if srv.Name() == "consul" {
 		cfg.Token = "00000000-0000-0000-0000-000000000000"
 		s, err := backends.Open(cfg)
@@ -106,6 +110,36 @@ func testCredentials(t *testing.T, srv testenv.StoreServer) {
 	defer s.Close()
 	if err := kvstore.Ping(ctx, s); err != nil {
 		t.Fatalf("right credentials: %v", err)
+	}
+}
+
+// testDigestCredentials: the znodes a ZooKeeper client with digest
+// credentials creates carry an ACL for that identity only, so a client
+// with another password, or none, can neither read nor write there, and
+// its Ping says so.
+func testDigestCredentials(t *testing.T, cfg kvstore.Config) {
+	ctx := testCtx(t)
+	cfg.Prefix = "meshnet-test/" + t.Name() + "/"
+	as := func(username, password string) kvstore.Store {
+		c := cfg
+		c.Username, c.Password = username, password
+		s := must(backends.Open(c))(t)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	right := as("meshnet", "right")
+	must(right.Put(ctx, "k", []byte("v")))(t)
+	if err := kvstore.Ping(ctx, right); err != nil {
+		t.Fatalf("right credentials: %v", err)
+	}
+	for name, s := range map[string]kvstore.Store{"wrong password": as("meshnet", "wrong"), "no credentials": as("", "")} {
+		wantErr(t, kvstore.Ping(ctx, s), kvstore.ErrPermission)
+		if _, err := s.Get(ctx, "k"); !errors.Is(err, kvstore.ErrPermission) {
+			t.Errorf("Get with %s: %v, want ErrPermission", name, err)
+		}
+		if _, err := s.Put(ctx, "k2", []byte("x")); !errors.Is(err, kvstore.ErrPermission) {
+			t.Errorf("Put with %s: %v, want ErrPermission", name, err)
+		}
 	}
 }
 
@@ -176,8 +210,9 @@ func testOutage(t *testing.T, srv testenv.StoreServer) {
 			break
 		}
 	}
-	// The registration is kept (etcd keeps leases across a restart) or
-	// re-created (Consul's dev server forgets everything).
+	// The registration is kept (etcd keeps leases across a restart, and
+	// ZooKeeper sessions that reconnect in time) or re-created (Consul's
+	// dev server forgets everything; an expired ZooKeeper session).
 	eventually(t, "the registration to be back", func() bool {
 		kv, err := observer.Get(ctx, "o/reg")
 		return err == nil && string(kv.Value) == "alive"
@@ -191,7 +226,7 @@ func TestUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, url := range []string{"etcd://127.0.0.1:%d", "consul://127.0.0.1:%d"} {
+	for _, url := range []string{"etcd://127.0.0.1:%d", "consul://127.0.0.1:%d", "zk://127.0.0.1:%d"} {
 		cfg, err := kvstore.ParseURL(fmt.Sprintf(url, port), []string{"timeout=1s"})
 		if err != nil {
 			t.Fatal(err)

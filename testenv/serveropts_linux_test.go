@@ -24,8 +24,11 @@ func TestStoreServerInNamespace(t *testing.T) {
 			o.Persistent = true
 			return testenv.StartConsulWith(ctx, dir, o)
 		},
+		"zookeeper": func(ctx context.Context, dir string, o testenv.ServerOptions) (testenv.StoreServer, error) {
+			return testenv.StartZooKeeperWith(ctx, dir, o)
+		},
 	}
-	for _, name := range []string{"etcd", "consul"} {
+	for _, name := range []string{"etcd", "consul", "zookeeper"} {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()

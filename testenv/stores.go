@@ -19,12 +19,13 @@ import (
 // StoreServer is a real cluster-store server on loopback that a test can
 // stop (an outage) and start again on the same address.
 type StoreServer interface {
-	// Name is the backend's name: "embedded", "etcd" or "consul".
+	// Name is the backend's name: "embedded", "etcd", "consul" or
+	// "zookeeper".
 	Name() string
 	// Config is what a client needs to reach the server (endpoints,
 	// credentials), with the default prefix.
 	Config() kvstore.Config
-	// Stop stops the server; etcd servers keep their data.
+	// Stop stops the server; etcd and ZooKeeper servers keep their data.
 	Stop() error
 	// Start starts it again on the same address and waits until it serves.
 	Start(ctx context.Context) error

@@ -13,12 +13,13 @@ import (
 )
 
 // AllStores names every backend a suite runs against.
-const AllStores = "embedded,etcd,consul"
+const AllStores = "embedded,etcd,consul,zookeeper"
 
 var storeStarters = map[string]func(context.Context, string) (StoreServer, error){
-	"embedded": func(ctx context.Context, dir string) (StoreServer, error) { return StartEmbedded(ctx, dir) },
-	"etcd":     func(ctx context.Context, dir string) (StoreServer, error) { return StartEtcdProcess(ctx, dir) },
-	"consul":   func(ctx context.Context, dir string) (StoreServer, error) { return StartConsul(ctx, dir) },
+	"embedded":  func(ctx context.Context, dir string) (StoreServer, error) { return StartEmbedded(ctx, dir) },
+	"etcd":      func(ctx context.Context, dir string) (StoreServer, error) { return StartEtcdProcess(ctx, dir) },
+	"consul":    func(ctx context.Context, dir string) (StoreServer, error) { return StartConsul(ctx, dir) },
+	"zookeeper": func(ctx context.Context, dir string) (StoreServer, error) { return StartZooKeeper(ctx, dir) },
 }
 
 // StartStores starts one real server per named backend (comma-separated;

@@ -10,6 +10,7 @@ import (
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/consul"
 	"github.com/meshnet/meshnet/kvstore/etcd"
+	"github.com/meshnet/meshnet/kvstore/zookeeper"
 )
 
 // Open returns a Store for cfg, rooted at cfg.Prefix. For the embedded
@@ -28,6 +29,8 @@ func Open(cfg kvstore.Config) (kvstore.Store, error) {
 			return nil, errors.New("the embedded store is not running: no endpoints to connect to")
 		}
 		s, err = etcd.New(cfg)
+	case kvstore.BackendZooKeeper:
+		s, err = zookeeper.New(cfg)
 	default:
 		return nil, fmt.Errorf("unknown cluster store backend %q", cfg.Backend)
 	}

@@ -20,20 +20,22 @@ import (
 
 // Stores a cluster can run on.
 const (
-	StoreEmbedded = "embedded" // the first agent serves etcd on 192.0.2.1:2379
-	StoreEtcd     = "etcd"     // an etcd server process on StoreAddr
-	StoreConsul   = "consul"   // a Consul server on StoreAddr
+	StoreEmbedded  = "embedded"  // the first agent serves etcd on 192.0.2.1:2379
+	StoreEtcd      = "etcd"      // an etcd server process on StoreAddr
+	StoreConsul    = "consul"    // a Consul server on StoreAddr
+	StoreZooKeeper = "zookeeper" // a ZooKeeper server on StoreAddr
 )
 
-// StoreAddr is the underlay address of the store's namespace (etcd and
-// Consul stores).
+// StoreAddr is the underlay address of the store's namespace (etcd,
+// Consul and ZooKeeper stores).
 var StoreAddr = netip.MustParseAddr("192.0.2.250")
 
 // Options describe a cluster.
 type Options struct {
 	// Hosts is the number of hosts started by New (n1, n2, …); default 2.
 	Hosts int
-	// Store is StoreEmbedded (default), StoreEtcd or StoreConsul.
+	// Store is StoreEmbedded (default), StoreEtcd, StoreConsul or
+	// StoreZooKeeper.
 	Store string
 	// Tag is a short word in the namespace names; default "cl".
 	Tag string
@@ -57,8 +59,8 @@ type Cluster struct {
 	bins   testenv.AgentBins
 
 	underlay  *nshost.Underlay
-	storeHost *nshost.Host        // etcd and Consul stores
-	server    testenv.StoreServer // etcd and Consul stores
+	storeHost *nshost.Host        // etcd, Consul and ZooKeeper stores
+	server    testenv.StoreServer // etcd, Consul and ZooKeeper stores
 
 	addMu sync.Mutex // serialises AddHost, which numbers the hosts
 
@@ -84,9 +86,10 @@ func New(ctx context.Context, opts Options) (c *Cluster, err error) {
 		opts.StartTimeout = 2 * time.Minute
 	}
 	switch opts.Store {
-	case StoreEmbedded, StoreEtcd, StoreConsul:
+	case StoreEmbedded, StoreEtcd, StoreConsul, StoreZooKeeper:
 	default:
-		return nil, fmt.Errorf("unknown store %q (known: %s, %s, %s)", opts.Store, StoreEmbedded, StoreEtcd, StoreConsul)
+		return nil, fmt.Errorf("unknown store %q (known: %s, %s, %s, %s)", opts.Store,
+			StoreEmbedded, StoreEtcd, StoreConsul, StoreZooKeeper)
 	}
 	bins, err := testenv.AgentBinaries(ctx)
 	if err != nil {

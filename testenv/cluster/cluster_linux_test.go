@@ -12,7 +12,7 @@ import (
 func testStores() []string {
 	s := os.Getenv("MESHNET_TEST_STORES")
 	if s == "" {
-		s = "embedded,etcd,consul"
+		s = "embedded,etcd,consul,zookeeper"
 	}
 	return strings.Split(s, ",")
 }

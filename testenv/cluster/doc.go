@@ -1,8 +1,8 @@
 // Package cluster runs a meshnet cluster on one machine for end-to-end
 // tests and the demo: N hosts made of network namespaces on an underlay
 // switch (testenv/nshost), a real cluster store (the first agent's
-// embedded etcd, an etcd server process or a Consul server, each in a
-// namespace on the underlay), and one real meshagent process per host,
+// embedded etcd, an etcd server process, a Consul server or a ZooKeeper
+// server, each in a namespace on the underlay), and one real meshagent process per host,
 // started inside its host's namespace with its own data dir, socket,
 // configuration file and log, driven with the real agentctl binary.
 //

@@ -17,8 +17,9 @@ import (
 // clients, on its advertise address.
 const embeddedPort = 2379
 
-// startStore starts the etcd or Consul server in a namespace of its own
-// on the underlay; the embedded store starts with the first agent.
+// startStore starts the etcd, Consul or ZooKeeper server in a namespace
+// of its own on the underlay; the embedded store starts with the first
+// agent.
 func (c *Cluster) startStore(ctx context.Context) error {
 	if c.opts.Store == StoreEmbedded {
 		return nil
@@ -38,6 +39,8 @@ func (c *Cluster) startStore(ctx context.Context) error {
 		c.server, err = testenv.StartEtcdProcessWith(ctx, dir, opts)
 	case StoreConsul:
 		c.server, err = testenv.StartConsulWith(ctx, dir, opts)
+	case StoreZooKeeper:
+		c.server, err = testenv.StartZooKeeperWith(ctx, dir, opts)
 	}
 	if err != nil {
 		return fmt.Errorf("starting the %s store: %w", c.opts.Store, err)
@@ -52,6 +55,8 @@ func (c *Cluster) storeURL(n int) string {
 		return "etcd://" + c.server.Config().Endpoints[0]
 	case StoreConsul:
 		return "consul://" + c.server.Config().Endpoints[0]
+	case StoreZooKeeper:
+		return "zk://" + c.server.Config().Endpoints[0]
 	}
 	if n == 1 {
 		return "embedded"
@@ -81,8 +86,8 @@ func (c *Cluster) storeConfig() kvstore.Config {
 		Prefix: kvstore.DefaultPrefix, Timeout: kvstore.DefaultTimeout, Dial: c.Host(0).Dial}
 }
 
-// StopStore stops the cluster store, an outage: the etcd or Consul
-// server, or for the embedded store n1's agent, which serves it. Both
+// StopStore stops the cluster store, an outage: the etcd, Consul or
+// ZooKeeper server, or for the embedded store n1's agent, which serves it. Both
 // keep their data.
 func (c *Cluster) StopStore() error {
 	if c.server != nil {
@@ -108,6 +113,8 @@ func (c *Cluster) StoreLog() string {
 		return filepath.Join(c.dir, "store", "etcd.log")
 	case StoreConsul:
 		return filepath.Join(c.dir, "store", "consul.log")
+	case StoreZooKeeper:
+		return filepath.Join(c.dir, "store", "zookeeper.log")
 	}
 	return ""
 }
