@@ -143,7 +143,12 @@ func ensureDir(dir string) error {
 }
 
 // writeFileAtomic replaces dir/name with data (mode 0644) through a
-// temporary file in dir, which it never leaves behind.
+// temporary file in dir, which it never leaves behind. The rename makes a
+// crash of the agent leave the old file or the new one; the data is not
+// synced to disk first, because the files describe a network namespace,
+// which does not outlive the machine: after a power loss there is no
+// sandbox left to read them (and an fsync per file was a good part of a
+// sandbox's creation time).
 func writeFileAtomic(dir, name string, data []byte) (err error) {
 	path := filepath.Join(dir, name)
 	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
@@ -161,9 +166,6 @@ func writeFileAtomic(dir, name string, data []byte) (err error) {
 		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
