@@ -74,6 +74,7 @@ bench: check-root consul
 	$(GO) test -run XXX -bench DNSConvergence -benchtime 100x ./e2e/
 	$(GO) test -run XXX -bench CNIAddDel -benchtime 200x ./e2e/
 	$(GO) test -run XXX -bench CNIScale -benchtime 1000x -timeout 30m ./e2e/
+	$(GO) test -run XXX -bench JoinVsFlannel -benchtime 30x -timeout 30m ./e2e/
 
 # Three namespace hosts, each running meshagent (the first serving the
 # embedded store), an overlay network, a sandbox per host, and real traffic

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -169,29 +167,10 @@ func (c *Cluster) Host(i int) *Host {
 // underlay, starts its agent and waits until the agent has reached the
 // cluster store; it may join a running cluster.
 func (c *Cluster) AddHost(ctx context.Context) (*Host, error) {
-	c.addMu.Lock()
-	defer c.addMu.Unlock()
-	c.mu.Lock()
-	n := len(c.hosts) + 1
-	c.mu.Unlock()
-	if n >= int(StoreAddr.As4()[3]) {
-		return nil, fmt.Errorf("too many hosts (%d)", n)
-	}
-	name := "n" + strconv.Itoa(n)
-	addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(n)}), 24)
-	nh, err := c.underlay.AddHost(name, addr)
+	h, err := c.AddBareHost("")
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{Host: nh, Node: name, Dir: filepath.Join(c.dir, name), c: c}
-	h.Socket = "unix://" + filepath.Join(h.Dir, "agent.sock")
-	h.LogPath = filepath.Join(h.Dir, "agent.log")
-	if err := h.writeConfig(c.storeURL(n), c.storeOpts()); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	c.hosts = append(c.hosts, h)
-	c.mu.Unlock()
 	if err := h.Start(ctx); err != nil {
 		return h, err
 	}

@@ -86,17 +86,10 @@ func (h *Host) Start(ctx context.Context) error {
 	if h.proc != nil {
 		return nil
 	}
-	fmt.Fprintf(appendFile(h.LogPath), "=== meshagent %s starting at %s\n", h.Node, time.Now().Format(time.RFC3339Nano))
-	bin, args := h.c.bins.Agent, h.args()
-	if w := h.c.opts.AgentWrapper; len(w) > 0 {
-		bin, args = w[0], append(append(w[1:len(w):len(w)], bin), args...)
-	}
-	p, err := testenv.StartProcess(bin, args, testenv.ProcessOptions{
-		Log: h.LogPath, NS: h.NS, Env: childEnv()})
-	if err != nil {
+	if _, err := h.launchLocked(); err != nil {
 		return err
 	}
-	h.proc = p
+	p := h.proc
 	ctx, cancel := context.WithTimeout(ctx, h.c.opts.StartTimeout)
 	defer cancel()
 	var last error
