@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/testenv"
@@ -44,6 +45,7 @@ var conformanceCases = []struct {
 	{"List", testList},
 	{"PrefixIsolation", testPrefixIsolation},
 	{"Txn", testTxn},
+	{"TxnNested", testTxnNested},
 	{"ConcurrentCAS", testConcurrentCAS},
 	{"ConcurrentCreate", testConcurrentCreate},
 	{"WatchOrder", testWatchOrder},
@@ -222,6 +224,40 @@ func testTxn(t *testing.T, srv testenv.StoreServer) {
 		if err := s.Txn(ctx, ops...); err == nil {
 			t.Fatalf("malformed txn %v accepted", ops)
 		}
+	}
+}
+
+// testTxnNested: one transaction may write a key and a key under it, in
+// either order, and delete a key while creating one under it, as in a
+// flat key space. (ZooKeeper, whose keys are a tree, must plan these.)
+func testTxnNested(t *testing.T, srv testenv.StoreServer) {
+	s, ctx := open(t, srv, t.Name()), testCtx(t)
+	must(s.Put(ctx, "d", []byte("old")))(t)
+	for i, ops := range [][]kvstore.Op{
+		{{Kind: kvstore.OpCreate, Key: "a", Value: []byte("1")}, {Kind: kvstore.OpCreate, Key: "a/b", Value: []byte("2")}},
+		{{Kind: kvstore.OpCreate, Key: "c/d/e", Value: []byte("3")}, {Kind: kvstore.OpCreate, Key: "c", Value: []byte("4")}},
+		{{Kind: kvstore.OpPut, Key: "x", Value: []byte("5")}, {Kind: kvstore.OpPut, Key: "x/y", Value: []byte("6")}},
+		{{Kind: kvstore.OpDelete, Key: "d"}, {Kind: kvstore.OpCreate, Key: "d/e/f", Value: []byte("7")}},
+	} {
+		tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := s.Txn(tctx, ops...)
+		cancel()
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+	}
+	want := view{"a": "1", "a/b": "2", "c": "4", "c/d/e": "3", "x": "5", "x/y": "6", "d/e/f": "7"}
+	if got := listView(t, s, ""); !maps.Equal(got, want) {
+		t.Fatalf("after the transactions: %v, want %v", got, want)
+	}
+	_, err := s.Get(ctx, "d")
+	wantErr(t, err, kvstore.ErrKeyNotFound)
+	// And the other way round: delete a key and the key under it at once.
+	ok(t, s.Txn(ctx, kvstore.Op{Kind: kvstore.OpDelete, Key: "x"}, kvstore.Op{Kind: kvstore.OpDelete, Key: "x/y"}))
+	ok(t, s.Txn(ctx, kvstore.Op{Kind: kvstore.OpDelete, Key: "c/d/e"}, kvstore.Op{Kind: kvstore.OpDelete, Key: "c"}))
+	want = view{"a": "1", "a/b": "2", "d/e/f": "7"}
+	if got := listView(t, s, ""); !maps.Equal(got, want) {
+		t.Fatalf("after the deletes: %v, want %v", got, want)
 	}
 }
 

@@ -160,7 +160,10 @@ type Store interface {
 	CompareAndDelete(ctx context.Context, key string, version uint64) error
 	// List returns every key under prefix, sorted by key, and a version
 	// no older than any key listed: Watch(prefix, version) continues
-	// exactly after the listing.
+	// exactly after the listing. (ZooKeeper, which has no snapshot reads,
+	// may under writes that never pause return an older version, up to
+	// which the listing holds every change; a Watch from it then sends
+	// the newer keys again, or starts with an EventReset.)
 	List(ctx context.Context, prefix string) ([]KVPair, uint64, error)
 	// Txn applies all ops or none. When a condition does not hold it
 	// returns a *TxnError naming the first failing op.

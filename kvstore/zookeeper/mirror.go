@@ -25,7 +25,8 @@ import (
 // whole subtree twice until both agree would not.
 //
 // List keeps a mirror per prefix it is asked for (listMirrors); every Watch
-// has its own.
+// has its own. The watches themselves are the store's (armed.go): a
+// mirror sets only those no other has set.
 type mirror struct {
 	s    *Store
 	root string // the picture's root, read by notify
@@ -87,27 +88,45 @@ func (m *mirror) notify(ev zk.Event) {
 	}
 }
 
-// settle runs rounds of reads until one ends with nothing new to read,
-// and returns the first failure. The caller holds m.mu.
-func (m *mirror) settle(ctx context.Context) error {
-	for {
+// maxRounds bounds the rounds of reads of one settle: under writes that
+// never pause, some notification always comes during a round.
+const maxRounds = 4
+
+// settle runs rounds of reads until one ends with nothing new to read, or
+// maxRounds have run, and returns the first failure. It returns through,
+// a zxid up to which the picture holds every change: once settled, the
+// picture's version; when cut short, the version the picture had when the
+// last round began. A znode that changed after its last read, and is
+// therefore still dirty, was either read in that round, which ZooKeeper
+// answered after everything up to that version, or was clean when the
+// round began, so the change's notification, which comes before any
+// answer showing a later zxid, had not come: either way the change came
+// after through. The caller holds m.mu.
+func (m *mirror) settle(ctx context.Context) (through uint64, err error) {
+	for i := 1; ; i++ {
 		if err := ctx.Err(); err != nil {
-			return err
+			return 0, err
 		}
+		start := m.pic.version()
 		if err := m.round(ctx); err != nil {
-			return err
+			return 0, err
 		}
 		m.dmu.Lock()
-		settled := len(m.dirty) == 0 && !m.resync
+		settled, resync := len(m.dirty) == 0 && !m.resync, m.resync
 		m.dmu.Unlock()
 		if settled {
-			return nil
+			return m.pic.version(), nil
+		}
+		if i >= maxRounds && !resync && start > 0 {
+			return start, nil
 		}
 	}
 }
 
 // round reads the whole subtree, or the znodes marked dirty. On failure it
-// marks them again.
+// marks them again; a refresh that failed half-way has changed the
+// picture in part (new children listed but not read, say), so the next
+// round reads the whole subtree again.
 func (m *mirror) round(ctx context.Context) error {
 	m.dmu.Lock()
 	dirty, resync := m.dirty, m.resync
@@ -124,7 +143,7 @@ func (m *mirror) round(ctx context.Context) error {
 	}
 	if err != nil {
 		m.dmu.Lock()
-		m.resync = m.resync || resync
+		m.resync = true
 		for path, f := range dirty {
 			m.dirty[path] |= f
 		}
@@ -144,6 +163,11 @@ func (m *mirror) refresh(ctx context.Context, dirty map[string]fired) error {
 			return err
 		}
 		added = p.diffChildren(p.root, old, p.rootChildren, added)
+		if m.s.afterRootRead != nil {
+			if err := m.s.afterRootRead(); err != nil {
+				return err
+			}
+		}
 	}
 	var reads []nodeRead
 	for path, f := range dirty {
@@ -173,16 +197,26 @@ func (m *mirror) refresh(ctx context.Context, dirty map[string]fired) error {
 	return m.s.readTrees(ctx, p, added)
 }
 
-// maxListMirrors bounds the prefixes whose mirrors List keeps. Dropping
-// one leaves its watches set until their znodes next change.
-const maxListMirrors = 256
+// List keeps the mirrors of at most maxListMirrors prefixes, and drops
+// those not used for listMirrorIdle: each holds a copy of its subtree.
+// Dropping one costs nothing on the connection (the store's watches stay
+// set for the other mirrors, or until their znodes next change).
+const (
+	maxListMirrors = 32
+	listMirrorIdle = 5 * time.Minute
+)
 
 // List implements kvstore.Store from the prefix's mirror. A plain read
 // (a barrier: its answer comes after the notifications of everything
 // written before it) goes alongside a first round of re-reads, then
 // rounds follow until the mirror is settled. The listing is thus a state
 // the subtree had, at least as recent as the call, and its version a
-// point after which a Watch misses nothing.
+// point after which a Watch misses nothing. Under writes that never
+// pause, the mirror may not settle: the listing is then as recent as the
+// call, but holds some keys at newer versions than others, and its
+// version is the one up to which it holds every change (see settle),
+// which may be older than some keys listed; a Watch from it sends them
+// again, or starts with a reset.
 func (s *Store) List(ctx context.Context, prefix string) ([]kvstore.KVPair, uint64, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
@@ -202,13 +236,14 @@ func (s *Store) List(ctx context.Context, prefix string) ([]kvstore.KVPair, uint
 	if err == nil {
 		err = barrier
 	}
+	var through uint64
 	if err == nil {
-		err = m.settle(ctx)
+		through, err = m.settle(ctx)
 	}
 	if err != nil {
 		return nil, 0, s.mapErr(err)
 	}
-	return m.pic.pairs(), m.pic.version(), nil
+	return m.pic.pairs(true), through, nil
 }
 
 // listMirror returns List's mirror of prefix, made on first use; it drops
@@ -216,6 +251,13 @@ func (s *Store) List(ctx context.Context, prefix string) ([]kvstore.KVPair, uint
 func (s *Store) listMirror(prefix string) *mirror {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
+	for p, o := range s.listMirrors {
+		if p != prefix && now.Sub(o.lastUsed) > listMirrorIdle {
+			delete(s.mirrors, o)
+			delete(s.listMirrors, p)
+		}
+	}
 	m, ok := s.listMirrors[prefix]
 	if !ok {
 		if len(s.listMirrors) >= maxListMirrors {
@@ -233,6 +275,6 @@ func (s *Store) listMirror(prefix string) *mirror {
 		s.listMirrors[prefix] = m
 		s.mirrors[m] = struct{}{}
 	}
-	m.lastUsed = time.Now()
+	m.lastUsed = now
 	return m
 }

@@ -50,8 +50,10 @@ func (p *picture) version() uint64 {
 	return uint64(v)
 }
 
-// pairs are the keys in the picture, sorted by key.
-func (p *picture) pairs() []kvstore.KVPair {
+// pairs are the keys in the picture, sorted by key, with copies of the
+// values if clone (for callers, who own them); otherwise the values are
+// the picture's, which are never written to.
+func (p *picture) pairs(clone bool) []kvstore.KVPair {
 	var kvs []kvstore.KVPair
 	for path, n := range p.nodes {
 		if n.data == nil {
@@ -61,8 +63,11 @@ func (p *picture) pairs() []kvstore.KVPair {
 		if err != nil {
 			continue // a znode some other program made
 		}
-		// A copy: the picture outlives the call, and callers own values.
-		kvs = append(kvs, kvstore.KVPair{Key: key, Value: bytes.Clone(n.data), Version: uint64(n.stat.Mzxid)})
+		v := n.data
+		if clone {
+			v = bytes.Clone(v)
+		}
+		kvs = append(kvs, kvstore.KVPair{Key: key, Value: v, Version: uint64(n.stat.Mzxid)})
 	}
 	slices.SortFunc(kvs, func(a, b kvstore.KVPair) int { return strings.Compare(a.Key, b.Key) })
 	return kvs
@@ -121,7 +126,7 @@ func (s *Store) readRoot(ctx context.Context, p *picture) error {
 		c, err := request(ctx, s, func() (children, error) {
 			var c children
 			var err error
-			c.names, c.stat, _, err = s.conn.ChildrenW(p.root)
+			c.names, c.stat, err = s.getChildren(p.root)
 			return c, err
 		})
 		if err == nil {
@@ -137,8 +142,7 @@ func (s *Store) readRoot(ctx context.Context, p *picture) error {
 			return err
 		}
 		exists, err := request(ctx, s, func() (bool, error) {
-			ok, _, _, err := s.conn.ExistsW(p.root)
-			return ok, err
+			return s.existsWatched(p.root)
 		})
 		if err != nil {
 			return err
@@ -248,7 +252,7 @@ func (s *Store) readNode(r nodeRead) (*tnode, error) {
 	if r.fired&firedChildren != 0 {
 		wg.Go(func() {
 			var names []string
-			names, childStat, _, childErr = s.conn.ChildrenW(r.path)
+			names, childStat, childErr = s.getChildren(r.path)
 			if childErr == nil {
 				n.children, n.cpzxid = names, childStat.Pzxid
 			}
@@ -257,7 +261,7 @@ func (s *Store) readNode(r nodeRead) (*tnode, error) {
 	if r.fired&firedData != 0 {
 		var data []byte
 		var st *zk.Stat
-		data, st, _, dataErr = s.conn.GetW(r.path)
+		data, st, dataErr = s.getData(r.path)
 		if dataErr == nil {
 			n.data, n.stat = data, *st
 		}

@@ -3,6 +3,7 @@ package zookeeper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,7 @@ func (s *Store) txn(ctx context.Context, ops []kvstore.Op) (uint64, error) {
 			toRead = append(toRead, i)
 		}
 	}
+	var lastSig string
 	for attempt := 0; ; attempt++ {
 		// The directories of keys this attempt may create, unless known.
 		var dirs []string
@@ -67,7 +69,7 @@ func (s *Store) txn(ctx context.Context, ops []kvstore.Op) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
-		reqs = append(mkdirReqs(missing, reqs, s.acl), reqs...)
+		reqs = arrange(reqs, missing, s.acl)
 		res, err := request(ctx, s, func() ([]zk.MultiResponse, error) { return s.conn.Multi(reqs...) })
 		if err == nil {
 			for _, r := range reqs {
@@ -82,6 +84,13 @@ func (s *Store) txn(ctx context.Context, ops []kvstore.Op) (uint64, error) {
 		if j < 0 {
 			return 0, s.mapErr(err)
 		}
+		// A plan that fails the same way twice will not get better by
+		// reading again (no one else is changing what it depends on).
+		sig := signature(reqs, j)
+		if sig == lastSig {
+			return 0, fmt.Errorf("%s cannot apply the transaction: %s: %w", s.endpoint, describe(reqs[j]), res[j].Error)
+		}
+		lastSig = sig
 		switch opErr := res[j].Error; {
 		case errors.Is(opErr, zk.ErrNoNode):
 			if c, ok := reqs[j].(*zk.CreateRequest); ok {
@@ -99,31 +108,85 @@ func (s *Store) txn(ctx context.Context, ops []kvstore.Op) (uint64, error) {
 	}
 }
 
-// mkdirReqs creates the missing directories that the creates among reqs
-// need, parents first.
-func mkdirReqs(missing []string, reqs []any, acl []zk.ACL) []any {
-	need := map[string]bool{}
+// arrange completes the requests of a plan into a multi ZooKeeper can
+// apply in order: it adds the missing directories that its creates need
+// (unless the transaction creates one as a key itself), turns the delete of
+// a key that the transaction gives children into clearing its data (it
+// stays as their directory), and sorts the requests by path, stably, so
+// that a znode is created before its children and a key's create stays
+// before the write of its value.
+func arrange(reqs []any, missing []string, acl []zk.ACL) []any {
+	created := map[string]bool{}
 	for _, r := range reqs {
-		c, ok := r.(*zk.CreateRequest)
-		if !ok {
-			continue
+		if c, ok := r.(*zk.CreateRequest); ok {
+			created[c.Path] = true
 		}
-		for _, d := range missing {
-			if c.Path == d || strings.HasPrefix(c.Path, d+"/") {
-				need[d] = true
+	}
+	under := func(dir string) bool {
+		for p := range created {
+			if strings.HasPrefix(p, dir+"/") {
+				return true
 			}
 		}
+		return false
 	}
-	dirs := make([]string, 0, len(need))
-	for d := range need {
-		dirs = append(dirs, d)
+	var out []any
+	for _, d := range missing {
+		if !created[d] && under(d) {
+			out = append(out, &zk.CreateRequest{Path: d, Data: nil, Acl: acl, Flags: zk.FlagPersistent})
+		}
 	}
-	slices.Sort(dirs) // a parent sorts before its children
-	mk := make([]any, len(dirs))
-	for i, d := range dirs {
-		mk[i] = &zk.CreateRequest{Path: d, Data: nil, Acl: acl, Flags: zk.FlagPersistent}
+	for _, r := range out {
+		created[r.(*zk.CreateRequest).Path] = true
 	}
-	return mk
+	for _, r := range reqs {
+		if d, ok := r.(*zk.DeleteRequest); ok && under(d.Path) {
+			r = &zk.SetDataRequest{Path: d.Path, Data: nil, Version: d.Version}
+		}
+		out = append(out, r)
+	}
+	slices.SortStableFunc(out, func(a, b any) int { return strings.Compare(reqPath(a), reqPath(b)) })
+	return out
+}
+
+// reqPath is the znode a request of a multi writes or checks.
+func reqPath(r any) string {
+	switch r := r.(type) {
+	case *zk.CreateRequest:
+		return r.Path
+	case *zk.SetDataRequest:
+		return r.Path
+	case *zk.DeleteRequest:
+		return r.Path
+	case *zk.CheckVersionRequest:
+		return r.Path
+	}
+	return ""
+}
+
+// describe names a request of a multi for a message.
+func describe(r any) string {
+	switch r := r.(type) {
+	case *zk.CreateRequest:
+		return "creating " + r.Path
+	case *zk.SetDataRequest:
+		return "writing " + r.Path
+	case *zk.DeleteRequest:
+		return "deleting " + r.Path
+	case *zk.CheckVersionRequest:
+		return "checking " + r.Path
+	}
+	return "an unknown request"
+}
+
+// signature identifies a plan and the request of it that failed.
+func signature(reqs []any, failed int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d", failed)
+	for _, r := range reqs {
+		fmt.Fprintf(&b, "|%T%+v", r, r)
+	}
+	return b.String()
 }
 
 // plan turns ops into the requests of one multi, given what the reads

@@ -1,6 +1,7 @@
 package zookeeper
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -25,6 +26,10 @@ import (
 // mzxid, and they are sent as puts. Otherwise ZooKeeper, which keeps no
 // history, cannot tell what was deleted, and the watch starts with an
 // EventReset holding the picture.
+//
+// Under writes that never pause the mirror may not settle (see settle):
+// the watch then sends what the picture holds up to the zxid through
+// which it is complete, and the rest after the next round.
 func (s *Store) Watch(ctx context.Context, prefix string, version uint64) (<-chan kvstore.Event, error) {
 	out := make(chan kvstore.Event)
 	w := &watcher{mirror: newMirror(s, prefix), out: out}
@@ -42,14 +47,17 @@ func (s *Store) Watch(ctx context.Context, prefix string, version uint64) (<-cha
 	}
 	// Take the first picture now, so that writes made after Watch returns
 	// are sent as changes, not folded into it. If the store does not
-	// answer, the watch takes it when it is back.
+	// answer, the watch takes it when it is back, and then, if it was
+	// from now, starts with a reset to it: the writes made meanwhile are
+	// in it.
 	sctx, scancel := s.call(ctx)
-	ready := w.settle(sctx) == nil
+	through, err := w.settle(sctx)
 	scancel()
+	ready := err == nil
 	if !s.goOwned(func() {
 		defer forget()
 		defer close(out)
-		w.run(ctx, version, ready)
+		w.run(ctx, version, ready, through)
 	}) {
 		forget()
 		return nil, fmt.Errorf("watching %s: %w: the client is closed", prefix, kvstore.ErrUnavailable)
@@ -74,11 +82,14 @@ func (w *watcher) send(ctx context.Context, ev kvstore.Event) bool {
 	}
 }
 
-func (w *watcher) run(ctx context.Context, version uint64, ready bool) {
-	if !ready && !w.settleRetrying(ctx) {
-		return
+func (w *watcher) run(ctx context.Context, version uint64, ready bool, through uint64) {
+	if !ready {
+		var ok bool
+		if through, ok = w.settleRetrying(ctx); !ok {
+			return
+		}
 	}
-	if !w.start(ctx, version) {
+	if !w.start(ctx, version, through, !ready) {
 		return
 	}
 	for {
@@ -87,51 +98,56 @@ func (w *watcher) run(ctx context.Context, version uint64, ready bool) {
 			return
 		case <-w.wake:
 		}
-		if !w.settleRetrying(ctx) || !w.sendChanges(ctx) {
+		through, ok := w.settleRetrying(ctx)
+		if !ok || !w.sendChanges(ctx, through) {
 			return
 		}
 	}
 }
 
 // settleRetrying settles the mirror, retrying through outages until ctx
-// is done.
-func (w *watcher) settleRetrying(ctx context.Context) bool {
+// is done, and returns settle's through.
+func (w *watcher) settleRetrying(ctx context.Context) (uint64, bool) {
 	retry := backoff.New(50*time.Millisecond, 2*time.Second)
 	for ctx.Err() == nil {
 		sctx, cancel := w.s.call(ctx)
-		err := w.settle(sctx)
+		through, err := w.settle(sctx)
 		cancel()
 		if err == nil {
-			return true
+			return through, true
 		}
 		retry.Wait(ctx)
 	}
-	return false
+	return 0, false
 }
 
 // start sends what the consumer, holding the store as of version, needs
-// to catch up with the first picture.
-func (w *watcher) start(ctx context.Context, version uint64) bool {
-	cur := w.pic.pairs()
+// to catch up with the first picture, which holds every change up to
+// through. A watch from now whose first picture was taken late starts
+// with a reset to it.
+func (w *watcher) start(ctx context.Context, version, through uint64, late bool) bool {
+	cur := w.pic.pairs(false)
 	w.sent = make(map[string]kvstore.KVPair, len(cur))
-	if version == 0 {
+	if version == 0 && !late {
 		for _, kv := range cur {
 			w.sent[kv.Key] = kv
 		}
 		return true
 	}
-	if v := w.pic.version(); version > v || w.structureChangedSince(int64(version)) {
-		for _, kv := range cur {
+	if version == 0 || version > w.pic.version() || w.structureChangedSince(int64(version)) {
+		snap := make([]kvstore.KVPair, len(cur))
+		for i, kv := range cur {
 			w.sent[kv.Key] = kv
+			snap[i] = kvstore.KVPair{Key: kv.Key, Value: bytes.Clone(kv.Value), Version: kv.Version}
 		}
-		return w.send(ctx, kvstore.Event{Type: kvstore.EventReset, Version: v, Snapshot: cur})
+		return w.send(ctx, kvstore.Event{Type: kvstore.EventReset, Version: through, Snapshot: snap})
 	}
 	for _, kv := range cur {
 		if kv.Version <= version {
 			w.sent[kv.Key] = kv
 		}
 	}
-	return w.sendChanges(ctx)
+	return w.sendChanges(ctx, through)
 }
 
 // structureChangedSince says whether a key may have been deleted after
@@ -150,36 +166,38 @@ func (w *watcher) structureChangedSince(version int64) bool {
 }
 
 // sendChanges diffs the picture against what was sent: puts in version
-// order, then deletes.
-func (w *watcher) sendChanges(ctx context.Context) bool {
-	cur := w.pic.pairs()
-	next := make(map[string]kvstore.KVPair, len(cur))
+// order, then deletes, which carry through. Keys written after through
+// wait for a later picture, since one written before it may still be
+// missing from this one.
+func (w *watcher) sendChanges(ctx context.Context, through uint64) bool {
+	cur := w.pic.pairs(false)
+	present := make(map[string]bool, len(cur))
 	var puts []kvstore.KVPair
 	for _, kv := range cur {
-		next[kv.Key] = kv
-		if old, ok := w.sent[kv.Key]; !ok || old.Version != kv.Version {
+		present[kv.Key] = true
+		if old, ok := w.sent[kv.Key]; (!ok || old.Version != kv.Version) && kv.Version <= through {
 			puts = append(puts, kv)
 		}
 	}
 	var deletes []string
 	for k := range w.sent {
-		if _, ok := next[k]; !ok {
+		if !present[k] {
 			deletes = append(deletes, k)
 		}
 	}
-	w.sent = next
 	// Stable: keys written by one transaction share a version and stay
 	// in key order.
 	slices.SortStableFunc(puts, func(a, b kvstore.KVPair) int { return cmp.Compare(a.Version, b.Version) })
 	slices.Sort(deletes)
 	for _, kv := range puts {
-		if !w.send(ctx, kvstore.Event{Type: kvstore.EventPut, Key: kv.Key, Value: kv.Value, Version: kv.Version}) {
+		w.sent[kv.Key] = kv
+		if !w.send(ctx, kvstore.Event{Type: kvstore.EventPut, Key: kv.Key, Value: bytes.Clone(kv.Value), Version: kv.Version}) {
 			return false
 		}
 	}
-	version := w.pic.version()
 	for _, k := range deletes {
-		if !w.send(ctx, kvstore.Event{Type: kvstore.EventDelete, Key: k, Version: version}) {
+		delete(w.sent, k)
+		if !w.send(ctx, kvstore.Event{Type: kvstore.EventDelete, Key: k, Version: through}) {
 			return false
 		}
 	}

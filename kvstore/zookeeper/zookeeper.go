@@ -94,10 +94,15 @@ type Store struct {
 	cfg      kvstore.Config
 	conn     *zk.Conn
 	dial     *dialer
-	acl      []zk.ACL // given to every znode the client creates
-	dirs     dirCache // directories known to exist
+	acl      []zk.ACL   // given to every znode the client creates
+	dirs     dirCache   // directories known to exist
+	watches  watchTable // watches set on the connection (armed.go)
 	timeout  time.Duration
 	endpoint string // for messages
+
+	// afterRootRead, if set (by tests), runs in a mirror's refresh after
+	// the root's children are read; an error fails the refresh there.
+	afterRootRead func() error
 
 	authed  chan struct{} // closed once the digest credentials are accepted
 	authErr error         // set before authed is closed
@@ -312,6 +317,7 @@ func (s *Store) mapErr(err error) error {
 // onEvent receives every session and watch event of the main connection
 // from the client library, which must not be blocked.
 func (s *Store) onEvent(ev zk.Event) {
+	s.watches.fired(ev) // first: a mirror woken by ev sets them again
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for m := range s.mirrors {
@@ -377,9 +383,22 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, version uint64
 	return err
 }
 
+// callNames name the single-key calls for their messages.
+var callNames = map[kvstore.OpKind]string{
+	kvstore.OpCreate: "Create", kvstore.OpPut: "Put", kvstore.OpSwap: "CompareAndSwap",
+	kvstore.OpDelete: "Delete", kvstore.OpCompareDelete: "CompareAndDelete",
+}
+
 // txnOne runs a single op and unwraps the TxnError, whose index means
-// nothing to a single-key caller.
+// nothing to a single-key caller. It checks the call itself first, so
+// that a bad call is told in its own words, not a transaction's.
 func (s *Store) txnOne(ctx context.Context, op kvstore.Op) (uint64, error) {
+	switch {
+	case op.Key == "":
+		return 0, fmt.Errorf("%s of an empty key", callNames[op.Kind])
+	case (op.Kind == kvstore.OpSwap || op.Kind == kvstore.OpCompareDelete) && op.Version == 0:
+		return 0, fmt.Errorf("%s of %s without a version", callNames[op.Kind], op.Key)
+	}
 	version, err := s.txn(ctx, []kvstore.Op{op})
 	if te := (*kvstore.TxnError)(nil); errors.As(err, &te) {
 		return 0, fmt.Errorf("%s: %w", op.Key, te.Err)

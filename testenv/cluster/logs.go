@@ -39,6 +39,9 @@ func (p appendFile) Write(b []byte) (int, error) {
 // to logf (t.Logf when a test failed).
 func (c *Cluster) DumpLogs(logf func(format string, args ...any)) {
 	for _, h := range c.Hosts() {
+		if _, err := os.Stat(h.LogPath); err != nil {
+			continue // a bare host whose agent never started (AddBareHost)
+		}
 		logf("--- last lines of meshagent %s log (%s):\n%s", h.Node, h.LogPath, Tail(h.LogPath, 80))
 	}
 	if p := c.StoreLog(); p != "" {
