@@ -107,21 +107,7 @@ func benchBurst(b *testing.B) {
 		b.StopTimer()
 		nodes := benchCluster(b, size)
 		b.StartTimer()
-		start := time.Now()
-		for i := range total {
-			if err := nodes[0].Put(ep("bench", fmt.Sprintf("ep%04d", i), i)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		waitFor(b, 120*time.Second, func() (bool, string) {
-			for _, n := range nodes {
-				if got := len(n.Endpoints("bench")); got != total {
-					return false, fmt.Sprintf("%s has %d of %d", n.Name(), got, total)
-				}
-			}
-			return true, ""
-		})
-		took = append(took, time.Since(start))
+		took = append(took, putAll(b, nodes, total, func(int) *testNode { return nodes[0] }))
 	}
 	b.StopTimer()
 	slices.Sort(took)
@@ -145,21 +131,7 @@ func benchTraffic(b *testing.B) {
 			pktBefore += n.tr.sentPackets.Load()
 		}
 		b.StartTimer()
-		start := time.Now()
-		for i := range total {
-			if err := nodes[i%size].Put(ep("bench", fmt.Sprintf("ep%04d", i), i)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		waitFor(b, 120*time.Second, func() (bool, string) {
-			for _, n := range nodes {
-				if got := len(n.Endpoints("bench")); got != total {
-					return false, fmt.Sprintf("%s has %d of %d", n.Name(), got, total)
-				}
-			}
-			return true, ""
-		})
-		elapsed := time.Since(start)
+		elapsed := putAll(b, nodes, total, func(i int) *testNode { return nodes[i%size] })
 		b.StopTimer()
 		var after, pktAfter int64
 		for _, n := range nodes {
@@ -178,4 +150,24 @@ func benchTraffic(b *testing.B) {
 		b.ReportMetric(0, "ns/op")
 		b.StartTimer()
 	}
+}
+
+// putAll puts total endpoints, the i-th on writer(i), and returns how long
+// it took until every node held all of them.
+func putAll(b *testing.B, nodes []*testNode, total int, writer func(i int) *testNode) time.Duration {
+	start := time.Now()
+	for i := range total {
+		if err := writer(i).Put(ep("bench", fmt.Sprintf("ep%04d", i), i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	waitFor(b, 120*time.Second, func() (bool, string) {
+		for _, n := range nodes {
+			if got := len(n.Endpoints("bench")); got != total {
+				return false, fmt.Sprintf("%s has %d of %d", n.Name(), got, total)
+			}
+		}
+		return true, ""
+	})
+	return time.Since(start)
 }
