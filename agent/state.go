@@ -98,6 +98,11 @@ func (f *stateFile) replay(st *persisted) error {
 	if err != nil {
 		return fmt.Errorf("reading agent state journal: %w", err)
 	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		// The last line is cut short: the next save must not append
+		// after it, but write a snapshot (which empties the journal).
+		defer func() { f.entries = math.MaxInt }()
+	}
 	lines := bytes.Split(b, []byte("\n"))
 	for i, line := range lines {
 		if len(line) == 0 {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,6 +48,9 @@ func TestStateJournalReplay(t *testing.T) {
 	}
 	if f.seq != 4 || st.Seq != 4 {
 		t.Errorf("sequence %d/%d after replay, want 4", f.seq, st.Seq)
+	}
+	if f.entries != math.MaxInt {
+		t.Errorf("after a journal cut short, %d entries counted: the next save must be a snapshot", f.entries)
 	}
 
 	// A damaged line that is not the last is reported, not skipped.
