@@ -311,6 +311,7 @@ func (d *Datapath) applyNetwork(idx *linkIndex, n *Network, rules isolationRules
 		}
 		if vx != nil {
 			rec.vxlan = vx.Attrs().Index
+			rec.remoteSpec = slices.Clone(n.Remote)
 			if rec.remote, err = d.syncRemote(n, rec.vxlan, fresh); err != nil {
 				errs = append(errs, fmt.Errorf("network %s: %w", n.ID, err))
 			}

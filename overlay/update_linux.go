@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -48,6 +49,9 @@ type appliedNetwork struct {
 	bridge, vxlan int // ifindexes; vxlan 0 for a local network
 	mtu           int // the MTU in effect (n.MTU or derived from the underlay)
 	remote        remoteWant
+	// remoteSpec is the Remote list remote was computed from: an update
+	// with the same list has no entry to write, and skips computing them.
+	remoteSpec []RemoteEndpoint
 }
 
 // update applies n from the records, if they allow it: done reports
@@ -66,18 +70,28 @@ func (d *Datapath) update(n *Network) (done bool, err error) {
 		if d.sameLink(VXLANName(n.VNI), a.vxlan) == nil {
 			return false, nil
 		}
-		want, err := desiredRemote(n)
-		errs = append(errs, err, d.updateRemote(a.vxlan, a.remote, want))
-		if err := errors.Join(errs...); err != nil {
-			delete(d.nets, n.ID) // the next apply dumps and compares
-			errs = []error{err}
-		} else {
-			a.remote = want
+		if !sameRemotes(n.Remote, a.remoteSpec) {
+			want, err := desiredRemote(n)
+			errs = append(errs, err, d.updateRemote(a.vxlan, a.remote, want))
+			if err := errors.Join(errs...); err != nil {
+				delete(d.nets, n.ID) // the next apply dumps and compares
+				errs = []error{err}
+			} else {
+				a.remote, a.remoteSpec = want, slices.Clone(n.Remote)
+			}
 		}
 	}
 	idx := &linkIndex{byName: map[string]netlink.Link{}}
 	errs = append(errs, d.syncLocal(idx, n, br, a.mtu, true))
 	return true, errors.Join(errs...)
+}
+
+// sameRemotes reports whether two Remote lists are the same, in the same
+// order.
+func sameRemotes(a, b []RemoteEndpoint) bool {
+	return slices.EqualFunc(a, b, func(x, y RemoteEndpoint) bool {
+		return x.IP == y.IP && x.IP6 == y.IP6 && x.VTEP == y.VTEP && bytes.Equal(x.MAC, y.MAC)
+	})
 }
 
 // sameLink returns the link named name if it is still the device of
