@@ -216,14 +216,7 @@ func (a *Agent) CNIAdd(ctx context.Context, req api.CNIAdd) (_ api.CNIResult, er
 				return api.CNIResult{}, err
 			}
 		}
-		a.mu.Lock()
-		a.sandboxes[s.ID] = s
-		a.mu.Unlock()
-		rollback.add(func() {
-			a.mu.Lock()
-			delete(a.sandboxes, s.ID)
-			a.mu.Unlock()
-		})
+		a.recordSandbox(s, &rollback)
 	}
 	spec.name = "" // the sandbox's name is what peers call it
 	e, err = a.createEndpoint(ctx, n, spec, &rollback)

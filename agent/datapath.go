@@ -88,13 +88,17 @@ func (a *Agent) localEndpoints(networkID string) []overlay.LocalEndpoint {
 	return a.someLocalEndpoints(networkID, -1)
 }
 
-// someLocalEndpoints is localEndpoints, but at most max of them (all for
-// a negative max), in no particular order. The caller holds mu.
-func (a *Agent) someLocalEndpoints(networkID string, max int) []overlay.LocalEndpoint {
+// someLocalEndpoints is localEndpoints, but at most limit of them (all
+// for a negative limit), in no particular order. The caller holds mu.
+func (a *Agent) someLocalEndpoints(networkID string, limit int) []overlay.LocalEndpoint {
 	m := a.byNetwork[networkID]
-	out := make([]overlay.LocalEndpoint, 0, len(m))
+	n := len(m)
+	if limit >= 0 {
+		n = min(n, limit)
+	}
+	out := make([]overlay.LocalEndpoint, 0, n)
 	for _, e := range m {
-		if len(out) == max {
+		if len(out) == limit {
 			return out
 		}
 		s := a.sandboxes[e.SandboxID]
@@ -104,7 +108,7 @@ func (a *Agent) someLocalEndpoints(networkID string, max int) []overlay.LocalEnd
 		out = append(out, overlay.LocalEndpoint{ID: e.ID, Sandbox: s.NetNS, SandboxID: s.NSID,
 			IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6, MAC: e.mac(), DefaultRoute: a.defaultRoute(s) == e})
 	}
-	if max < 0 {
+	if limit < 0 {
 		slices.SortFunc(out, func(x, y overlay.LocalEndpoint) int { return strings.Compare(x.ID, y.ID) })
 	}
 	return out

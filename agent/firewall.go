@@ -36,11 +36,11 @@ func (a *Agent) ruleset() firewall.Ruleset {
 		// endpoints only when icc is off: the others are rendered with
 		// one endpoint (which tells the driver the network is on this
 		// host), so that a ruleset costs no more with many endpoints.
-		max := 1
+		limit := 1
 		if noICC {
-			max = -1
+			limit = -1
 		}
-		local := a.someLocalEndpoints(n.ID, max)
+		local := a.someLocalEndpoints(n.ID, limit)
 		k, ok := d.Render(driver.View{Network: n, Local: local})
 		if !ok {
 			continue

@@ -98,6 +98,18 @@ func (a *Agent) nextIfName(s *sandboxRecord) string {
 	}
 }
 
+// recordSandbox records s, and on rollback forgets it again.
+func (a *Agent) recordSandbox(s *sandboxRecord, rollback *undo) {
+	a.mu.Lock()
+	a.sandboxes[s.ID] = s
+	a.mu.Unlock()
+	rollback.add(func() {
+		a.mu.Lock()
+		delete(a.sandboxes, s.ID)
+		a.mu.Unlock()
+	})
+}
+
 // putEndpointLocked records e, also in the index by network. The caller
 // holds mu.
 func (a *Agent) putEndpointLocked(e *endpointRecord) {

@@ -125,14 +125,7 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 		}
 		return api.CreateResponse{}, err
 	}
-	a.mu.Lock()
-	a.sandboxes[s.ID] = s
-	a.mu.Unlock()
-	rollback.add(func() {
-		a.mu.Lock()
-		delete(a.sandboxes, s.ID)
-		a.mu.Unlock()
-	})
+	a.recordSandbox(s, &rollback)
 	for _, at := range attach {
 		e, err := a.createEndpoint(ctx, at.net, at.spec, &rollback)
 		if err != nil {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"runtime"
 
+	"github.com/meshnet/meshnet/internal/nsthread"
 	"github.com/vishvananda/netns"
 )
 
@@ -13,7 +13,7 @@ import (
 // caller's own).
 // Equivalent to: `ip netns exec NS sysctl -w KEY=VALUE`.
 func writeSysctl(ns netns.NsHandle, path, value string) error {
-	err := inNS(ns, func() error { return os.WriteFile(path, []byte(value), 0o644) })
+	err := nsthread.Run(ns, func() error { return os.WriteFile(path, []byte(value), 0o644) })
 	if err != nil {
 		return fmt.Errorf("setting %s: %w", path, err)
 	}
@@ -26,7 +26,7 @@ func writeSysctl(ns netns.NsHandle, path, value string) error {
 // Equivalent to: `ip netns exec NS sysctl KEY`, then `sysctl -w KEY=VALUE`
 // if it differs.
 func ensureSysctl(ns netns.NsHandle, path, value string) error {
-	err := inNS(ns, func() error {
+	err := nsthread.Run(ns, func() error {
 		have, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -40,34 +40,4 @@ func ensureSysctl(ns netns.NsHandle, path, value string) error {
 		return fmt.Errorf("setting %s: %w", path, err)
 	}
 	return nil
-}
-
-// inNS runs fn in namespace ns, or right here when ns is None. /proc/sys/net
-// shows the namespace of the thread that opens a file in it, so fn runs on
-// a thread of its own, which dies rather than return to the pool if it
-// cannot be switched back.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	if !ns.IsOpen() {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }

@@ -8,11 +8,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/meshnet/meshnet/internal/nsthread"
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -89,7 +89,7 @@ func (s *Server) Attach(sandbox, path string) error {
 	}
 	defer ns.Close()
 	var udp, tcp, udpPort, tcpPort int
-	err = inNamespace(ns, func() error {
+	err = nsthread.Run(ns, func() error {
 		var err error
 		udp, tcp, udpPort, tcpPort, err = openSockets()
 		return err
@@ -321,30 +321,4 @@ func ptrAddr(name string) (netip.Addr, bool) {
 		return a, err == nil
 	}
 	return netip.Addr{}, false
-}
-
-// inNamespace runs fn on a thread switched into ns; sockets it opens stay
-// in ns. The thread goes back to its namespace after, or, if it cannot,
-// is left locked and dies with the goroutine.
-func inNamespace(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }

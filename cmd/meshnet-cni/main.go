@@ -48,31 +48,34 @@ func main() {
 		"meshnet CNI plugin "+Version)
 }
 
-// connect parses the conf and opens a client of its agent.
-func connect(stdin []byte) (*netConf, *client.Client, error) {
+// withAgent parses the conf, opens a client of its agent and runs fn
+// with it, bounded by callTimeout.
+func withAgent(stdin []byte, fn func(ctx context.Context, conf *netConf, cl *client.Client) error) error {
 	conf, err := parseConf(stdin)
 	if err != nil {
-		return nil, nil, cniError(err, 0)
+		return cniError(err, 0)
 	}
 	cl, err := client.New(conf.Socket)
 	if err != nil {
-		return nil, nil, cniError(badConf("%v", err), 0)
+		return cniError(badConf("%v", err), 0)
 	}
-	return conf, cl, nil
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	return fn(ctx, conf, cl)
 }
 
 func cmdAdd(args *skel.CmdArgs) error {
-	conf, cl, err := connect(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
+	return withAgent(args.StdinData, func(ctx context.Context, conf *netConf, cl *client.Client) error {
+		return add(ctx, conf, cl, args)
+	})
+}
+
+func add(ctx context.Context, conf *netConf, cl *client.Client, args *skel.CmdArgs) error {
 	req, err := addRequest(conf, args.ContainerID, args.Netns, args.IfName, args.Args)
 	if err != nil {
 		return cniError(err, 0)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
 	res, err := cl.CNIAdd(ctx, req)
 	if err != nil {
 		return cniError(err, types.ErrInvalidNetworkConfig)
@@ -120,26 +123,20 @@ func result(conf *netConf, r api.CNIResult) (*current.Result, error) {
 }
 
 func cmdDel(args *skel.CmdArgs) error {
-	conf, cl, err := connect(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
-	err = cl.CNIDel(ctx, api.CNIDel{CNIAttachment: api.CNIAttachment{ContainerID: args.ContainerID, IfName: args.IfName},
-		Network: conf.Network})
-	return cniError(err, 0)
+	return withAgent(args.StdinData, func(ctx context.Context, conf *netConf, cl *client.Client) error {
+		err := cl.CNIDel(ctx, api.CNIDel{CNIAttachment: api.CNIAttachment{ContainerID: args.ContainerID, IfName: args.IfName},
+			Network: conf.Network})
+		return cniError(err, 0)
+	})
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	conf, cl, err := connect(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
+	return withAgent(args.StdinData, func(ctx context.Context, conf *netConf, cl *client.Client) error {
+		return check(ctx, conf, cl, args)
+	})
+}
+
+func check(ctx context.Context, conf *netConf, cl *client.Client, args *skel.CmdArgs) error {
 	res, err := cl.CNICheck(ctx, api.CNICheck{CNIAttachment: api.CNIAttachment{ContainerID: args.ContainerID, IfName: args.IfName},
 		NetNS: args.Netns, Network: conf.Network})
 	if err != nil {
@@ -174,33 +171,23 @@ func cmdCheck(args *skel.CmdArgs) error {
 }
 
 func cmdGC(args *skel.CmdArgs) error {
-	conf, cl, err := connect(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	req := api.CNIGC{Network: conf.Network, Valid: []api.CNIAttachment{}}
-	for _, v := range conf.ValidAttachments {
-		req.Valid = append(req.Valid, api.CNIAttachment{ContainerID: v.ContainerID, IfName: v.IfName})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
-	_, err = cl.CNIGC(ctx, req)
-	return cniError(err, 0)
+	return withAgent(args.StdinData, func(ctx context.Context, conf *netConf, cl *client.Client) error {
+		req := api.CNIGC{Network: conf.Network, Valid: []api.CNIAttachment{}}
+		for _, v := range conf.ValidAttachments {
+			req.Valid = append(req.Valid, api.CNIAttachment{ContainerID: v.ContainerID, IfName: v.IfName})
+		}
+		_, err := cl.CNIGC(ctx, req)
+		return cniError(err, 0)
+	})
 }
 
 func cmdStatus(args *skel.CmdArgs) error {
-	conf, cl, err := connect(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
-	if err := cl.CNIStatus(ctx, conf.Network); err != nil {
-		return types.NewError(codeNotAvailable, oneLine(err), "")
-	}
-	return nil
+	return withAgent(args.StdinData, func(ctx context.Context, conf *netConf, cl *client.Client) error {
+		if err := cl.CNIStatus(ctx, conf.Network); err != nil {
+			return types.NewError(codeNotAvailable, oneLine(err), "")
+		}
+		return nil
+	})
 }
 
 // cniError turns an error into a CNI error object: configuration errors
