@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/meshnet/meshnet/kvstore"
@@ -93,17 +94,27 @@ type EmbeddedServer struct {
 }
 
 // StartEmbedded starts an embedded etcd server with data under dir.
+//
+// Its ports were free when picked; another server started at the same
+// time may take one before etcd binds it, so a start that finds a port
+// taken is tried again with new ones.
 func StartEmbedded(ctx context.Context, dir string) (*EmbeddedServer, error) {
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		ports, err := freePorts(2)
+		if err != nil {
+			return nil, err
+		}
+		s := &EmbeddedServer{cfg: embedded.Config{
+			Dir:       filepath.Join(dir, "etcd"),
+			ClientURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]),
+			PeerURL:   "http://127.0.0.1:" + strconv.Itoa(ports[1]),
+		}}
+		err = s.Start(ctx)
+		if err == nil || attempt == 3 || !errors.Is(err, syscall.EADDRINUSE) {
+			return s, err
+		}
+		os.RemoveAll(s.cfg.Dir)
 	}
-	s := &EmbeddedServer{cfg: embedded.Config{
-		Dir:       filepath.Join(dir, "etcd"),
-		ClientURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]),
-		PeerURL:   "http://127.0.0.1:" + strconv.Itoa(ports[1]),
-	}}
-	return s, s.Start(ctx)
 }
 
 func (s *EmbeddedServer) Name() string { return "embedded" }
