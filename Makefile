@@ -62,7 +62,7 @@ test: check-root deps vet consul
 
 bench: check-root consul
 	$(GO) test -run XXX -bench . -benchtime 2s ./kvstore/
-	$(GO) test -run XXX -bench . ./overlay/
+	$(GO) test -run XXX -bench . ./datapath/
 	$(GO) test -run XXX -bench Convergence ./gossip/
 	$(GO) test -run XXX -bench Lease ./agent/ipam/
 	$(GO) test -run XXX -bench Convergence -benchtime 100x ./e2e/

@@ -65,11 +65,11 @@ import (
 	"github.com/meshnet/meshnet/agent/driver/builtin"
 	"github.com/meshnet/meshnet/agent/netstore"
 	"github.com/meshnet/meshnet/agent/service"
+	"github.com/meshnet/meshnet/datapath"
 	"github.com/meshnet/meshnet/firewall"
 	"github.com/meshnet/meshnet/gossip"
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/embedded"
-	"github.com/meshnet/meshnet/overlay"
 	"github.com/meshnet/meshnet/resolver"
 )
 
@@ -92,7 +92,7 @@ type Agent struct {
 	drivers *driver.Registry
 	metrics *prometheus.Registry
 
-	dp     *overlay.Datapath
+	dp     *datapath.Datapath
 	fw     *firewall.Firewall // nil with iptables: false
 	dns    *resolver.Server
 	names  *dnsNames
@@ -193,7 +193,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening the host network namespace: %w", err)
 	}
-	a.dp, err = overlay.New(h)
+	a.dp, err = datapath.New(h)
 	if err != nil {
 		h.Close()
 		return err

@@ -24,9 +24,8 @@ import (
 	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/ports"
-	"github.com/meshnet/meshnet/agent/sandbox"
 	"github.com/meshnet/meshnet/agent/service"
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/sandbox"
 )
 
 // checkCNIKey validates a container id (CNI: letters, digits, '_', '.',
@@ -173,11 +172,11 @@ func (a *Agent) CNIAdd(ctx context.Context, req api.CNIAdd) (_ api.CNIResult, er
 	if err != nil {
 		return api.CNIResult{}, err
 	}
-	nsid, err := overlay.IdentifyNS(req.NetNS)
+	nsid, err := sandbox.Identify(req.NetNS)
 	if err != nil {
 		return api.CNIResult{}, badRequest("network namespace %s: %v", req.NetNS, err)
 	}
-	if host, err := overlay.IdentifyNS(hostNetNS); err == nil && nsid == host {
+	if host, err := sandbox.Identify(hostNetNS); err == nil && nsid == host {
 		return api.CNIResult{}, badRequest("network namespace %s is the host's own: a container needs its own", req.NetNS)
 	}
 	a.mu.Lock()
@@ -277,7 +276,7 @@ func (a *Agent) CNICheck(ctx context.Context, req api.CNICheck) (_ api.CNIResult
 	if e == nil || e.NetworkID != n.ID {
 		return api.CNIResult{}, notFound("container %s has no interface %s on network %s", req.ContainerID, req.IfName, n.Name)
 	}
-	if id, err := overlay.IdentifyNS(req.NetNS); err != nil || id != s.NSID {
+	if id, err := sandbox.Identify(req.NetNS); err != nil || id != s.NSID {
 		return api.CNIResult{}, conflict("container %s's interface %s is in another network namespace than %s", req.ContainerID, req.IfName, req.NetNS)
 	}
 	ifaces, err := sandbox.Interfaces(s.NetNS)

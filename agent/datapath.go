@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/meshnet/meshnet/agent/driver"
+	"github.com/meshnet/meshnet/datapath"
 	"github.com/meshnet/meshnet/gossip"
-	"github.com/meshnet/meshnet/overlay"
 )
 
 // remoteSaveDelay bounds how often the remote-endpoint cache is written
@@ -21,13 +21,13 @@ import (
 const remoteSaveDelay = 2 * time.Second
 
 // desiredNetwork is one network's desired state on this host.
-func (a *Agent) desiredNetwork(id string) (overlay.Network, bool) {
+func (a *Agent) desiredNetwork(id string) (datapath.Network, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n := a.networks[id]
 	if n == nil {
 		a.forgetRemote(id)
-		return overlay.Network{}, false
+		return datapath.Network{}, false
 	}
 	k, ok := a.renderLocked(n)
 	a.failClosed(&k)
@@ -38,7 +38,7 @@ func (a *Agent) desiredNetwork(id string) (overlay.Network, bool) {
 // may route to and from the host's loopback (route_localnet) only with
 // the filter on, and forwards nothing while the filter could not be
 // written (it would not be isolated). The caller holds mu.
-func (a *Agent) failClosed(k *overlay.Network) {
+func (a *Agent) failClosed(k *datapath.Network) {
 	if !a.cfg.IPTables {
 		k.RouteLocalnet = false
 	}
@@ -48,32 +48,32 @@ func (a *Agent) failClosed(k *overlay.Network) {
 }
 
 // desiredAll is the desired state of every network this host needs.
-func (a *Agent) desiredAll() []overlay.Network {
+func (a *Agent) desiredAll() []datapath.Network {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []overlay.Network
+	var out []datapath.Network
 	for _, n := range a.networks {
 		if k, ok := a.renderLocked(n); ok {
 			a.failClosed(&k)
 			out = append(out, k)
 		}
 	}
-	slices.SortFunc(out, func(x, y overlay.Network) int { return strings.Compare(x.ID, y.ID) })
+	slices.SortFunc(out, func(x, y datapath.Network) int { return strings.Compare(x.ID, y.ID) })
 	return out
 }
 
 // renderLocked asks the network's driver for its kernel state. The caller
 // holds mu.
-func (a *Agent) renderLocked(n *driver.Network) (overlay.Network, bool) {
+func (a *Agent) renderLocked(n *driver.Network) (datapath.Network, bool) {
 	d, ok := a.driverOf(n)
 	if !ok {
-		return overlay.Network{}, false
+		return datapath.Network{}, false
 	}
 	v := driver.View{Network: n, Local: a.localEndpoints(n.ID)}
 	if n.Global() && len(v.Local) > 0 {
 		eps := a.remoteEndpoints(n.ID)
 		for _, ep := range eps {
-			v.Remote = append(v.Remote, overlay.RemoteEndpoint{IP: ep.IP, IP6: ep.IPv6, MAC: ep.MAC, VTEP: ep.VTEP})
+			v.Remote = append(v.Remote, datapath.RemoteEndpoint{IP: ep.IP, IP6: ep.IPv6, MAC: ep.MAC, VTEP: ep.VTEP})
 		}
 		a.rememberRemote(n.ID, eps)
 	} else {
@@ -84,19 +84,19 @@ func (a *Agent) renderLocked(n *driver.Network) (overlay.Network, bool) {
 
 // localEndpoints are a network's endpoints on this host, in id order. The
 // caller holds mu.
-func (a *Agent) localEndpoints(networkID string) []overlay.LocalEndpoint {
+func (a *Agent) localEndpoints(networkID string) []datapath.LocalEndpoint {
 	return a.someLocalEndpoints(networkID, -1)
 }
 
 // someLocalEndpoints is localEndpoints, but at most limit of them (all
 // for a negative limit), in no particular order. The caller holds mu.
-func (a *Agent) someLocalEndpoints(networkID string, limit int) []overlay.LocalEndpoint {
+func (a *Agent) someLocalEndpoints(networkID string, limit int) []datapath.LocalEndpoint {
 	m := a.byNetwork[networkID]
 	n := len(m)
 	if limit >= 0 {
 		n = min(n, limit)
 	}
-	out := make([]overlay.LocalEndpoint, 0, n)
+	out := make([]datapath.LocalEndpoint, 0, n)
 	for _, e := range m {
 		if len(out) == limit {
 			return out
@@ -105,11 +105,11 @@ func (a *Agent) someLocalEndpoints(networkID string, limit int) []overlay.LocalE
 		if s == nil {
 			continue
 		}
-		out = append(out, overlay.LocalEndpoint{ID: e.ID, Sandbox: s.NetNS, SandboxID: s.NSID,
+		out = append(out, datapath.LocalEndpoint{ID: e.ID, Sandbox: s.NetNS, SandboxID: s.NSID,
 			IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6, MAC: e.mac(), DefaultRoute: a.defaultRoute(s) == e})
 	}
 	if limit < 0 {
-		slices.SortFunc(out, func(x, y overlay.LocalEndpoint) int { return strings.Compare(x.ID, y.ID) })
+		slices.SortFunc(out, func(x, y datapath.LocalEndpoint) int { return strings.Compare(x.ID, y.ID) })
 	}
 	return out
 }
@@ -196,13 +196,13 @@ func endpointError(err error, endpointID string) error {
 	var keep []error
 	var walk func(e error)
 	walk = func(e error) {
-		var ee *overlay.EndpointError
+		var ee *datapath.EndpointError
 		if !errors.As(e, &ee) {
 			keep = append(keep, e) // about the network itself
 			return
 		}
 		switch x := e.(type) {
-		case *overlay.EndpointError:
+		case *datapath.EndpointError:
 			if x.Endpoint == endpointID {
 				keep = append(keep, x)
 			}

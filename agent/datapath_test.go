@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 // TestEndpointError: a join fails for its own endpoint or for the whole
 // network, never for another endpoint's trouble.
 func TestEndpointError(t *testing.T) {
-	mine := &overlay.EndpointError{Endpoint: "mine", Err: errors.New("creating veth: exists")}
-	other := &overlay.EndpointError{Endpoint: "other", Err: fmt.Errorf("%w: /run/netns/x", overlay.ErrSandboxGone)}
+	mine := &datapath.EndpointError{Endpoint: "mine", Err: errors.New("creating veth: exists")}
+	other := &datapath.EndpointError{Endpoint: "other", Err: fmt.Errorf("%w: /run/netns/x", datapath.ErrSandboxGone)}
 	bridge := errors.New("checking mnbr-7: device exists and is not ours")
 	wrap := func(errs ...error) error { return fmt.Errorf("network n: %w", errors.Join(errs...)) }
 	for _, c := range []struct {

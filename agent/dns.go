@@ -18,8 +18,8 @@ import (
 	"sync/atomic"
 
 	"github.com/meshnet/meshnet/agent/driver"
-	"github.com/meshnet/meshnet/overlay"
 	"github.com/meshnet/meshnet/resolver"
+	"github.com/meshnet/meshnet/sandbox"
 )
 
 // dnsNames is the agent seen by the resolver.
@@ -267,7 +267,7 @@ func (a *Agent) syncDNS(s *sandboxRecord) {
 	if use {
 		// Never into a namespace that is no longer the sandbox's (the
 		// reaper cleans that sandbox up).
-		if id, err := overlay.IdentifyNS(path); err != nil || (!pinned.IsZero() && id != pinned) {
+		if id, err := sandbox.Identify(path); err != nil || (!pinned.IsZero() && id != pinned) {
 			use = false
 		}
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/meshnet/meshnet/agent/driver"
 
+	"github.com/meshnet/meshnet/datapath"
 	"github.com/meshnet/meshnet/firewall"
-	"github.com/meshnet/meshnet/overlay"
 )
 
 // ruleset is the filter of the current view: every network this host
@@ -53,7 +53,7 @@ func (a *Agent) ruleset() firewall.Ruleset {
 		}
 		for _, le := range k.Local {
 			if noICC {
-				fn.Veths = append(fn.Veths, overlay.VethName(n.ID, le.ID))
+				fn.Veths = append(fn.Veths, datapath.VethName(n.ID, le.ID))
 				if le.Addr.Addr().Is4() {
 					fn.Addrs = append(fn.Addrs, le.Addr.Addr())
 				}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/meshnet/meshnet/agent/sandbox"
+	"github.com/meshnet/meshnet/sandbox"
 )
 
 // privateMountNamespace reports whether the named sandboxes the agent

@@ -11,7 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/meshnet/meshnet/agent/driver"
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 // ensurePredefined makes the predefined networks those the drivers want
@@ -81,5 +81,5 @@ func hostRoutes() []netip.Prefix {
 
 func isOurBridge(l netlink.Link) bool {
 	_, isBridge := l.(*netlink.Bridge)
-	return isBridge && overlay.OwnsAlias(l.Attrs().Alias)
+	return isBridge && datapath.OwnsAlias(l.Attrs().Alias)
 }

@@ -29,7 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 const (
@@ -38,11 +38,11 @@ const (
 	retryMax       = 2 * time.Minute
 )
 
-// kernel is what the reconciler programs (an *overlay.Datapath).
+// kernel is what the reconciler programs (an *datapath.Datapath).
 type kernel interface {
-	Apply(desired []overlay.Network) error
-	ApplyNetwork(n overlay.Network) error
-	UpdateNetwork(n overlay.Network) error
+	Apply(desired []datapath.Network) error
+	ApplyNetwork(n datapath.Network) error
+	UpdateNetwork(n datapath.Network) error
 	RemoveNetwork(id string) error
 }
 
@@ -52,8 +52,8 @@ type reconciler struct {
 	k kernel
 	// desired returns a network's desired state now; ok false means the
 	// host needs nothing of it. all lists every network this host needs.
-	desired func(id string) (n overlay.Network, ok bool)
-	all     func() []overlay.Network
+	desired func(id string) (n datapath.Network, ok bool)
+	all     func() []datapath.Network
 	// failed is told of every failure (it must not block).
 	failed func(id string, err error)
 	// before, if set, runs ahead of every batch of kernel writes (the
@@ -83,7 +83,7 @@ type failure struct {
 	last     string
 }
 
-func newReconciler(k kernel, desired func(string) (overlay.Network, bool), all func() []overlay.Network,
+func newReconciler(k kernel, desired func(string) (datapath.Network, bool), all func() []datapath.Network,
 	failed func(string, error), log *slog.Logger) *reconciler {
 	return &reconciler{k: k, desired: desired, all: all, failed: failed, log: log, now: time.Now,
 		kick: make(chan struct{}, 1), dirty: map[string]bool{}, failing: map[string]*failure{}, applied: map[string]bool{}}

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 // recordingKernel stands in for the kernel in tests of the reconciler's
 // scheduling (what is applied when); the datapath itself is tested on a
-// real kernel in package overlay. ApplyNetwork and UpdateNetwork fail for
+// real kernel in package datapath. ApplyNetwork and UpdateNetwork fail for
 // the networks in fail.
 type recordingKernel struct {
 	mu      sync.Mutex
@@ -24,14 +24,14 @@ type recordingKernel struct {
 	applied map[string]int
 }
 
-func (k *recordingKernel) Apply(desired []overlay.Network) error {
+func (k *recordingKernel) Apply(desired []datapath.Network) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, "all")
 	return nil
 }
 
-func (k *recordingKernel) ApplyNetwork(n overlay.Network) error {
+func (k *recordingKernel) ApplyNetwork(n datapath.Network) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, "apply "+n.ID)
@@ -39,7 +39,7 @@ func (k *recordingKernel) ApplyNetwork(n overlay.Network) error {
 	return k.fail[n.ID]
 }
 
-func (k *recordingKernel) UpdateNetwork(n overlay.Network) error {
+func (k *recordingKernel) UpdateNetwork(n datapath.Network) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, "update "+n.ID)
@@ -93,17 +93,17 @@ func TestReconcilerBackOff(t *testing.T) {
 		applied: map[string]int{}}
 	desired := map[string]bool{"good": true, "bad": true}
 	var mu sync.Mutex
-	want := func(id string) (overlay.Network, bool) {
+	want := func(id string) (datapath.Network, bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		return overlay.Network{ID: id}, desired[id]
+		return datapath.Network{ID: id}, desired[id]
 	}
-	all := func() []overlay.Network {
+	all := func() []datapath.Network {
 		mu.Lock()
 		defer mu.Unlock()
-		var out []overlay.Network
+		var out []datapath.Network
 		for id := range desired {
-			out = append(out, overlay.Network{ID: id})
+			out = append(out, datapath.Network{ID: id})
 		}
 		return out
 	}
@@ -196,8 +196,8 @@ func TestReconcilerBackOff(t *testing.T) {
 // back-off is over even if nothing marks it again.
 func TestReconcilerRetriesAlone(t *testing.T) {
 	k := &recordingKernel{fail: map[string]error{"n": errors.New("boom")}, applied: map[string]int{}}
-	r := newReconciler(k, func(id string) (overlay.Network, bool) { return overlay.Network{ID: id}, true },
-		func() []overlay.Network { return nil }, nil, slog.New(slog.DiscardHandler))
+	r := newReconciler(k, func(id string) (datapath.Network, bool) { return datapath.Network{ID: id}, true },
+		func() []datapath.Network { return nil }, nil, slog.New(slog.DiscardHandler))
 	now := time.Unix(1000, 0)
 	r.now = func() time.Time { return now }
 	if err := r.ApplyNow("n"); err == nil {
@@ -225,8 +225,8 @@ func TestReconcilerRetriesAlone(t *testing.T) {
 // takes the network off the dirty list.
 func TestReconcilerApplyNow(t *testing.T) {
 	k := &recordingKernel{fail: map[string]error{"n": errors.New("boom")}, applied: map[string]int{}}
-	r := newReconciler(k, func(id string) (overlay.Network, bool) { return overlay.Network{ID: id}, true },
-		func() []overlay.Network { return nil }, nil, slog.New(slog.DiscardHandler))
+	r := newReconciler(k, func(id string) (datapath.Network, bool) { return datapath.Network{ID: id}, true },
+		func() []datapath.Network { return nil }, nil, slog.New(slog.DiscardHandler))
 	r.MarkDirty("n")
 	if err := r.ApplyNow("n"); err == nil {
 		t.Fatal("ApplyNow hid the error")

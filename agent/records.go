@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/meshnet/meshnet/agent/ports"
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
+	"github.com/meshnet/meshnet/sandbox"
 )
 
 // endpointRecord is an endpoint of this host: created (addresses leased)
@@ -42,7 +43,7 @@ func (e *endpointRecord) mac() net.HardwareAddr {
 	if m, err := net.ParseMAC(e.MAC); err == nil {
 		return m
 	}
-	return overlay.MACFromIPv4(e.Addr.Addr())
+	return datapath.MACFromIPv4(e.Addr.Addr())
 }
 
 // sandboxRecord is a sandbox on this host: a network namespace, named
@@ -56,7 +57,7 @@ type sandboxRecord struct {
 	Created  time.Time    `json:"created"`
 	Hostname string       `json:"hostname"`
 	NetNS    string       `json:"netns"`
-	NSID     overlay.NSID `json:"nsid,omitzero"`
+	NSID     sandbox.NSID `json:"nsid,omitzero"`
 	External bool         `json:"external,omitempty"`
 	// ContainerID: the sandbox was made by the CNI plugin for this
 	// container; its endpoints are keyed by interface name.

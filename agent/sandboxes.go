@@ -18,13 +18,13 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/ports"
-	"github.com/meshnet/meshnet/agent/sandbox"
-	"github.com/meshnet/meshnet/overlay"
 	"github.com/meshnet/meshnet/resolver"
-	"golang.org/x/sys/unix"
+	"github.com/meshnet/meshnet/sandbox"
 )
 
 // findSandbox looks a sandbox up by id, name or unique id prefix. The
@@ -86,9 +86,7 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 	var warning string
 	switch {
 	case s.External:
-		if err := sandbox.IsNetNS(s.NetNS); err != nil {
-			return api.CreateResponse{}, badRequest("--netns %s: %v", s.NetNS, err)
-		}
+		// checked below, with its identity
 	case s.HostNet || s.SharedFrom != "":
 		target := hostNetNS
 		if s.SharedFrom != "" {
@@ -119,7 +117,7 @@ func (a *Agent) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api
 		s.NetNS = path
 		rollback.add(func() { sandbox.Remove(s.Name) })
 	}
-	if s.NSID, err = overlay.IdentifyNS(s.NetNS); err != nil {
+	if s.NSID, err = sandbox.Identify(s.NetNS); err != nil {
 		if s.External {
 			return api.CreateResponse{}, badRequest("--netns %s: %v", s.NetNS, err)
 		}
@@ -684,11 +682,11 @@ func (a *Agent) NetworkDisconnect(ctx context.Context, netRef string, req api.Ne
 // its path leads nowhere or to something else than the namespace it was
 // pinned to. A failure to tell (too many open files, say) is not "gone".
 func namespaceGone(s *sandboxRecord) (bool, error) {
-	id, err := overlay.IdentifyNS(s.NetNS)
+	id, err := sandbox.Identify(s.NetNS)
 	switch {
 	case err == nil:
 		return !s.NSID.IsZero() && id != s.NSID, nil
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ESRCH), errors.Is(err, overlay.ErrNotNetNS):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ESRCH), errors.Is(err, sandbox.ErrNotNetNS):
 		return true, err
 	}
 	return false, err
@@ -778,13 +776,13 @@ func (a *Agent) pinSandboxes() {
 	}
 	a.mu.Unlock()
 	for _, u := range todo {
-		id, err := overlay.IdentifyNS(u.s.NetNS)
+		id, err := sandbox.Identify(u.s.NetNS)
 		if err != nil {
 			continue // the reaper judges it
 		}
 		if u.s.External && u.probe != nil && !holdsInterface(u.s.NetNS, u.probe) {
 			a.log.Warn("an adopted sandbox's namespace does not hold its interface any more", "sandbox", u.s.Name, "netns", u.s.NetNS)
-			id = overlay.NSID{Dev: ^uint64(0), Ino: ^uint64(0)} // no namespace has it: reaped
+			id = sandbox.NSID{Dev: ^uint64(0), Ino: ^uint64(0)} // no namespace has it: reaped
 		}
 		a.mu.Lock()
 		u.s.NSID = id

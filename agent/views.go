@@ -17,7 +17,7 @@ import (
 
 	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/agent/driver"
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 // networkMTU is the MTU the network's interfaces get here, as its driver
@@ -84,7 +84,7 @@ func (a *Agent) networkView(n *driver.Network) api.Network {
 			}
 			mac := ep.MAC
 			if len(mac) == 0 {
-				mac = overlay.MACFromIPv4(ep.IP)
+				mac = datapath.MACFromIPv4(ep.IP)
 			}
 			r := api.EndpointResource{Name: ep.Name, EndpointID: ep.ID, MacAddress: mac.String(),
 				IPv4Address: netip.PrefixFrom(ep.IP, bits).String(), Node: ep.Node, Aliases: ep.Aliases}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 	"github.com/meshnet/meshnet/testenv/cluster"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -34,7 +34,7 @@ func fdbDestinations(t *testing.T, h *cluster.Host) []netip.Addr {
 	}
 	var out []netip.Addr
 	for _, l := range links {
-		if l.Type() != "vxlan" || !overlay.OwnsAlias(l.Attrs().Alias) {
+		if l.Type() != "vxlan" || !datapath.OwnsAlias(l.Attrs().Alias) {
 			continue
 		}
 		entries, err := nl.NeighList(l.Attrs().Index, unix.AF_BRIDGE)

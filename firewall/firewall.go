@@ -1,6 +1,6 @@
 // Package firewall keeps meshnet's packet filter and NAT: one nftables
 // table of its own, inet meshnet, declared as a whole and reconciled like
-// the datapath (package overlay). It knows nothing of the cluster store,
+// the datapath (package datapath). It knows nothing of the cluster store,
 // gossip or drivers: the caller describes the networks of this host
 // (Ruleset) and calls Apply.
 //
@@ -72,7 +72,7 @@
 // and output (from the host itself, 127.0.0.1 included) for destinations
 // local to the host; forwarded DNAT traffic is accepted into any network;
 // sandbox and loopback sources are masqueraded so that answers return the
-// way they came. route_localnet on the bridges (package overlay) lets a
+// way they came. route_localnet on the bridges (package datapath) lets a
 // loopback-sourced packet leave through them; the input chain keeps
 // sandboxes from reaching the host's loopback in return, and the loopback
 // chain, before any translation, drops 127.0.0.0/8 arriving on any

@@ -27,7 +27,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 // ErrInvalid marks a refusal of bad input: an unknown or malformed option,
@@ -102,7 +102,7 @@ type Driver interface {
 	// Render returns the kernel state this host needs for the network,
 	// given its endpoints here and elsewhere; ok is false when it needs
 	// none (no local endpoint, and nothing the host must always have).
-	Render(v View) (k overlay.Network, ok bool)
+	Render(v View) (k datapath.Network, ok bool)
 }
 
 // View is what Render sees of one network on this host.
@@ -111,9 +111,9 @@ type View struct {
 	// Local are the endpoints joined to sandboxes on this host, in the
 	// order they joined; the agent decides which carries the sandbox's
 	// default route (see ExternalConnectivity).
-	Local []overlay.LocalEndpoint
+	Local []datapath.LocalEndpoint
 	// Remote are the network's endpoints on other hosts, as gossip tells.
-	Remote []overlay.RemoteEndpoint
+	Remote []datapath.RemoteEndpoint
 }
 
 // Predefiner is a driver with networks every host has from the start,

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/meshnet/meshnet/internal/netnsdir"
+	"github.com/meshnet/meshnet/internal/nsthread"
 )
 
 // Prefix returns "mnt-TAG-XXXXXX" with six random hex digits: a namespace
@@ -42,7 +42,7 @@ func NewNS(name string) (*NS, error) {
 		return nil, err
 	}
 	var h netns.NsHandle
-	err := onFreshThread(func() error {
+	err := nsthread.Isolated(func() error {
 		var err error
 		h, err = netns.NewNamed(name) // switches this thread into it
 		return err
@@ -101,12 +101,7 @@ func (n *NS) Close() error {
 // Do runs fn on an OS thread switched into the namespace and waits for it.
 // fn must not start goroutines that expect to be in the namespace.
 func (n *NS) Do(fn func() error) error {
-	return onFreshThread(func() error {
-		if err := netns.Set(n.handle); err != nil {
-			return fmt.Errorf("entering %s: %w", n.Name, err)
-		}
-		return fn()
-	})
+	return nsthread.Run(n.handle, fn)
 }
 
 // Listen opens a listener in the namespace (see net.Listen).
@@ -135,29 +130,4 @@ func (n *NS) Dial(ctx context.Context, network, addr string) (c net.Conn, err er
 		return err
 	})
 	return c, err
-}
-
-// onFreshThread runs fn on a new goroutine locked to its thread, then puts
-// the thread back into the namespace it started in. If that fails, the
-// goroutine exits still locked and the runtime destroys the thread, so no
-// other goroutine ever runs in the wrong namespace.
-func onFreshThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("getting current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("restoring namespace: %w", err))
-			return // still locked: the thread is discarded
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }

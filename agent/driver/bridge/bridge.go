@@ -14,7 +14,7 @@ import (
 
 	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/ipam"
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 // Name is the driver's name, and its predefined network's.
@@ -41,7 +41,7 @@ type Config struct {
 	// BIP is the default bridge's gateway in CIDR form (bip:); the zero
 	// Prefix picks the first free /16 of 172.17–31.
 	BIP netip.Prefix
-	// MTU of the default bridge (mtu:); 0 means overlay.DefaultLocalMTU.
+	// MTU of the default bridge (mtu:); 0 means datapath.DefaultLocalMTU.
 	MTU int
 	// NoICC keeps the default bridge's sandboxes from talking to each
 	// other (icc: false).
@@ -114,24 +114,24 @@ func (d *Driver) Configure(n *driver.Network, others []*driver.Network) error {
 
 func (d *Driver) CheckJoin(*driver.Network) error { return nil }
 
-// MTU is the user's, else overlay.DefaultLocalMTU (Docker's 1500).
+// MTU is the user's, else datapath.DefaultLocalMTU (Docker's 1500).
 func (d *Driver) MTU(n *driver.Network) int {
 	if n.MTU != 0 {
 		return n.MTU
 	}
-	return overlay.DefaultLocalMTU
+	return datapath.DefaultLocalMTU
 }
 
 // Render gives the network a bridge when a sandbox here is on it; the
 // default bridge exists always, like docker0. The host routes out of it
 // (egress, isolated from other networks by the packet filter), unless the
 // network is internal.
-func (d *Driver) Render(v driver.View) (overlay.Network, bool) {
+func (d *Driver) Render(v driver.View) (datapath.Network, bool) {
 	n := v.Network
 	if len(v.Local) == 0 && !n.Predefined {
-		return overlay.Network{}, false
+		return datapath.Network{}, false
 	}
-	return overlay.Network{ID: n.ID, Bridge: n.Bridge, MTU: d.MTU(n), Forwarding: !n.Internal, RouteLocalnet: !n.Internal,
+	return datapath.Network{ID: n.ID, Bridge: n.Bridge, MTU: d.MTU(n), Forwarding: !n.Internal, RouteLocalnet: !n.Internal,
 		Gateway: n.Gateway(true), Gateway6: n.Gateway(false), Local: slices.Clone(v.Local)}, true
 }
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/ipam"
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -65,28 +65,28 @@ func TestConfigure(t *testing.T) {
 
 func TestRender(t *testing.T) {
 	sub := subnet(t, "10.9.0.0/24")
-	ep := overlay.LocalEndpoint{ID: "e1", Sandbox: "/run/netns/s1", IfName: "eth0",
+	ep := datapath.LocalEndpoint{ID: "e1", Sandbox: "/run/netns/s1", IfName: "eth0",
 		Addr: netip.MustParsePrefix("10.9.0.2/24"), DefaultRoute: true}
 	for _, c := range []struct {
 		name string
 		view driver.View
-		want overlay.Network
+		want datapath.Network
 		ok   bool
 	}{
 		{name: "user network without endpoints has no bridge",
 			view: driver.View{Network: &driver.Network{ID: id, Bridge: "br-x", Subnets: sub}}},
 		{name: "default bridge exists without endpoints",
 			view: driver.View{Network: &driver.Network{ID: id, Bridge: "mesh0", Subnets: sub, Predefined: true, MTU: 1450}},
-			want: overlay.Network{ID: id, Bridge: "mesh0", MTU: 1450, Forwarding: true, RouteLocalnet: true, Gateway: netip.MustParsePrefix("10.9.0.1/24")}, ok: true},
+			want: datapath.Network{ID: id, Bridge: "mesh0", MTU: 1450, Forwarding: true, RouteLocalnet: true, Gateway: netip.MustParsePrefix("10.9.0.1/24")}, ok: true},
 		{name: "internal: not routed",
-			view: driver.View{Network: &driver.Network{ID: id, Bridge: "br-x", Subnets: sub, Internal: true}, Local: []overlay.LocalEndpoint{ep}},
-			want: overlay.Network{ID: id, Bridge: "br-x", MTU: overlay.DefaultLocalMTU, Gateway: netip.MustParsePrefix("10.9.0.1/24"),
-				Local: []overlay.LocalEndpoint{ep}}, ok: true},
+			view: driver.View{Network: &driver.Network{ID: id, Bridge: "br-x", Subnets: sub, Internal: true}, Local: []datapath.LocalEndpoint{ep}},
+			want: datapath.Network{ID: id, Bridge: "br-x", MTU: datapath.DefaultLocalMTU, Gateway: netip.MustParsePrefix("10.9.0.1/24"),
+				Local: []datapath.LocalEndpoint{ep}}, ok: true},
 		{name: "user network with an endpoint, default MTU, routed",
-			view: driver.View{Network: &driver.Network{ID: id, Bridge: "br-x", Subnets: sub}, Local: []overlay.LocalEndpoint{ep},
-				Remote: []overlay.RemoteEndpoint{{IP: netip.MustParseAddr("10.9.0.9"), VTEP: netip.MustParseAddr("192.0.2.2")}}},
-			want: overlay.Network{ID: id, Bridge: "br-x", MTU: overlay.DefaultLocalMTU, Forwarding: true, RouteLocalnet: true, Gateway: netip.MustParsePrefix("10.9.0.1/24"),
-				Local: []overlay.LocalEndpoint{ep}}, ok: true},
+			view: driver.View{Network: &driver.Network{ID: id, Bridge: "br-x", Subnets: sub}, Local: []datapath.LocalEndpoint{ep},
+				Remote: []datapath.RemoteEndpoint{{IP: netip.MustParseAddr("10.9.0.9"), VTEP: netip.MustParseAddr("192.0.2.2")}}},
+			want: datapath.Network{ID: id, Bridge: "br-x", MTU: datapath.DefaultLocalMTU, Forwarding: true, RouteLocalnet: true, Gateway: netip.MustParsePrefix("10.9.0.1/24"),
+				Local: []datapath.LocalEndpoint{ep}}, ok: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, ok := New(Config{}).Render(c.view)

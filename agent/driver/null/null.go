@@ -4,7 +4,7 @@ package null
 
 import (
 	"github.com/meshnet/meshnet/agent/driver"
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 // Name is the driver's name; NetworkName is its predefined network's.
@@ -38,7 +38,7 @@ func (Driver) MTU(*driver.Network) int { return 0 }
 func (Driver) CheckJoin(*driver.Network) error { return nil }
 
 // Render: a sandbox on none has no interface, so the host needs nothing.
-func (Driver) Render(driver.View) (overlay.Network, bool) { return overlay.Network{}, false }
+func (Driver) Render(driver.View) (datapath.Network, bool) { return datapath.Network{}, false }
 
 func (Driver) Predefined(old map[string]*driver.Network) ([]*driver.Network, error) {
 	return driver.Singleton(old, NetworkName, Name), nil

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/meshnet/meshnet/agent/driver"
-	"github.com/meshnet/meshnet/overlay"
+	"github.com/meshnet/meshnet/datapath"
 )
 
 func TestNull(t *testing.T) {
@@ -14,7 +14,7 @@ func TestNull(t *testing.T) {
 	if c.Interfaces || !c.Exclusive || !c.Singleton || c.DefaultRank == 0 {
 		t.Errorf("capabilities %+v", c)
 	}
-	if _, ok := d.Render(driver.View{Network: &driver.Network{ID: "x"}, Local: []overlay.LocalEndpoint{{ID: "e"}}}); ok {
+	if _, ok := d.Render(driver.View{Network: &driver.Network{ID: "x"}, Local: []datapath.LocalEndpoint{{ID: "e"}}}); ok {
 		t.Error("none renders kernel state")
 	}
 	if err := d.Configure(&driver.Network{Options: map[string]string{"mtu": "1400"}}, nil); !errors.Is(err, driver.ErrInvalid) {
