@@ -1,38 +1,26 @@
-package agent
-
-// The agent ties the parts together:
+// Package agent is meshagent: it reads the configuration and wires the
+// components together — this file is the whole picture.
 //
-//   - drivers (agent/driver) say what each kind of network is and render
-//     its kernel state; the agent core never names one;
-//   - the cluster store (store.go, agent/netstore, agent/ipam) holds
-//     global networks and leases; the agent registers its node there,
-//     mirrors networks/ with a watch, and keeps working from that mirror
-//     (and its copy in the data dir) while the store is down;
-//   - gossip (gossip.Cluster) tells where every endpoint lives; the agent
-//     announces its joined endpoints and subscribes to global networks;
-//   - the reconciler (reconciler.go) applies the drivers' rendering
-//     (datapath.go) to the kernel, network by network;
-//   - the operations (networks.go, endpoints.go, sandboxes.go, views.go)
-//     implement service.Service, which the API (agent/apiserver) serves.
+//	adapters    agent/apiserver (HTTP API), agent/cniserver (CNI plugin)
+//	               │ service.Service
+//	controller  agent/controller: operations, their rollback, the operation lock
+//	               │
+//	components  agent/networks      networks and their life cycle
+//	            agent/sandboxes     this host's sandbox and endpoint records
+//	            agent/storeconn     the cluster store: leases, node, network mirror
+//	            agent/membership    gossip: announcements, remote endpoints
+//	            agent/dataplane     the kernel: datapath, packet filter, DNS
+//	            agent/statefile     the data dir
+//	               │
+//	kernel      datapath, sandbox, firewall, resolver (packages of their own)
 //
-// Concurrency. Goroutines, all started by Run and waited for before it
-// returns: the API server's handlers (owned by apiserver.Server, which
-// Shutdown waits for), the reconciler loop, the store loop and the loops
-// it starts (registration, health, lease housekeeping, the network
-// watch), the gossip join loop, the gone-sandbox reaper, and one consumer
-// per gossip subscription. Locks, in the order they are taken:
-//
-//	opMu           serialises operations that change networks, endpoints
-//	               and sandboxes (the API's, the orphan sweep, the reaper),
-//	               so that checks ("no endpoints", "name free") and the
-//	               changes relying on them do not interleave; store calls
-//	               and kernel writes happen under it
-//	state.mu       from a snapshot of the records to its rename on disk
-//	recon.applyMu  one kernel write at a time (reconciler.go)
-//	subMu          the gossip subscriptions
-//	mu             the records and store state (the fields below it); held
-//	               only for reads and writes of them, never across a store
-//	               call, a kernel write or a wait
+// Goroutines, all started by Run and waited for before it returns: the API
+// server's handlers (owned by apiserver.Server, whose Shutdown waits for
+// them), the dataplane's reconciler, the store connection's loops, the
+// gossip join loop and subscription consumers, and the reaper of sandboxes
+// whose namespace is gone. Locks, in the order they may be taken: the
+// controller's operation lock, then the reconciler's apply lock, then the
+// components' own, which are leaves (see each package).
 //
 // Shutdown leaves the kernel alone (bridges, VXLAN devices, FDB entries,
 // veths and sandboxes keep forwarding), and it does not leave the gossip
@@ -40,36 +28,34 @@ package agent
 // data dir, re-announces the local endpoints, and programs the datapath
 // from the cached remote endpoints until gossip has caught up, so that
 // established flows are not disturbed.
+package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"os"
-	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netns"
 
 	"github.com/meshnet/meshnet/agent/apiserver"
+	"github.com/meshnet/meshnet/agent/cniserver"
+	"github.com/meshnet/meshnet/agent/controller"
+	"github.com/meshnet/meshnet/agent/dataplane"
 	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/driver/builtin"
-	"github.com/meshnet/meshnet/agent/netstore"
-	"github.com/meshnet/meshnet/agent/service"
+	"github.com/meshnet/meshnet/agent/membership"
+	"github.com/meshnet/meshnet/agent/networks"
+	"github.com/meshnet/meshnet/agent/sandboxes"
+	"github.com/meshnet/meshnet/agent/statefile"
+	"github.com/meshnet/meshnet/agent/storeconn"
 	"github.com/meshnet/meshnet/datapath"
 	"github.com/meshnet/meshnet/firewall"
-	"github.com/meshnet/meshnet/gossip"
-	"github.com/meshnet/meshnet/kvstore"
-	"github.com/meshnet/meshnet/kvstore/embedded"
 	"github.com/meshnet/meshnet/resolver"
 )
 
@@ -77,107 +63,86 @@ import (
 // -ldflags "-X github.com/meshnet/meshnet/agent.Version=…".
 var Version = "dev"
 
+// EmbeddedClientPort is where the embedded store serves clients.
+const EmbeddedClientPort = storeconn.EmbeddedClientPort
+
 // shutdownGrace is how long API requests in flight may go on after a
 // stop signal before they are cancelled (and roll back).
 const shutdownGrace = 5 * time.Second
 
-// Agent is one host's meshagent. It implements service.Service, whose
-// methods may be called once Run is serving (as its API server does).
+// resyncInterval is how often the reaper looks for sandboxes whose
+// namespace is gone even when nothing failed.
+const resyncInterval = 30 * time.Second
+
+// Agent is one host's meshagent: its components, wired.
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	vtep    netip.Addr // this host's underlay address (VTEP, gossip, embedded store)
 	mtu     int        // underlay MTU
-	state   *stateFile
 	drivers *driver.Registry
-	metrics *prometheus.Registry
 
-	dp     *datapath.Datapath
-	fw     *firewall.Firewall // nil with iptables: false
-	dns    *resolver.Server
-	names  *dnsNames
-	fwErr  string      // the filter's last error, guarded by recon.applyMu
-	fwDown atomic.Bool // the filter's last write failed: bridges do not forward
-	recon  *reconciler
-	gossip *gossip.Cluster
-	embed  *embedded.Server // cluster-store: embedded
+	state   *statefile.Keeper
+	nets    *networks.Manager
+	recs    *sandboxes.Table
+	conn    *storeconn.Conn
+	members *membership.Membership
+	dp      *dataplane.Dataplane // made by Run, with the kernel
+	ctl     *controller.Controller
 
-	opMu sync.Mutex // see the top of this file
-
-	saves atomic.Int64 // writes of the state file, for /metrics
-
-	mu sync.Mutex
-	// Guarded by mu:
-	store      kvstore.Store   // nil until connected
-	nets       *netstore.Store // with store, through gate
-	gate       *storeGate      // fails store calls fast while the store is down
-	storeErr   error           // why the store is not usable, nil when it is
-	everUp     bool            // the store has answered since start; firstUp is closed
-	networks   map[string]*driver.Network
-	versions   map[string]uint64 // store versions of global networks' records, 0 unknown
-	sandboxes  map[string]*sandboxRecord
-	endpoints  map[string]*endpointRecord
-	byNetwork  map[string]map[string]*endpointRecord // endpoints by network, then id (putEndpointLocked)
-	remote     map[string][]gossip.Endpoint          // remote endpoints last programmed, for a restart
-	remoteSave *time.Timer                           // a pending save of remote
-	stopped    bool                                  // Run is returning: remoteSave does nothing
-	synced     bool                                  // gossip has caught up; until then remote is the cache
-	peers      []string
-
-	subMu      sync.Mutex
-	subs       map[string]*gossip.Subscription // guarded by subMu; per global network
-	subsClosed bool                            // guarded by subMu; set at shutdown
-
-	// storeUp is signalled once, when the store is first connected, so
-	// that gossip joins the registered nodes without waiting a tick.
-	storeUp chan struct{}
-	// firstUp is closed when the store answers for the first time.
-	firstUp chan struct{}
 	// reap asks the reaper to look for sandboxes whose namespace is gone.
 	reap chan struct{}
-
-	wg sync.WaitGroup
+	wg   sync.WaitGroup
 }
-
-var _ service.Service = (*Agent)(nil)
 
 // New prepares an agent: it resolves the advertise address, sets up the
 // drivers and loads the data dir. It starts nothing.
 func New(cfg Config, log *slog.Logger) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: log, networks: map[string]*driver.Network{}, versions: map[string]uint64{},
-		sandboxes: map[string]*sandboxRecord{}, endpoints: map[string]*endpointRecord{},
-		byNetwork: map[string]map[string]*endpointRecord{},
-		remote:    map[string][]gossip.Endpoint{},
-		storeUp:   make(chan struct{}, 1), firstUp: make(chan struct{}), reap: make(chan struct{}, 1), gate: newStoreGate()}
+	a := &Agent{cfg: cfg, log: log, reap: make(chan struct{}, 1)}
 	var err error
 	if a.vtep, a.mtu, err = resolveAdvertise(cfg); err != nil {
 		return nil, err
 	}
 	a.drivers = builtin.Registry(builtin.Config{DefaultBridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU, NoICC: !cfg.ICC,
-		HostRoutes: hostRoutes, VTEP: a.vtep, VXLANPort: uint16(cfg.VXLANPort), UnderlayMTU: a.mtu})
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating data-dir: %w", err)
+		HostRoutes: datapath.RoutedPrefixes, VTEP: a.vtep, VXLANPort: uint16(cfg.VXLANPort), UnderlayMTU: a.mtu})
+	st := statefile.State{}
+	if a.state, st, err = statefile.Open(cfg.DataDir, log); err != nil {
+		return nil, fmt.Errorf("loading the data dir: %w", err)
 	}
-	a.state = &stateFile{path: cfg.DataDir + "/state.json"}
-	st, err := a.state.load()
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range st.Networks {
-		a.networks[n.ID] = n
-	}
-	for _, s := range st.Sandboxes {
-		a.sandboxes[s.ID] = s
-	}
-	for _, e := range st.Endpoints {
-		a.putEndpointLocked(e)
-	}
-	for id, eps := range st.Remote {
-		a.remote[id] = eps
-	}
-	a.peers = st.Peers
-	a.metrics = a.newMetrics()
+	a.recs = sandboxes.NewTable(st.Sandboxes, st.Endpoints)
+	a.conn = storeconn.New(storeconn.Config{Store: cfg.Store, URL: cfg.StoreURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir,
+		VTEP: a.vtep, GossipPort: cfg.GossipPort, Version: Version, GlobalPools: cfg.GlobalPools, ReclaimAfter: cfg.NodeReclaimAfter}, log)
+	a.nets = networks.NewManager(networks.NewTable(st.Networks), a.drivers, a.conn,
+		networks.Config{LocalPools: cfg.LocalPools, HostRoutes: datapath.RoutedPrefixes}, a.networksChanged, log)
+	a.members = membership.New(membership.Config{NodeName: cfg.NodeName, VTEP: a.vtep, Port: cfg.GossipPort,
+		Version: Version, Key: cfg.GossipKey}, st.Remote, st.Peers, membership.Hooks{
+		Dirty:    func(id string) { a.dp.MarkDirty(id) },
+		CaughtUp: func() { a.dp.MarkAllDirty() },
+		Save:     func() { a.state.SaveAll() },
+	}, log)
+	a.state.SetSources(statefile.Sources{Networks: a.nets.Table.All, Records: a.recs, Cache: a.members.Saved})
 	return a, nil
+}
+
+// networksChanged follows a change of the networks: persist it, subscribe
+// to new networks' endpoints, reprogram what changed.
+func (a *Agent) networksChanged(ids ...string) {
+	a.state.SaveAll()
+	a.subscribe()
+	for _, id := range ids {
+		a.dp.MarkDirty(id)
+	}
+}
+
+// subscribe subscribes to the endpoints of every global network.
+func (a *Agent) subscribe() {
+	var global []string
+	for _, n := range a.nets.Table.All() {
+		if n.Global() {
+			global = append(global, n.ID)
+		}
+	}
+	a.members.Subscribe(global)
 }
 
 // Run runs the agent until ctx is cancelled, then shuts down and leaves
@@ -185,68 +150,65 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("starting meshagent", "version", Version, "node", a.cfg.NodeName,
 		"advertise", a.vtep, "store", a.cfg.StoreURL, "data-dir", a.cfg.DataDir)
+	defer a.state.Close()
 	if privateMountNamespace() {
 		a.log.Warn("meshagent runs in a private mount namespace, so the sandboxes it creates under /run/netns are invisible to the host; " +
 			"start it in the host's mount namespace (nsenter --net=PATH instead of ip netns exec; no PrivateMounts/PrivateTmp/ProtectSystem in its unit)")
 	}
-	h, err := netns.Get()
-	if err != nil {
-		return fmt.Errorf("opening the host network namespace: %w", err)
-	}
-	a.dp, err = datapath.New(h)
-	if err != nil {
-		h.Close()
-		return err
-	}
-	defer a.dp.Close()
-	fw, err := firewall.New(h)
-	h.Close()
+	kernel, filter, err := a.openKernel()
 	if err != nil {
 		return err
 	}
-	a.recon = newReconciler(a.dp, a.desiredNetwork, a.desiredAll, a.applyFailed, a.log)
-	if err := a.startFirewall(fw); err != nil {
-		return fmt.Errorf("removing the packet filter (iptables: false): %w", err)
+	defer kernel.Close()
+	if filter != nil {
+		defer filter.Close() // the rules stay: they keep working while the agent is down
 	}
-	if a.fw != nil {
-		defer a.fw.Close() // the rules stay: they keep working while the agent is down
-	}
-
 	if a.cfg.IPForward {
 		// Equivalent to: sysctl -w net.ipv4.ip_forward=1 (in this namespace).
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 			a.log.Warn("cannot enable IP forwarding", "err", err)
 		}
 	}
-	if err := a.ensurePredefined(); err != nil {
+	if err := a.nets.EnsurePredefined(); err != nil {
 		return err
 	}
-	if a.gossip, err = a.startGossip(ctx); err != nil {
+	if err := a.state.SaveAll(); err != nil {
 		return err
 	}
-	defer a.gossip.Close()
-	a.pinSandboxes()
-	a.announceLocal()
-	a.names = &dnsNames{a: a}
-	a.dns = resolver.New(a.names, redirectDNS, firewall.UnredirectDNS, a.log)
-	defer a.dns.Close() // sandboxes cannot resolve while the agent is down; the redirects stay
-	a.mu.Lock()
-	all := slices.Collect(maps.Values(a.sandboxes))
-	a.mu.Unlock()
-	for _, s := range all {
-		a.syncDNS(s)
+	if err := a.members.Start(ctx); err != nil {
+		return err
+	}
+	defer a.members.Close()
+
+	var fw dataplane.Filter
+	if filter != nil {
+		fw = filter
+	}
+	a.dp = dataplane.New(dataplane.Config{NodeName: a.cfg.NodeName, IPTables: a.cfg.IPTables, DNS: a.cfg.DNS,
+		DNSOpts: a.cfg.DNSOpts, DNSSearch: a.cfg.DNSSearch}, a.nets, a.recs, a.members, kernel, fw, a.applyFailed, a.log)
+	a.ctl = controller.New(controller.Config{NodeName: a.cfg.NodeName, VTEP: a.vtep, StoreURL: a.cfg.StoreURL,
+		DataDir: a.cfg.DataDir, Version: Version, GossipPort: a.cfg.GossipPort, VXLANPort: a.cfg.VXLANPort, IPTables: a.cfg.IPTables},
+		controller.Deps{Networks: a.nets, Records: a.recs, Store: a.conn, Members: a.members, Dataplane: a.dp, State: a.state,
+			Metrics: a.newMetrics()}, a.log)
+	a.ctl.Recover()
+	dns := resolver.New(a.dp.Names(), redirectDNS, firewall.UnredirectDNS, a.log)
+	defer dns.Close() // sandboxes cannot resolve while the agent is down; the redirects stay
+	a.dp.SetResolver(dns)
+	for _, s := range a.recs.Sandboxes() {
+		a.dp.SyncDNS(s.ID)
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srv, err := apiserver.ListenDebug(a, a.cfg.Hosts, a.log, a.cfg.LogLevel == "debug")
+	srv, err := apiserver.Listen(a.ctl, a.cfg.Hosts, a.log,
+		apiserver.Options{CNI: cniserver.New(a.ctl), Debug: a.cfg.LogLevel == "debug"})
 	if err != nil {
 		return err
 	}
-	a.syncSubscriptions() // networks known from the data dir
-	a.goRun(func() { a.recon.Run(runCtx) })
-	a.goRun(func() { a.storeLoop(runCtx) })
-	a.goRun(func() { a.gossipLoop(runCtx) })
+	a.subscribe() // to the networks known from the data dir
+	a.goRun(func() { a.dp.Run(runCtx) })
+	a.goRun(func() { a.conn.Run(runCtx, a.nets, a.ctl, a.members.MemberNames) })
+	a.goRun(func() { a.members.Run(runCtx, a.conn) })
 	a.goRun(func() { a.reapLoop(runCtx) })
 	a.log.Info("meshagent ready", "api", a.cfg.Hosts)
 
@@ -254,24 +216,40 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("shutting down; the datapath keeps running")
 	srv.Shutdown(shutdownGrace) // every handler has returned (rolled back if cancelled)
 	cancel()
-	a.closeSubscriptions()
 	a.wg.Wait()
-	a.mu.Lock()
-	a.stopped = true // no more saves of the remote cache from its timer
-	if a.remoteSave != nil {
-		a.remoteSave.Stop()
-	}
-	store := a.store
-	a.mu.Unlock()
-	a.saveState()
-	a.state.close()
-	if store != nil {
-		store.Close()
-	}
-	if a.embed != nil {
-		a.embed.Close()
-	}
+	a.members.Close() // no more saves of the remote cache from its timer
+	a.state.SaveAll()
+	a.conn.Close()
 	return nil
+}
+
+// openKernel opens the datapath and the packet filter of the host's
+// namespace; with iptables: false it removes any table an earlier run
+// left and returns no filter.
+func (a *Agent) openKernel() (*datapath.Datapath, *firewall.Firewall, error) {
+	h, err := netns.Get()
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the host network namespace: %w", err)
+	}
+	defer h.Close()
+	dp, err := datapath.New(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	fw, err := firewall.New(h)
+	if err != nil {
+		dp.Close()
+		return nil, nil, err
+	}
+	if a.cfg.IPTables {
+		return dp, fw, nil
+	}
+	a.log.Warn("iptables: false: meshnet writes no packet-filter or NAT rules; sandboxes get no NAT to the outside and networks are not isolated from each other by rules")
+	if err := errors.Join(fw.Remove(), fw.Close()); err != nil {
+		dp.Close()
+		return nil, nil, fmt.Errorf("removing the packet filter (iptables: false): %w", err)
+	}
+	return dp, nil, nil
 }
 
 // redirectDNS sends 127.0.0.11:53 in a sandbox to the resolver's sockets.
@@ -294,7 +272,7 @@ func (a *Agent) applyFailed(string, error) {
 func (a *Agent) reapLoop(ctx context.Context) {
 	t := time.NewTicker(resyncInterval)
 	defer t.Stop()
-	a.reapGoneSandboxes()
+	a.ctl.ReapGone()
 	for {
 		select {
 		case <-a.reap:
@@ -302,30 +280,7 @@ func (a *Agent) reapLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		a.reapGoneSandboxes()
-	}
-}
-
-// startGossip starts the gossip listeners. A restarted agent may find its
-// port still held for a moment by the previous process finishing its
-// shutdown, so binding is retried for a while.
-func (a *Agent) startGossip(ctx context.Context) (*gossip.Cluster, error) {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := gossip.New(gossip.Config{
-			NodeName: a.cfg.NodeName, BindAddr: a.vtep.String(), BindPort: a.cfg.GossipPort,
-			VTEP: a.vtep, Version: Version, SecretKey: a.cfg.GossipKey, Logger: a.log,
-		})
-		// memberlist formats the bind error with %v: match its text.
-		if err == nil || !strings.Contains(err.Error(), syscall.EADDRINUSE.Error()) || time.Now().After(deadline) {
-			return c, err
-		}
-		a.log.Warn("gossip port busy; retrying", "port", a.cfg.GossipPort)
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+		a.ctl.ReapGone()
 	}
 }
 

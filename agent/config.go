@@ -25,7 +25,7 @@ const DefaultConfigFile = "/etc/meshnet/agent.yaml"
 // DefaultGossipPort is the gossip port when cluster-advertise names none.
 const DefaultGossipPort = 7946
 
-// Config is the agent's configuration (DESIGN.md §2), after validation.
+// Config is the agent's configuration (docs/design.md §2), after validation.
 type Config struct {
 	NodeName       string
 	Store          kvstore.Config

@@ -1,6 +1,6 @@
 package agent
 
-// /metrics: gauges read from the agent's state at scrape time, so nothing
+// /metrics: gauges read from the components at scrape time, so nothing
 // on the hot paths updates counters.
 
 import (
@@ -13,64 +13,47 @@ func (a *Agent) newMetrics() *prometheus.Registry {
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "meshnet", Name: name, Help: help}, f))
 	}
-	gauge("networks", "Networks this agent knows (local and global).", func() float64 {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return float64(len(a.networks))
-	})
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "meshnet", Name: name, Help: help}, f))
+	}
+	gauge("networks", "Networks this agent knows (local and global).", func() float64 { return float64(a.nets.Table.Len()) })
 	gauge("sandboxes", "Sandboxes on this host.", func() float64 {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return float64(len(a.sandboxes))
+		n, _ := a.recs.Counts()
+		return float64(n)
 	})
 	gauge("endpoints", "Endpoints on this host, joined or not.", func() float64 {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return float64(len(a.endpoints))
+		_, n := a.recs.Counts()
+		return float64(n)
 	})
 	gauge("remote_endpoints", "Endpoints on other hosts in networks with a local endpoint.", func() float64 {
-		a.mu.Lock()
-		defer a.mu.Unlock()
+		cache, _ := a.members.Saved()
 		n := 0
-		for _, eps := range a.remote {
+		for _, eps := range cache {
 			n += len(eps)
 		}
 		return float64(n)
 	})
 	gauge("datapath_failing_networks", "Networks whose last programming failed and are retried with back-off.", func() float64 {
-		return float64(a.recon.Failing())
+		return float64(a.dp.Failing())
 	})
-	counter := func(name, help string, f func() float64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "meshnet", Name: name, Help: help}, f))
-	}
 	counter("datapath_applies_total", "Calls into the kernel datapath: a network applied or removed, or the full apply at start.", func() float64 {
-		return float64(a.recon.Applies())
+		return float64(a.dp.Applies())
 	})
 	counter("state_saves_total", "Writes of the agent's state to the data dir.", func() float64 {
-		return float64(a.saves.Load())
+		return float64(a.state.Saves())
 	})
-	for _, o := range []struct {
-		outcome string
-		n       func() int64
-	}{
-		{"local", func() int64 { return a.names.local.Load() }},
-		{"forwarded", func() int64 { return a.names.forwarded.Load() }},
-		{"failed", func() int64 { return a.names.failures.Load() }},
-	} {
+	for _, outcome := range []string{"local", "forwarded", "failed"} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "meshnet", Name: "dns_queries_total",
 			Help:        "Questions to the embedded DNS server: answered locally, forwarded upstream, or failed.",
-			ConstLabels: prometheus.Labels{"outcome": o.outcome}}, func() float64 {
-			if a.names == nil {
-				return 0
-			}
-			return float64(o.n())
+			ConstLabels: prometheus.Labels{"outcome": outcome}}, func() float64 {
+			return float64(a.dp.DNSQueries(outcome))
 		}))
 	}
 	gauge("gossip_members", "Members of the gossip cluster, this node included.", func() float64 {
-		return float64(len(a.gossip.Members()))
+		return float64(len(a.members.Members()))
 	})
 	gauge("store_up", "1 when the cluster store answers, else 0.", func() float64 {
-		if _, ok := a.storeReady(); ok {
+		if _, ok := a.conn.Ready(); ok {
 			return 1
 		}
 		return 0

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/testenv"
 	"github.com/meshnet/meshnet/testenv/cluster"
@@ -43,17 +45,7 @@ const guard = time.Minute
 func eventually(ctx context.Context, fn func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, guard)
 	defer cancel()
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return check.Retry(ctx, fn)
 }
 
 func testCtx(t *testing.T) context.Context {

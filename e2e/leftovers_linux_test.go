@@ -110,7 +110,7 @@ func networkLeft(h *cluster.Host, vni uint32, subnet netip.Prefix) ([]string, er
 	return left, nil
 }
 
-// globalPrefixes are the store's subtrees of network state (DESIGN §4).
+// globalPrefixes are the store's subtrees of network state (docs/design.md §4).
 var globalPrefixes = []string{"networks/", "names/", "vni/", "subnets/", "ips/"}
 
 // storeKeys lists the keys (and values) of the network state subtrees.

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshnet/meshnet/testenv/check"
 )
 
 // benchCluster starts n nodes with the package's LAN timing (memberlist LAN
@@ -70,15 +72,15 @@ func BenchmarkConvergence(b *testing.B) {
 						b.Fatal(err)
 					}
 					var last time.Time
-					waitFor(b, 30*time.Second, func() (bool, string) {
+					check.Eventually(b, 30*time.Second, func() error {
 						arr.mu.Lock()
 						defer arr.mu.Unlock()
 						ts := arr.seen[id]
 						if len(ts) < size {
-							return false, fmt.Sprintf("%s seen by %d of %d nodes", id, len(ts), size)
+							return fmt.Errorf("%s seen by %d of %d nodes", id, len(ts), size)
 						}
 						last = slices.MaxFunc(ts, time.Time.Compare)
-						return true, ""
+						return nil
 					})
 					lat = append(lat, last.Sub(start))
 				}
@@ -161,13 +163,13 @@ func putAll(b *testing.B, nodes []*testNode, total int, writer func(i int) *test
 			b.Fatal(err)
 		}
 	}
-	waitFor(b, 120*time.Second, func() (bool, string) {
+	check.Eventually(b, 120*time.Second, func() error {
 		for _, n := range nodes {
 			if got := len(n.Endpoints("bench")); got != total {
-				return false, fmt.Sprintf("%s has %d of %d", n.Name(), got, total)
+				return fmt.Errorf("%s has %d of %d", n.Name(), got, total)
 			}
 		}
-		return true, ""
+		return nil
 	})
 	return time.Since(start)
 }

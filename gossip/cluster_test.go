@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshnet/meshnet/testenv/check"
 )
 
 // expectIDs returns a check that the converged table holds exactly ids.
@@ -333,13 +335,13 @@ func TestLeaveDoesNotStallCluster(t *testing.T) {
 
 	leaveErr := make(chan error, 1)
 	go func() { leaveErr <- b.Leave(3 * time.Second) }()
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	check.Eventually(t, 10*time.Second, func() error {
 		for _, m := range b.Members() {
 			if m.Name == "b" {
-				return false, "b has not started leaving"
+				return errors.New("b has not started leaving")
 			}
 		}
-		return true, ""
+		return nil
 	})
 	subscribed := make(chan error, 1)
 	go func() {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/meshnet/meshnet/testenv/check"
 )
 
 // TestDirectFanOut checks that local writes reach every member straight
@@ -34,12 +36,12 @@ func TestDirectFanOut(t *testing.T) {
 	if err := nodes[3].Delete("net", "e007"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	check.Eventually(t, 30*time.Second, func() error {
 		for _, n := range nodes {
 			if got := len(n.Endpoints("net")); got != total-1 {
-				return false, fmt.Sprintf("%s has %d endpoints, want %d", n.Name(), got, total-1)
+				return fmt.Errorf("%s has %d endpoints, want %d", n.Name(), got, total-1)
 			}
 		}
-		return true, ""
+		return nil
 	})
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshnet/meshnet/testenv/check"
 )
 
 // testTiming is memberlist's local-network profile, shortened so that failure
@@ -162,31 +164,14 @@ func (h *harness) closeAll() {
 
 func (h *harness) waitMembers(nodes []*testNode, want int) {
 	h.t.Helper()
-	waitFor(h.t, 60*time.Second, func() (bool, string) {
+	check.Eventually(h.t, 60*time.Second, func() error {
 		for _, n := range nodes {
 			if got := int(n.numMembers.Load()); got != want {
-				return false, fmt.Sprintf("%s sees %d members, want %d", n.Name(), got, want)
+				return fmt.Errorf("%s sees %d members, want %d", n.Name(), got, want)
 			}
 		}
-		return true, ""
+		return nil
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes. Deadlines are
-// generous: they catch hangs, they do not measure speed.
-func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not reached after %v: %s", timeout, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // dump renders a node's whole live table (records and versions) in a
@@ -211,24 +196,24 @@ func fmtEndpoint(e *Endpoint) string {
 }
 
 // waitConverged waits until every node holds the same table, and it
-// satisfies check (if not nil).
-func waitConverged(t testing.TB, nodes []*testNode, timeout time.Duration, check func(string) error) string {
+// satisfies want (if not nil).
+func waitConverged(t testing.TB, nodes []*testNode, timeout time.Duration, want func(string) error) string {
 	t.Helper()
 	var final string
-	waitFor(t, timeout, func() (bool, string) {
+	check.Eventually(t, timeout, func() error {
 		first := dump(nodes[0].Cluster)
 		for _, n := range nodes[1:] {
 			if d := dump(n.Cluster); d != first {
-				return false, fmt.Sprintf("%s differs from %s:\n%s\n--- vs ---\n%s", n.Name(), nodes[0].Name(), clip(d), clip(first))
+				return fmt.Errorf("%s differs from %s:\n%s\n--- vs ---\n%s", n.Name(), nodes[0].Name(), clip(d), clip(first))
 			}
 		}
-		if check != nil {
-			if err := check(first); err != nil {
-				return false, err.Error()
+		if want != nil {
+			if err := want(first); err != nil {
+				return err
 			}
 		}
 		final = first
-		return true, ""
+		return nil
 	})
 	return final
 }

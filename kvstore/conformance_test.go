@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/testenv"
 )
@@ -58,16 +60,16 @@ func testGetPutDelete(t *testing.T, srv testenv.StoreServer) {
 	s, ctx := open(t, srv, t.Name()), testCtx(t)
 	_, err := s.Get(ctx, "k")
 	wantErr(t, err, kvstore.ErrKeyNotFound)
-	v1 := must(s.Put(ctx, "k", []byte("one")))(t)
-	kv := must(s.Get(ctx, "k"))(t)
+	v1 := check.Must(s.Put(ctx, "k", []byte("one")))(t)
+	kv := check.Must(s.Get(ctx, "k"))(t)
 	if kv.Key != "k" || string(kv.Value) != "one" || kv.Version != v1 {
 		t.Fatalf("Get = %+v, want k=one at %d", kv, v1)
 	}
-	v2 := must(s.Put(ctx, "k", []byte("two")))(t)
+	v2 := check.Must(s.Put(ctx, "k", []byte("two")))(t)
 	if v2 <= v1 {
 		t.Fatalf("version went from %d to %d", v1, v2)
 	}
-	if kv := must(s.Get(ctx, "k"))(t); string(kv.Value) != "two" || kv.Version != v2 {
+	if kv := check.Must(s.Get(ctx, "k"))(t); string(kv.Value) != "two" || kv.Version != v2 {
 		t.Fatalf("Get = %+v, want two at %d", kv, v2)
 	}
 	if err := s.Delete(ctx, "k"); err != nil {
@@ -78,32 +80,32 @@ func testGetPutDelete(t *testing.T, srv testenv.StoreServer) {
 	wantErr(t, s.Delete(ctx, "k"), kvstore.ErrKeyNotFound)
 	// Binary values survive untouched.
 	bin := []byte{0, 1, 2, 0xff, '\n'}
-	must(s.Put(ctx, "bin", bin))(t)
-	if kv := must(s.Get(ctx, "bin"))(t); !bytes.Equal(kv.Value, bin) {
+	check.Must(s.Put(ctx, "bin", bin))(t)
+	if kv := check.Must(s.Get(ctx, "bin"))(t); !bytes.Equal(kv.Value, bin) {
 		t.Fatalf("binary value came back as %v", kv.Value)
 	}
 }
 
 func testCreate(t *testing.T, srv testenv.StoreServer) {
 	s, ctx := open(t, srv, t.Name()), testCtx(t)
-	v := must(s.Create(ctx, "k", []byte("first")))(t)
+	v := check.Must(s.Create(ctx, "k", []byte("first")))(t)
 	_, err := s.Create(ctx, "k", []byte("second"))
 	wantErr(t, err, kvstore.ErrKeyExists)
-	if kv := must(s.Get(ctx, "k"))(t); string(kv.Value) != "first" || kv.Version != v {
+	if kv := check.Must(s.Get(ctx, "k"))(t); string(kv.Value) != "first" || kv.Version != v {
 		t.Fatalf("after a refused create: %+v", kv)
 	}
 	// A deleted key can be created again.
-	ok(t, s.Delete(ctx, "k"))
-	must(s.Create(ctx, "k", []byte("again")))(t)
+	check.OK(t, s.Delete(ctx, "k"))
+	check.Must(s.Create(ctx, "k", []byte("again")))(t)
 }
 
 func testCompareAndSwap(t *testing.T, srv testenv.StoreServer) {
 	s, ctx := open(t, srv, t.Name()), testCtx(t)
-	v1 := must(s.Create(ctx, "k", []byte("a")))(t)
-	v2 := must(s.CompareAndSwap(ctx, "k", []byte("b"), v1))(t)
+	v1 := check.Must(s.Create(ctx, "k", []byte("a")))(t)
+	v2 := check.Must(s.CompareAndSwap(ctx, "k", []byte("b"), v1))(t)
 	_, err := s.CompareAndSwap(ctx, "k", []byte("stale"), v1)
 	wantErr(t, err, kvstore.ErrKeyModified)
-	if kv := must(s.Get(ctx, "k"))(t); string(kv.Value) != "b" || kv.Version != v2 {
+	if kv := check.Must(s.Get(ctx, "k"))(t); string(kv.Value) != "b" || kv.Version != v2 {
 		t.Fatalf("after a stale CAS: %+v", kv)
 	}
 	_, err = s.CompareAndSwap(ctx, "missing", []byte("x"), v2)
@@ -118,18 +120,18 @@ func testCompareAndSwap(t *testing.T, srv testenv.StoreServer) {
 
 func testCompareAndDelete(t *testing.T, srv testenv.StoreServer) {
 	s, ctx := open(t, srv, t.Name()), testCtx(t)
-	v1 := must(s.Create(ctx, "k", []byte("a")))(t)
-	must(s.Put(ctx, "k", []byte("b")))(t)
+	v1 := check.Must(s.Create(ctx, "k", []byte("a")))(t)
+	check.Must(s.Put(ctx, "k", []byte("b")))(t)
 	wantErr(t, s.CompareAndDelete(ctx, "k", v1), kvstore.ErrKeyModified)
-	kv := must(s.Get(ctx, "k"))(t)
-	ok(t, s.CompareAndDelete(ctx, "k", kv.Version))
+	kv := check.Must(s.Get(ctx, "k"))(t)
+	check.OK(t, s.CompareAndDelete(ctx, "k", kv.Version))
 	wantErr(t, s.CompareAndDelete(ctx, "k", kv.Version), kvstore.ErrKeyNotFound)
 }
 
 func testList(t *testing.T, srv testenv.StoreServer) {
 	s, ctx := open(t, srv, t.Name()), testCtx(t)
 	for _, k := range []string{"a/3", "a/1", "a/2", "ab/1", "b"} {
-		must(s.Put(ctx, k, []byte(k)))(t)
+		check.Must(s.Put(ctx, k, []byte(k)))(t)
 	}
 	kvs, rev := must2(t, s, "a/")
 	var keys []string
@@ -157,17 +159,17 @@ func testPrefixIsolation(t *testing.T, srv testenv.StoreServer) {
 	a, b := open(t, srv, t.Name()+"/a"), open(t, srv, t.Name()+"/b")
 	raw := open(t, srv, t.Name())
 	ctx := testCtx(t)
-	must(a.Put(ctx, "k", []byte("in a")))(t)
+	check.Must(a.Put(ctx, "k", []byte("in a")))(t)
 	_, err := b.Get(ctx, "k")
 	wantErr(t, err, kvstore.ErrKeyNotFound)
-	if kv := must(raw.Get(ctx, "a/k"))(t); string(kv.Value) != "in a" {
+	if kv := check.Must(raw.Get(ctx, "a/k"))(t); string(kv.Value) != "in a" {
 		t.Fatalf("raw view of a/k = %q", kv.Value)
 	}
 }
 
 func testTxn(t *testing.T, srv testenv.StoreServer) {
 	s, ctx := open(t, srv, t.Name()), testCtx(t)
-	must(s.Put(ctx, "names/taken", []byte("x")))(t)
+	check.Must(s.Put(ctx, "names/taken", []byte("x")))(t)
 
 	// A network record and its name index go together or not at all.
 	err := s.Txn(ctx,
@@ -180,17 +182,17 @@ func testTxn(t *testing.T, srv testenv.StoreServer) {
 	_, err = s.Get(ctx, "networks/n1")
 	wantErr(t, err, kvstore.ErrKeyNotFound)
 
-	ok(t, s.Txn(ctx,
+	check.OK(t, s.Txn(ctx,
 		kvstore.Op{Kind: kvstore.OpCreate, Key: "networks/n1", Value: []byte("net")},
 		kvstore.Op{Kind: kvstore.OpCreate, Key: "names/free", Value: []byte("n1")}))
-	n1 := must(s.Get(ctx, "networks/n1"))(t)
-	free := must(s.Get(ctx, "names/free"))(t)
+	n1 := check.Must(s.Get(ctx, "networks/n1"))(t)
+	free := check.Must(s.Get(ctx, "names/free"))(t)
 	if n1.Version != free.Version {
 		t.Fatalf("keys of one txn have versions %d and %d", n1.Version, free.Version)
 	}
 
 	// Every op kind, conditions holding.
-	ok(t, s.Txn(ctx,
+	check.OK(t, s.Txn(ctx,
 		kvstore.Op{Kind: kvstore.OpSwap, Key: "networks/n1", Value: []byte("net2"), Version: n1.Version},
 		kvstore.Op{Kind: kvstore.OpCompareDelete, Key: "names/free", Version: free.Version},
 		kvstore.Op{Kind: kvstore.OpDelete, Key: "names/taken"},
@@ -200,7 +202,7 @@ func testTxn(t *testing.T, srv testenv.StoreServer) {
 	}
 
 	// A failed check or a missing key rolls everything back.
-	cur := must(s.Get(ctx, "networks/n1"))(t)
+	cur := check.Must(s.Get(ctx, "networks/n1"))(t)
 	for i, ops := range [][]kvstore.Op{
 		{{Kind: kvstore.OpPut, Key: "x", Value: []byte("1")}, {Kind: kvstore.OpCheck, Key: "networks/n1", Version: n1.Version}},
 		{{Kind: kvstore.OpPut, Key: "x", Value: []byte("1")}, {Kind: kvstore.OpDelete, Key: "gone"}},
@@ -212,7 +214,7 @@ func testTxn(t *testing.T, srv testenv.StoreServer) {
 	}
 	_, err = s.Get(ctx, "x")
 	wantErr(t, err, kvstore.ErrKeyNotFound)
-	ok(t, s.Txn(ctx, kvstore.Op{Kind: kvstore.OpCheck, Key: "networks/n1", Version: cur.Version},
+	check.OK(t, s.Txn(ctx, kvstore.Op{Kind: kvstore.OpCheck, Key: "networks/n1", Version: cur.Version},
 		kvstore.Op{Kind: kvstore.OpPut, Key: "x", Value: []byte("1")}))
 
 	// Malformed transactions are refused before reaching the server.
@@ -232,7 +234,7 @@ func testTxn(t *testing.T, srv testenv.StoreServer) {
 // flat key space. (ZooKeeper, whose keys are a tree, must plan these.)
 func testTxnNested(t *testing.T, srv testenv.StoreServer) {
 	s, ctx := open(t, srv, t.Name()), testCtx(t)
-	must(s.Put(ctx, "d", []byte("old")))(t)
+	check.Must(s.Put(ctx, "d", []byte("old")))(t)
 	for i, ops := range [][]kvstore.Op{
 		{{Kind: kvstore.OpCreate, Key: "a", Value: []byte("1")}, {Kind: kvstore.OpCreate, Key: "a/b", Value: []byte("2")}},
 		{{Kind: kvstore.OpCreate, Key: "c/d/e", Value: []byte("3")}, {Kind: kvstore.OpCreate, Key: "c", Value: []byte("4")}},
@@ -253,8 +255,8 @@ func testTxnNested(t *testing.T, srv testenv.StoreServer) {
 	_, err := s.Get(ctx, "d")
 	wantErr(t, err, kvstore.ErrKeyNotFound)
 	// And the other way round: delete a key and the key under it at once.
-	ok(t, s.Txn(ctx, kvstore.Op{Kind: kvstore.OpDelete, Key: "x"}, kvstore.Op{Kind: kvstore.OpDelete, Key: "x/y"}))
-	ok(t, s.Txn(ctx, kvstore.Op{Kind: kvstore.OpDelete, Key: "c/d/e"}, kvstore.Op{Kind: kvstore.OpDelete, Key: "c"}))
+	check.OK(t, s.Txn(ctx, kvstore.Op{Kind: kvstore.OpDelete, Key: "x"}, kvstore.Op{Kind: kvstore.OpDelete, Key: "x/y"}))
+	check.OK(t, s.Txn(ctx, kvstore.Op{Kind: kvstore.OpDelete, Key: "c/d/e"}, kvstore.Op{Kind: kvstore.OpDelete, Key: "c"}))
 	want = view{"a": "1", "a/b": "2", "d/e/f": "7"}
 	if got := listView(t, s, ""); !maps.Equal(got, want) {
 		t.Fatalf("after the deletes: %v, want %v", got, want)
@@ -272,9 +274,9 @@ func testConcurrentCAS(t *testing.T, srv testenv.StoreServer) {
 	for i := range clients {
 		clients[i] = open(t, srv, t.Name())
 	}
-	must(clients[0].Put(ctx, "round", []byte("0")))(t)
+	check.Must(clients[0].Put(ctx, "round", []byte("0")))(t)
 	for r := range rounds {
-		kv := must(clients[0].Get(ctx, "round"))(t)
+		kv := check.Must(clients[0].Get(ctx, "round"))(t)
 		var winners, modified atomic.Int32
 		var wg sync.WaitGroup
 		for i, c := range clients {
@@ -301,7 +303,7 @@ func testConcurrentCAS(t *testing.T, srv testenv.StoreServer) {
 		}
 	}
 
-	must(clients[0].Put(ctx, "counter", []byte("0")))(t)
+	check.Must(clients[0].Put(ctx, "counter", []byte("0")))(t)
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Go(func() {
@@ -326,7 +328,7 @@ func testConcurrentCAS(t *testing.T, srv testenv.StoreServer) {
 		})
 	}
 	wg.Wait()
-	if kv := must(clients[0].Get(ctx, "counter"))(t); string(kv.Value) != strconv.Itoa(workers*incs) {
+	if kv := check.Must(clients[0].Get(ctx, "counter"))(t); string(kv.Value) != strconv.Itoa(workers*incs) {
 		t.Fatalf("counter = %s, want %d: updates were lost", kv.Value, workers*incs)
 	}
 }
@@ -360,15 +362,15 @@ func testConcurrentCreate(t *testing.T, srv testenv.StoreServer) {
 // prefixes.
 func testWatchOrder(t *testing.T, srv testenv.StoreServer) {
 	s, ctx := open(t, srv, t.Name()), testCtx(t)
-	must(s.Put(ctx, "w/before", []byte("old")))(t)
+	check.Must(s.Put(ctx, "w/before", []byte("old")))(t)
 	_, rev := must2(t, s, "w/")
-	ch := must(s.Watch(ctx, "w/", rev))(t)
+	ch := check.Must(s.Watch(ctx, "w/", rev))(t)
 
 	var written []string
 	for i := range 20 {
 		k := fmt.Sprintf("w/k%02d", i)
-		must(s.Put(ctx, k, []byte("v")))(t)
-		must(s.Put(ctx, "other/"+k, []byte("x")))(t)
+		check.Must(s.Put(ctx, k, []byte("v")))(t)
+		check.Must(s.Put(ctx, "other/"+k, []byte("x")))(t)
 		written = append(written, k)
 	}
 	var got []string
@@ -391,10 +393,10 @@ func testWatchOrder(t *testing.T, srv testenv.StoreServer) {
 	// Deletes, interleaved with new puts.
 	want := map[string]kvstore.EventType{}
 	for i := range 10 {
-		ok(t, s.Delete(ctx, written[i]))
+		check.OK(t, s.Delete(ctx, written[i]))
 		want[written[i]] = kvstore.EventDelete
 		k := fmt.Sprintf("w/n%02d", i)
-		must(s.Put(ctx, k, []byte("v")))(t)
+		check.Must(s.Put(ctx, k, []byte("v")))(t)
 		want[k] = kvstore.EventPut
 	}
 	seen := map[string]kvstore.EventType{}
@@ -418,7 +420,7 @@ func testWatchOrder(t *testing.T, srv testenv.StoreServer) {
 func testWatchResume(t *testing.T, srv testenv.StoreServer) {
 	s, ctx := open(t, srv, t.Name()), testCtx(t)
 	for i := range 5 {
-		must(s.Put(ctx, "r/"+strconv.Itoa(i), []byte("v1")))(t)
+		check.Must(s.Put(ctx, "r/"+strconv.Itoa(i), []byte("v1")))(t)
 	}
 	kvs, rev := must2(t, s, "r/")
 	v := view{}
@@ -426,8 +428,8 @@ func testWatchResume(t *testing.T, srv testenv.StoreServer) {
 		v[kv.Key] = string(kv.Value)
 	}
 	wctx, stop := context.WithCancel(ctx)
-	ch := must(s.Watch(wctx, "r/", rev))(t)
-	must(s.Put(ctx, "r/0", []byte("v2")))(t)
+	ch := check.Must(s.Watch(wctx, "r/", rev))(t)
+	check.Must(s.Put(ctx, "r/0", []byte("v2")))(t)
 	ev := nextEvent(t, ch)
 	v.apply(ev)
 	stop()
@@ -435,14 +437,14 @@ func testWatchResume(t *testing.T, srv testenv.StoreServer) {
 	}
 
 	// Changes while nobody watches.
-	ok(t, s.Delete(ctx, "r/1"))
-	must(s.Put(ctx, "r/2", []byte("v3")))(t)
-	must(s.Put(ctx, "r/9", []byte("new")))(t)
+	check.OK(t, s.Delete(ctx, "r/1"))
+	check.Must(s.Put(ctx, "r/2", []byte("v3")))(t)
+	check.Must(s.Put(ctx, "r/9", []byte("new")))(t)
 
 	want := listView(t, s, "r/")
-	ch = must(s.Watch(ctx, "r/", ev.Version))(t)
+	ch = check.Must(s.Watch(ctx, "r/", ev.Version))(t)
 	sawReset := false
-	eventually(t, "the resumed view to match the store", func() bool {
+	check.Eventually(t, 45*time.Second, check.Holds("the resumed view to match the store", func() bool {
 		select {
 		case ev := <-ch:
 			sawReset = sawReset || ev.Type == kvstore.EventReset
@@ -450,7 +452,7 @@ func testWatchResume(t *testing.T, srv testenv.StoreServer) {
 		default:
 		}
 		return maps.Equal(v, want)
-	})
+	}))
 	if sawReset && srv.Name() != "consul" && srv.Name() != "zookeeper" {
 		t.Fatalf("%s answered a resume within history with a reset", srv.Name())
 	}

@@ -24,41 +24,10 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// must checks a (value, error) result: v := must(s.Get(ctx, k))(t).
-func must[T any](v T, err error) func(testing.TB) T {
-	return func(t testing.TB) T {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-}
-
-func ok(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func wantErr(t testing.TB, err, sentinel error) {
 	t.Helper()
 	if !errors.Is(err, sentinel) {
 		t.Fatalf("got error %v, want %v", err, sentinel)
-	}
-}
-
-// eventually polls cond until it holds or a generous deadline passes; the
-// deadline guards against hangs, it is not a performance assertion.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

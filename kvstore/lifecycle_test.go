@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/backends"
 	"github.com/meshnet/meshnet/kvstore/etcd"
@@ -20,26 +22,26 @@ const regTTL = 2 * time.Second
 // follows Update, and goes at once on Revoke.
 func testRegistration(t *testing.T, srv testenv.StoreServer) {
 	holder, observer, ctx := open(t, srv, t.Name()), open(t, srv, t.Name()), testCtx(t)
-	reg := must(holder.Register(ctx, "nodes/n1", []byte("v1"), regTTL))(t)
+	reg := check.Must(holder.Register(ctx, "nodes/n1", []byte("v1"), regTTL))(t)
 	if reg.Key() != "nodes/n1" {
 		t.Fatalf("Key() = %q", reg.Key())
 	}
-	if kv := must(observer.Get(ctx, "nodes/n1"))(t); string(kv.Value) != "v1" {
+	if kv := check.Must(observer.Get(ctx, "nodes/n1"))(t); string(kv.Value) != "v1" {
 		t.Fatalf("registered value = %q", kv.Value)
 	}
 	// Outlive the TTL several times over: the keep-alive must hold it.
 	time.Sleep(3 * regTTL)
-	if kv := must(observer.Get(ctx, "nodes/n1"))(t); string(kv.Value) != "v1" {
+	if kv := check.Must(observer.Get(ctx, "nodes/n1"))(t); string(kv.Value) != "v1" {
 		t.Fatalf("after 3 TTLs: %q", kv.Value)
 	}
-	ok(t, reg.Update(ctx, []byte("v2")))
-	if kv := must(observer.Get(ctx, "nodes/n1"))(t); string(kv.Value) != "v2" {
+	check.OK(t, reg.Update(ctx, []byte("v2")))
+	if kv := check.Must(observer.Get(ctx, "nodes/n1"))(t); string(kv.Value) != "v2" {
 		t.Fatalf("after Update: %q", kv.Value)
 	}
-	ok(t, reg.Revoke(ctx))
+	check.OK(t, reg.Revoke(ctx))
 	_, err := observer.Get(ctx, "nodes/n1")
 	wantErr(t, err, kvstore.ErrKeyNotFound)
-	ok(t, reg.Revoke(ctx)) // idempotent
+	check.OK(t, reg.Revoke(ctx)) // idempotent
 }
 
 // testRegistrationExpires: a holder that stops refreshing (its client is
@@ -52,13 +54,13 @@ func testRegistrationExpires(t *testing.T, srv testenv.StoreServer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(holder.Register(ctx, "nodes/dies", []byte("x"), regTTL))(t)
-	must(observer.Get(ctx, "nodes/dies"))(t)
+	check.Must(holder.Register(ctx, "nodes/dies", []byte("x"), regTTL))(t)
+	check.Must(observer.Get(ctx, "nodes/dies"))(t)
 	holder.Close()
-	eventually(t, "the dead holder's key to expire", func() bool {
+	check.Eventually(t, 45*time.Second, check.Holds("the dead holder's key to expire", func() bool {
 		_, err := observer.Get(ctx, "nodes/dies")
 		return errors.Is(err, kvstore.ErrKeyNotFound)
-	})
+	}))
 }
 
 // testCredentials: wrong credentials give ErrPermission, right ones work.
@@ -81,32 +83,32 @@ func testCredentials(t *testing.T, srv testenv.StoreServer) {
 		defer s.Close()
 		wantErr(t, kvstore.Ping(ctx, s), kvstore.ErrPermission)
 		cfg.Token = ""
-		anon := must(backends.Open(cfg))(t)
+		anon := check.Must(backends.Open(cfg))(t)
 		defer anon.Close()
 		_, err = anon.Put(ctx, "k", []byte("v"))
 		wantErr(t, err, kvstore.ErrPermission)
 		return
 	}
 
-	admin := must(etcd.New(cfg))(t)
+	admin := check.Must(etcd.New(cfg))(t)
 	defer admin.Close()
 	cli := admin.Client()
-	must(cli.UserAdd(ctx, "root", "right"))(t)
-	must(cli.UserGrantRole(ctx, "root", "root"))(t)
-	must(cli.AuthEnable(ctx))(t)
+	check.Must(cli.UserAdd(ctx, "root", "right"))(t)
+	check.Must(cli.UserGrantRole(ctx, "root", "root"))(t)
+	check.Must(cli.AuthEnable(ctx))(t)
 	defer func() {
 		cfg.Username, cfg.Password = "root", "right"
-		root := must(etcd.New(cfg))(t)
+		root := check.Must(etcd.New(cfg))(t)
 		defer root.Close()
-		must(root.Client().AuthDisable(ctx))(t)
-		must(root.Client().UserDelete(ctx, "root"))(t)
+		check.Must(root.Client().AuthDisable(ctx))(t)
+		check.Must(root.Client().UserDelete(ctx, "root"))(t)
 	}()
 
 	cfg.Username, cfg.Password = "root", "wrong"
 	_, err := backends.Open(cfg)
 	wantErr(t, err, kvstore.ErrPermission)
 	cfg.Password = "right"
-	s := must(backends.Open(cfg))(t)
+	s := check.Must(backends.Open(cfg))(t)
 	defer s.Close()
 	if err := kvstore.Ping(ctx, s); err != nil {
 		t.Fatalf("right credentials: %v", err)
@@ -123,12 +125,12 @@ func testDigestCredentials(t *testing.T, cfg kvstore.Config) {
 	as := func(username, password string) kvstore.Store {
 		c := cfg
 		c.Username, c.Password = username, password
-		s := must(backends.Open(c))(t)
+		s := check.Must(backends.Open(c))(t)
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
 	right := as("meshnet", "right")
-	must(right.Put(ctx, "k", []byte("v")))(t)
+	check.Must(right.Put(ctx, "k", []byte("v")))(t)
 	if err := kvstore.Ping(ctx, right); err != nil {
 		t.Fatalf("right credentials: %v", err)
 	}
@@ -148,10 +150,10 @@ func testDigestCredentials(t *testing.T, cfg kvstore.Config) {
 // the same client, its watch and its registration work again.
 func testOutage(t *testing.T, srv testenv.StoreServer) {
 	s, observer, ctx := open(t, srv, t.Name()), open(t, srv, t.Name()), testCtx(t)
-	v := must(s.Put(ctx, "o/k", []byte("v")))(t)
-	must(s.Register(ctx, "o/reg", []byte("alive"), regTTL))(t)
+	v := check.Must(s.Put(ctx, "o/k", []byte("v")))(t)
+	check.Must(s.Register(ctx, "o/reg", []byte("alive"), regTTL))(t)
 	_, rev := must2(t, s, "o/")
-	ch := must(s.Watch(ctx, "o/", rev))(t)
+	ch := check.Must(s.Watch(ctx, "o/", rev))(t)
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -196,11 +198,11 @@ func testOutage(t *testing.T, srv testenv.StoreServer) {
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the same client to work again", func() bool {
+	check.Eventually(t, 45*time.Second, check.Holds("the same client to work again", func() bool {
 		_, err := s.Put(ctx, "o/after", []byte("back"))
 		return err == nil
-	})
-	if kv := must(s.Get(ctx, "o/after"))(t); string(kv.Value) != "back" {
+	}))
+	if kv := check.Must(s.Get(ctx, "o/after"))(t); string(kv.Value) != "back" {
 		t.Fatalf("after the outage: %q", kv.Value)
 	}
 	// The watch survived the outage and delivers the new write.
@@ -213,10 +215,10 @@ func testOutage(t *testing.T, srv testenv.StoreServer) {
 	// The registration is kept (etcd keeps leases across a restart, and
 	// ZooKeeper sessions that reconnect in time) or re-created (Consul's
 	// dev server forgets everything; an expired ZooKeeper session).
-	eventually(t, "the registration to be back", func() bool {
+	check.Eventually(t, 45*time.Second, check.Holds("the registration to be back", func() bool {
 		kv, err := observer.Get(ctx, "o/reg")
 		return err == nil && string(kv.Value) == "alive"
-	})
+	}))
 }
 
 // TestUnreachable: a store that is not there gives ErrUnavailable within

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/meshnet/meshnet/internal/names"
 )
 
 // Files are the resolver files of a sandbox, which `ip netns exec NAME …`
@@ -44,8 +46,8 @@ const hostsHeader = "127.0.0.1\tlocalhost\n" +
 // renamed over it, mode 0644), so a process in the sandbox reads either the
 // old or the new content, never a mix.
 // Equivalent to: `mkdir -p /etc/netns/NAME` and writing the files there.
-func WriteFiles(name string, f Files) error {
-	if err := ValidName(name); err != nil {
+func WriteFiles(name Name, f Files) error {
+	if err := name.check(); err != nil {
 		return err
 	}
 	hosts, err := renderHosts(f.Hosts)
@@ -53,7 +55,7 @@ func WriteFiles(name string, f Files) error {
 		return fmt.Errorf("writing hosts of sandbox %s: %w", name, err)
 	}
 	if f.Hostname != "" {
-		if err := validHostName(f.Hostname); err != nil {
+		if err := names.CheckDNS(f.Hostname); err != nil {
 			return fmt.Errorf("writing hostname of sandbox %s: %w", name, err)
 		}
 	}
@@ -83,8 +85,8 @@ func WriteFiles(name string, f Files) error {
 // RemoveFiles deletes the directory EtcDir/NAME and everything in it; a
 // missing directory is not an error.
 // Equivalent to: `rm -rf /etc/netns/NAME`.
-func RemoveFiles(name string) error {
-	if err := ValidName(name); err != nil {
+func RemoveFiles(name Name) error {
+	if err := name.check(); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(etcPath(name)); err != nil {
@@ -106,27 +108,13 @@ func renderHosts(entries []HostEntry) ([]byte, error) {
 			return nil, fmt.Errorf("hosts entry %s has no names", e.IP)
 		}
 		for _, n := range e.Names {
-			if err := validHostName(n); err != nil {
+			if err := names.CheckDNS(n); err != nil {
 				return nil, err
 			}
 		}
 		fmt.Fprintf(&b, "%s\t%s\n", e.IP.Unmap(), strings.Join(e.Names, " "))
 	}
 	return b.Bytes(), nil
-}
-
-// validHostName rejects what would break a line of hosts or hostname:
-// nothing empty, overlong, blank, control characters or comments.
-func validHostName(s string) error {
-	if s == "" || len(s) > 253 {
-		return fmt.Errorf("invalid host name %q: it must be 1 to 253 characters long", s)
-	}
-	for _, c := range []byte(s) {
-		if c <= ' ' || c == '#' || c == 0x7f {
-			return fmt.Errorf("invalid host name %q: it must not contain spaces, control characters or '#'", s)
-		}
-	}
-	return nil
 }
 
 // ensureDir makes dir with mode 0755 (whatever the umask) unless it exists.

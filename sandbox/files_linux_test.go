@@ -49,7 +49,7 @@ func TestWriteFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(EtcDir, name)
+	dir := filepath.Join(EtcDir, name.String())
 	wantHosts := hostsHeader + "10.0.0.2\tweb web.multi\n"
 	if got := readFile(t, filepath.Join(dir, "hosts")); got != wantHosts {
 		t.Errorf("hosts:\n%s\nwant:\n%s", got, wantHosts)
@@ -73,7 +73,7 @@ func TestWriteFiles(t *testing.T) {
 	}
 
 	// `ip netns exec` shows them in the sandbox's /etc.
-	out := ipCmd(t, "netns", "exec", name, "cat", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+	out := ipCmd(t, "netns", "exec", name.String(), "cat", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 	if want := wantHosts + "web\n" + string(resolv); out != want {
 		t.Errorf("ip netns exec %s cat …:\n%s\nwant:\n%s", name, out, want)
 	}
@@ -116,8 +116,8 @@ func TestWriteFilesInvalid(t *testing.T) {
 			t.Errorf("WriteFiles(%+v) succeeded, want an error", f)
 		}
 	}
-	if _, err := os.Lstat(filepath.Join(EtcDir, name)); !os.IsNotExist(err) {
-		t.Errorf("invalid WriteFiles created %s (%v)", filepath.Join(EtcDir, name), err)
+	if _, err := os.Lstat(filepath.Join(EtcDir, name.String())); !os.IsNotExist(err) {
+		t.Errorf("invalid WriteFiles created %s (%v)", filepath.Join(EtcDir, name.String()), err)
 	}
 }
 
@@ -143,7 +143,7 @@ func TestWriteFilesAtomic(t *testing.T) {
 	if err := WriteFiles(name, versions[0]); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(EtcDir, name, "hosts")
+	path := filepath.Join(EtcDir, name.String(), "hosts")
 	stop := make(chan struct{})
 	var readers sync.WaitGroup
 	for range 4 {
@@ -174,7 +174,7 @@ func TestWriteFilesAtomic(t *testing.T) {
 	}
 	close(stop)
 	readers.Wait()
-	if got := dirNames(t, filepath.Join(EtcDir, name)); !slices.Equal(got, []string{"hosts"}) {
+	if got := dirNames(t, filepath.Join(EtcDir, name.String())); !slices.Equal(got, []string{"hosts"}) {
 		t.Errorf("directory holds %v, want hosts alone", got)
 	}
 }

@@ -27,9 +27,9 @@ func needRoot(t testing.TB) {
 
 // testName returns a sandbox name unique to this test run and removes the
 // sandbox when the test ends, however it ends.
-func testName(t testing.TB) string {
+func testName(t testing.TB) Name {
 	t.Helper()
-	name := fmt.Sprintf("%s-%d", prefix, serial.Add(1))
+	name := mustName(t, fmt.Sprintf("%s-%d", prefix, serial.Add(1)))
 	t.Cleanup(func() {
 		if err := Remove(name); err != nil {
 			t.Errorf("cleanup: %v", err)
@@ -62,7 +62,7 @@ func isMountPoint(t testing.TB, path string) bool {
 
 // assertGone fails unless nothing of the sandbox name is left: no file in
 // RunDir, no mount, no directory in EtcDir.
-func assertGone(t testing.TB, name string) {
+func assertGone(t testing.TB, name Name) {
 	t.Helper()
 	if _, err := os.Lstat(Path(name)); !os.IsNotExist(err) {
 		t.Errorf("%s is still there (%v)", Path(name), err)
@@ -73,4 +73,14 @@ func assertGone(t testing.TB, name string) {
 	if _, err := os.Lstat(etcPath(name)); !os.IsNotExist(err) {
 		t.Errorf("%s is still there (%v)", etcPath(name), err)
 	}
+}
+
+// mustName parses a name the test knows to be valid.
+func mustName(t testing.TB, s string) Name {
+	t.Helper()
+	n, err := ParseName(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -18,8 +18,8 @@ import (
 // ErrExists and nothing is changed. On any other failure nothing is left
 // behind: no file, no mount.
 // Equivalent to: `ip netns add NAME; ip -n NAME link set lo up`.
-func Create(name string) (string, error) {
-	if err := ValidName(name); err != nil {
+func Create(name Name) (string, error) {
+	if err := name.check(); err != nil {
 		return "", err
 	}
 	path, err := newNetNSFile(name)
@@ -38,8 +38,8 @@ func Create(name string) (string, error) {
 // and leaves the namespace, which others still use, alone. Existing names
 // are ErrExists; on failure nothing is left behind.
 // Equivalent to: `ip netns attach NAME PID` (with a path instead of a PID).
-func Attach(name, target string) (string, error) {
-	if err := ValidName(name); err != nil {
+func Attach(name Name, target string) (string, error) {
+	if err := name.check(); err != nil {
 		return "", err
 	}
 	if _, err := Identify(target); err != nil {
@@ -57,7 +57,7 @@ func Attach(name, target string) (string, error) {
 
 // newNetNSFile makes RunDir ready and creates the empty file RunDir/NAME
 // that a namespace is then mounted on; ErrExists if it is there already.
-func newNetNSFile(name string) (string, error) {
+func newNetNSFile(name Name) (string, error) {
 	if err := netnsdir.Prepare(); err != nil {
 		return "", err
 	}
@@ -116,8 +116,8 @@ func setLoopbackUp() error {
 // pieces are not an error, so Remove may be repeated. The namespace itself
 // lives on while a process or open file still refers to it.
 // Equivalent to: `ip netns delete NAME; rm -rf /etc/netns/NAME`.
-func Remove(name string) error {
-	if err := ValidName(name); err != nil {
+func Remove(name Name) error {
+	if err := name.check(); err != nil {
 		return err
 	}
 	return errors.Join(removeNetNSFile(Path(name)), RemoveFiles(name))
@@ -149,8 +149,8 @@ func removeNetNSFile(path string) error {
 
 // Exists reports whether RunDir/NAME is a network namespace.
 // Equivalent to: `ip netns list | grep -qx NAME`, but checking the file.
-func Exists(name string) bool {
-	if ValidName(name) != nil {
+func Exists(name Name) bool {
+	if name.IsZero() {
 		return false
 	}
 	_, err := Identify(Path(name))

@@ -61,8 +61,8 @@ func TestCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if path != filepath.Join(RunDir, name) {
-		t.Errorf("Create returned %q, want %q", path, filepath.Join(RunDir, name))
+	if path != filepath.Join(RunDir, name.String()) {
+		t.Errorf("Create returned %q, want %q", path, filepath.Join(RunDir, name.String()))
 	}
 	if _, err := Identify(path); err != nil {
 		t.Errorf("Identify: %v", err)
@@ -106,10 +106,10 @@ func TestCreate(t *testing.T) {
 	}
 
 	// iproute2 sees it as one of its own.
-	if out := ipCmd(t, "netns", "list"); !slices.Contains(strings.Fields(out), name) {
+	if out := ipCmd(t, "netns", "list"); !slices.Contains(strings.Fields(out), name.String()) {
 		t.Errorf("ip netns list does not show %s:\n%s", name, out)
 	}
-	out := ipCmd(t, "-n", name, "-o", "link", "show")
+	out := ipCmd(t, "-n", name.String(), "-o", "link", "show")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 ||
 		!strings.Contains(lines[0], ": lo: <LOOPBACK,UP,") {
 		t.Errorf("ip -n %s link show:\n%s\nwant lo alone, up", name, out)
@@ -129,7 +129,7 @@ func TestCreateExisting(t *testing.T) {
 	if !errors.Is(err, ErrExists) {
 		t.Fatalf("second Create: %v, want ErrExists", err)
 	}
-	if want := "sandbox namespace " + name + " already exists"; err.Error() != want {
+	if want := "sandbox namespace " + name.String() + " already exists"; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
 	// The first one is untouched.
@@ -301,11 +301,11 @@ func TestIdentify(t *testing.T) {
 	}
 
 	// Two paths to one namespace have one identity; two namespaces two.
-	other, err := Create(name + "-b")
+	otherName := testName(t)
+	other, err := Create(otherName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer Remove(name + "-b")
 	idA, _ := Identify(path)
 	idB, _ := Identify(other)
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -324,8 +324,15 @@ func TestIdentify(t *testing.T) {
 	}
 }
 
+// TestInvalidName: the zero Name (all that is not a valid name can be) is
+// refused everywhere.
 func TestInvalidName(t *testing.T) {
-	for _, name := range []string{"", "..", "../etc", "a/b", "-x"} {
+	for _, s := range []string{"", "..", "../etc", "a/b", "-x"} {
+		if n, err := ParseName(s); err == nil || !n.IsZero() {
+			t.Errorf("ParseName(%q) = %q, %v", s, n, err)
+		}
+	}
+	for _, name := range []Name{{}} {
 		if _, err := Create(name); !errors.Is(err, ErrInvalidName) {
 			t.Errorf("Create(%q) = %v, want ErrInvalidName", name, err)
 		}
@@ -350,7 +357,7 @@ func TestInvalidName(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	needRoot(t)
 	const n = 50
-	names := make([]string, n)
+	names := make([]Name, n)
 	for i := range names {
 		names[i] = testName(t)
 	}

@@ -1,4 +1,4 @@
-// Package api holds the types of meshagent's HTTP API (DESIGN.md §3):
+// Package api holds the types of meshagent's HTTP API (docs/design.md §3):
 // JSON over HTTP/1.1 on the agent's unix socket, shaped like Docker's
 // Engine API so that its users recognise the fields. The server (agent)
 // and the client (agent/client, agentctl) share these types and nothing
@@ -164,6 +164,12 @@ type EndpointRequest struct {
 	IPAMConfig *EndpointIPAMConfig `json:"IPAMConfig"`
 	Aliases    []string            `json:"Aliases"`
 	Links      []string            `json:"Links"` // SANDBOX:ALIAS
+	// MacAddress asks for the interface's MAC (default: derived from
+	// its IPv4 address).
+	MacAddress string `json:"MacAddress,omitempty"`
+	// Interface names the interface in the sandbox (default: the first
+	// free ethN).
+	Interface string `json:"Interface,omitempty"`
 }
 
 // EndpointIPAMConfig holds requested addresses.
@@ -203,6 +209,16 @@ type Sandbox struct {
 	// Ports are the published ports, by "PORT/PROTO" (Docker's
 	// NetworkSettings.Ports).
 	Ports map[string][]PortBinding `json:"Ports"`
+	// Resolver is what the sandbox's resolv.conf says: the nameservers
+	// (127.0.0.11 for the embedded DNS), search domains and options.
+	Resolver DNSConfig `json:"Resolver"`
+}
+
+// DNSConfig is a resolver configuration.
+type DNSConfig struct {
+	Nameservers []string `json:"Nameservers"`
+	Search      []string `json:"Search"`
+	Options     []string `json:"Options"`
 }
 
 // PortBinding is the host side of a published port.
@@ -228,6 +244,11 @@ type EndpointSettings struct {
 	// DNSNames are the names the endpoint answers to on the network's
 	// embedded DNS (none on networks without service discovery).
 	DNSNames []string `json:"DNSNames,omitempty"`
+	// MTU is the interface's MTU.
+	MTU int `json:"MTU,omitempty"`
+	// DefaultRoute: the sandbox's default route goes through this
+	// interface.
+	DefaultRoute bool `json:"DefaultRoute,omitempty"`
 }
 
 // SandboxCreate is the body of POST /sandboxes/create. Networks are
@@ -244,6 +265,10 @@ type SandboxCreate struct {
 	Publish    []string            `json:"Publish"` // [HOSTIP:]HOSTPORT:PORT[/PROTO]
 	PublishAll bool                `json:"PublishAll"`
 	Expose     []string            `json:"Expose"`
+	// ContainerID marks a sandbox made for a container of another
+	// runtime (with NetNS): its endpoints are told apart by interface
+	// name, and its namespace is the runtime's to delete.
+	ContainerID string `json:"ContainerID,omitempty"`
 }
 
 // NetworkAttachment is one network of a new sandbox.
@@ -253,6 +278,9 @@ type NetworkAttachment struct {
 	IP6     string   `json:"IP6"`
 	Aliases []string `json:"Aliases"`
 	Links   []string `json:"Links"`
+	// MacAddress and Interface as in EndpointRequest.
+	MacAddress string `json:"MacAddress,omitempty"`
+	Interface  string `json:"Interface,omitempty"`
 }
 
 // EndpointCreate is the body of POST /endpoints/create: an endpoint on a
@@ -289,6 +317,12 @@ type Endpoint struct {
 	MTU         int      `json:"MTU,omitempty"`
 	Aliases     []string `json:"Aliases"`
 	Node        string   `json:"Node"`
+}
+
+// EndpointCheck is the body of POST /endpoints/{id}/check.
+type EndpointCheck struct {
+	// NetNS, if given, is the namespace the endpoint's sandbox must be.
+	NetNS string `json:"NetNS"`
 }
 
 // CNIAttachment names what a CNI runtime attaches: a container's
@@ -345,17 +379,11 @@ type CNIResult struct {
 	IPv6Address string `json:"IPv6Address"`
 	IPv6Gateway string `json:"IPv6Gateway"`
 	// DefaultRoute: the interface carries the container's default routes.
-	DefaultRoute bool   `json:"DefaultRoute"`
-	MTU          int    `json:"MTU"`
-	DNS          CNIDNS `json:"DNS"`
-}
-
-// CNIDNS is the resolver configuration a runtime should give the
-// container (127.0.0.11 on networks with the embedded DNS).
-type CNIDNS struct {
-	Nameservers []string `json:"Nameservers"`
-	Search      []string `json:"Search"`
-	Options     []string `json:"Options"`
+	DefaultRoute bool `json:"DefaultRoute"`
+	MTU          int  `json:"MTU"`
+	// DNS is the resolver configuration a runtime should give the
+	// container (127.0.0.11 on networks with the embedded DNS).
+	DNS DNSConfig `json:"DNS"`
 }
 
 // CNIGC is the body of POST /cni/gc: every CNI attachment of the network

@@ -1,4 +1,4 @@
-// Package apiserver serves meshagent's HTTP API (DESIGN.md §3, agent/api)
+// Package apiserver serves meshagent's HTTP API (docs/design.md, agent/api)
 // over a service.Service: JSON over HTTP/1.1 on unix sockets (mode 0660).
 // Bodies are size-limited and decoded strictly, and every error is
 // {"message": "…"} with one sentence and the status its kind says.
@@ -31,13 +31,32 @@ import (
 	"github.com/meshnet/meshnet/agent/service"
 )
 
+// CNI is the agent's side of the CNI plugin (agent/cniserver), served
+// under /cni/.
+type CNI interface {
+	Add(ctx context.Context, req api.CNIAdd) (api.CNIResult, error)
+	Check(ctx context.Context, req api.CNICheck) (api.CNIResult, error)
+	Del(ctx context.Context, req api.CNIDel) error
+	GC(ctx context.Context, req api.CNIGC) (api.CNIGCResult, error)
+	Status(ctx context.Context, network string) error
+}
+
+// Options are what the server serves besides the service.
+type Options struct {
+	// CNI, when set, is served under /cni/.
+	CNI CNI
+	// Debug serves Go's profiles under /debug/pprof/ (the agent's
+	// log-level debug), as Docker's daemon does in debug mode.
+	Debug bool
+}
+
 // Server serves the API on one or more listeners.
 type Server struct {
 	svc     service.Service
+	opts    Options
 	log     *slog.Logger
 	servers []*http.Server
 	done    chan error
-	debug   bool // serve /debug/pprof/
 
 	// ops is the context of every request; cancelled by Shutdown once
 	// the grace period is over.
@@ -62,15 +81,8 @@ func (s *Server) enter() bool {
 
 // Listen listens on every address (unix:///PATH) and serves svc in the
 // background.
-func Listen(svc service.Service, hosts []string, log *slog.Logger) (*Server, error) {
-	return ListenDebug(svc, hosts, log, false)
-}
-
-// ListenDebug is Listen that also serves Go's profiles under
-// /debug/pprof/ when debug is set (the agent's log-level debug), as
-// Docker's daemon does in debug mode.
-func ListenDebug(svc service.Service, hosts []string, log *slog.Logger, debug bool) (*Server, error) {
-	s := &Server{svc: svc, log: log, done: make(chan error, len(hosts)), debug: debug}
+func Listen(svc service.Service, hosts []string, log *slog.Logger, opts Options) (*Server, error) {
+	s := &Server{svc: svc, opts: opts, log: log, done: make(chan error, len(hosts))}
 	s.ops, s.cancel = context.WithCancel(context.Background())
 	handler := s.routes()
 	for _, h := range hosts {
@@ -225,45 +237,58 @@ func (s *Server) routes() http.Handler {
 	handle("DELETE /endpoints/{id}", func(r *http.Request) (int, any, error) {
 		return 204, nil, svc.EndpointDelete(r.Context(), r.PathValue("id"))
 	})
-	handle("POST /cni/add", func(r *http.Request) (int, any, error) {
-		var req api.CNIAdd
+	handle("POST /endpoints/{id}/check", func(r *http.Request) (int, any, error) {
+		var req api.EndpointCheck
 		if err := decode(r, &req); err != nil {
 			return 0, nil, err
 		}
-		res, err := svc.CNIAdd(r.Context(), req)
-		return 201, res, err
+		return 204, nil, svc.EndpointCheck(r.Context(), r.PathValue("id"), req)
 	})
-	handle("POST /cni/check", func(r *http.Request) (int, any, error) {
-		var req api.CNICheck
-		if err := decode(r, &req); err != nil {
-			return 0, nil, err
-		}
-		res, err := svc.CNICheck(r.Context(), req)
-		return 200, res, err
-	})
-	handle("POST /cni/del", func(r *http.Request) (int, any, error) {
-		var req api.CNIDel
-		if err := decode(r, &req); err != nil {
-			return 0, nil, err
-		}
-		return 204, nil, svc.CNIDel(r.Context(), req)
-	})
-	handle("POST /cni/gc", func(r *http.Request) (int, any, error) {
-		var req api.CNIGC
-		if err := decode(r, &req); err != nil {
-			return 0, nil, err
-		}
-		res, err := svc.CNIGC(r.Context(), req)
-		if res.Released == nil {
-			res.Released = []api.CNIAttachment{}
-		}
-		return 200, res, err
-	})
-	handle("GET /cni/status", func(r *http.Request) (int, any, error) {
-		return 204, nil, svc.CNIStatus(r.Context(), r.URL.Query().Get("network"))
-	})
+	if cni := s.opts.CNI; cni != nil {
+		handle("POST /cni/add", func(r *http.Request) (int, any, error) {
+			var req api.CNIAdd
+			if err := decode(r, &req); err != nil {
+				return 0, nil, err
+			}
+			res, err := cni.Add(r.Context(), req)
+			return 201, res, err
+		})
+		handle("POST /cni/check", func(r *http.Request) (int, any, error) {
+			var req api.CNICheck
+			if err := decode(r, &req); err != nil {
+				return 0, nil, err
+			}
+			res, err := cni.Check(r.Context(), req)
+			return 200, res, err
+		})
+		handle("POST /cni/del", func(r *http.Request) (int, any, error) {
+			var req api.CNIDel
+			if err := decode(r, &req); err != nil {
+				return 0, nil, err
+			}
+			return 204, nil, cni.Del(r.Context(), req)
+		})
+		handle("POST /cni/gc", func(r *http.Request) (int, any, error) {
+			var req api.CNIGC
+			if err := decode(r, &req); err != nil {
+				return 0, nil, err
+			}
+			res, err := cni.GC(r.Context(), req)
+			if res.Released == nil {
+				res.Released = []api.CNIAttachment{}
+			}
+			return 200, res, err
+		})
+		handle("GET /cni/status", func(r *http.Request) (int, any, error) {
+			return 204, nil, cni.Status(r.Context(), r.URL.Query().Get("network"))
+		})
+	}
 	handle("GET /sandboxes", func(r *http.Request) (int, any, error) {
-		sbs, err := svc.SandboxList(r.Context())
+		f, err := parseFilters(r.URL.Query().Get("filters"))
+		if err != nil {
+			return 0, nil, err
+		}
+		sbs, err := svc.SandboxList(r.Context(), f)
 		if sbs == nil {
 			sbs = []api.Sandbox{}
 		}
@@ -297,7 +322,7 @@ func (s *Server) routes() http.Handler {
 		return 200, svc.Version(), nil
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(svc.Metrics(), promhttp.HandlerOpts{}))
-	if s.debug {
+	if s.opts.Debug {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
@@ -347,10 +372,6 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	json.NewEncoder(w).Encode(body)
 }
 
-func badRequest(format string, args ...any) error {
-	return service.Errorf(service.ErrInvalid, format, args...)
-}
-
 // decode reads a JSON body strictly: at most api.MaxBodyBytes, no unknown
 // fields, nothing after the value. Its errors are sentences, not decoder
 // internals.
@@ -379,24 +400,24 @@ func decodeError(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &maxErr):
-		return badRequest("request body is larger than %d bytes", api.MaxBodyBytes)
+		return service.Invalidf("request body is larger than %d bytes", api.MaxBodyBytes)
 	case errors.Is(err, io.EOF):
-		return badRequest("request body is empty; a JSON object is expected")
+		return service.Invalidf("request body is empty; a JSON object is expected")
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest("request body is cut short: it is not complete JSON")
+		return service.Invalidf("request body is cut short: it is not complete JSON")
 	case errors.As(err, &syntaxErr):
-		return badRequest("request body is not valid JSON (at byte %d)", syntaxErr.Offset)
+		return service.Invalidf("request body is not valid JSON (at byte %d)", syntaxErr.Offset)
 	case errors.As(err, &typeErr):
 		if typeErr.Field == "" {
-			return badRequest("request body must be a JSON object")
+			return service.Invalidf("request body must be a JSON object")
 		}
-		return badRequest("field %s must be %s, not %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+		return service.Invalidf("field %s must be %s, not %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
 	case errors.Is(err, errTrailing):
-		return badRequest("request body has data after the JSON object")
+		return service.Invalidf("request body has data after the JSON object")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return badRequest("unknown field %s in request body", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return service.Invalidf("unknown field %s in request body", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
-	return badRequest("request body cannot be read: it is not the expected JSON")
+	return service.Invalidf("request body cannot be read: it is not the expected JSON")
 }
 
 func jsonKind(goKind string) string {
@@ -425,7 +446,7 @@ func parseFilters(s string) (map[string][]string, error) {
 	}
 	var sets map[string]map[string]bool
 	if err := json.Unmarshal([]byte(s), &sets); err != nil {
-		return nil, badRequest("invalid filters %q: want a JSON object of string lists", s)
+		return nil, service.Invalidf("invalid filters %q: want a JSON object of string lists", s)
 	}
 	out := map[string][]string{}
 	for k, set := range sets {

@@ -41,7 +41,7 @@ func (s *slowCreate) NetworkCreate(ctx context.Context, req api.NetworkCreate) (
 func TestShutdownWaitsForHandlers(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	svc := &slowCreate{started: make(chan struct{})}
-	srv, err := Listen(svc, []string{"unix://" + sock}, slog.New(slog.DiscardHandler))
+	srv, err := Listen(svc, []string{"unix://" + sock}, slog.New(slog.DiscardHandler), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

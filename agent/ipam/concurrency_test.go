@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/testenv"
 )
@@ -50,7 +52,7 @@ func testConcurrentNetworks(t *testing.T, srv testenv.StoreServer) {
 	vnis := map[uint32]string{}
 	subnets := map[netip.Prefix]string{}
 	for i, l := range leases {
-		ok(t, errs[i])
+		check.OK(t, errs[i])
 		if other, dup := vnis[l.VNI]; dup {
 			t.Fatalf("VNI %d leased to %s and %s", l.VNI, other, l.NetworkID)
 		}
@@ -139,7 +141,7 @@ func testConcurrentAddresses(t *testing.T, srv testenv.StoreServer) {
 	wg.Wait()
 	seen := map[netip.Addr]int{}
 	for i, p := range got {
-		ok(t, errs[i])
+		check.OK(t, errs[i])
 		a := p.Addr()
 		if j, dup := seen[a]; dup {
 			t.Fatalf("%s leased to ep%d and ep%d", a, j, i)

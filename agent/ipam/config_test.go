@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/agent/ipam"
 )
 
@@ -23,7 +25,7 @@ func TestNormalize(t *testing.T) {
 	}
 	for _, c := range good {
 		got, err := c.in.Normalize()
-		ok(t, err)
+		check.OK(t, err)
 		if got.Subnet != c.want.Subnet || got.Gateway != c.want.Gateway || got.IPRange != c.want.IPRange {
 			t.Errorf("Normalize(%+v) = %+v, want %+v", c.in, got, c.want)
 		}
@@ -52,7 +54,7 @@ func TestNormalize(t *testing.T) {
 
 func TestParseAddressPool(t *testing.T) {
 	p, err := ipam.ParseAddressPool("base=10.0.0.0/8,size=24")
-	ok(t, err)
+	check.OK(t, err)
 	if p.Base != pfx("10.0.0.0/8") || p.Size != 24 {
 		t.Fatalf("parsed %+v", p)
 	}

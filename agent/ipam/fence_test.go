@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/testenv"
 )
@@ -28,7 +30,7 @@ func fenced(ep, ip, key string, version uint64) ipam.AddressRequest {
 func leaseKeys(t testing.TB, a *ipam.Allocator, network string) map[string]ipam.AddressLease {
 	t.Helper()
 	m := map[string]ipam.AddressLease{}
-	for _, l := range must(a.Addresses(testCtx(t), network))(t) {
+	for _, l := range check.Must(a.Addresses(testCtx(t), network))(t) {
 		m[l.Owner.EndpointID] = l
 	}
 	return m
@@ -46,24 +48,24 @@ func testFencedAddress(t *testing.T, srv testenv.StoreServer) {
 			a, s := newAllocator(t, srv, ipam.Config{})
 			ctx := testCtx(t)
 			const rec = "networks/fnet"
-			v1 := must(s.Put(ctx, rec, []byte(`{"state":"ready"}`)))(t)
+			v1 := check.Must(s.Put(ctx, rec, []byte(`{"state":"ready"}`)))(t)
 
-			p := must(a.LeaseAddress(ctx, "fnet", subnet24(), fenced("e0", c.ip(0), rec, v1)))(t)
-			if again := must(a.LeaseAddress(ctx, "fnet", subnet24(), fenced("e0", c.ip(0), rec, v1)))(t); again != p {
+			p := check.Must(a.LeaseAddress(ctx, "fnet", subnet24(), fenced("e0", c.ip(0), rec, v1)))(t)
+			if again := check.Must(a.LeaseAddress(ctx, "fnet", subnet24(), fenced("e0", c.ip(0), rec, v1)))(t); again != p {
 				t.Fatalf("repeated fenced lease = %s, want %s", again, p)
 			}
 
 			// network rm moves the record first: leases fenced by the old
 			// version fail, and so does returning one already held.
-			v2 := must(s.CompareAndSwap(ctx, rec, []byte(`{"state":"removing"}`), v1))(t)
+			v2 := check.Must(s.CompareAndSwap(ctx, rec, []byte(`{"state":"removing"}`), v1))(t)
 			_, err := a.LeaseAddress(ctx, "fnet", subnet24(), fenced("e1", c.ip(1), rec, v1))
 			wantErr(t, err, ipam.ErrFenceMoved)
 			t.Logf("moved: %v", err)
 			_, err = a.LeaseAddress(ctx, "fnet", subnet24(), fenced("e0", c.ip(0), rec, v1))
 			wantErr(t, err, ipam.ErrFenceMoved)
-			must(a.LeaseAddress(ctx, "fnet", subnet24(), fenced("e2", c.ip(2), rec, v2)))(t)
+			check.Must(a.LeaseAddress(ctx, "fnet", subnet24(), fenced("e2", c.ip(2), rec, v2)))(t)
 
-			ok(t, s.Delete(ctx, rec))
+			check.OK(t, s.Delete(ctx, rec))
 			_, err = a.LeaseAddress(ctx, "fnet", subnet24(), fenced("e3", c.ip(3), rec, v2))
 			wantErr(t, err, ipam.ErrFenceMoved)
 			t.Logf("deleted: %v", err)
@@ -100,7 +102,7 @@ func testConcurrentFencedAddresses(t *testing.T, srv testenv.StoreServer) {
 	s := open(t, srv)
 	ctx := testCtx(t)
 	const rec = "networks/race"
-	v1 := must(s.Put(ctx, rec, []byte(`{"state":"ready"}`)))(t)
+	v1 := check.Must(s.Put(ctx, rec, []byte(`{"state":"ready"}`)))(t)
 	subnets := []ipam.SubnetConfig{{Subnet: pfx("10.0.0.0/16")}}
 
 	type result struct {

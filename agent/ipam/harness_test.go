@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/testenv"
@@ -46,24 +48,6 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// must checks a (value, error) result: v := must(a.LeaseNetwork(…))(t).
-func must[T any](v T, err error) func(testing.TB) T {
-	return func(t testing.TB) T {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-}
-
-func ok(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // wantErr checks that err wraps sentinel and reads as one sentence.
 func wantErr(t testing.TB, err, sentinel error) {
 	t.Helper()
@@ -79,7 +63,7 @@ func wantErr(t testing.TB, err, sentinel error) {
 func keys(t testing.TB, s kvstore.Store, prefix string) map[string]string {
 	t.Helper()
 	kvs, _, err := s.List(testCtx(t), prefix)
-	ok(t, err)
+	check.OK(t, err)
 	m := make(map[string]string, len(kvs))
 	for _, kv := range kvs {
 		m[kv.Key] = string(kv.Value)

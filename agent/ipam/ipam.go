@@ -1,5 +1,5 @@
 // Package ipam keeps meshnet's global leases in the cluster store, as
-// DESIGN.md §4 lays out. It owns three subtrees of the store and nothing
+// docs/design.md §4 lays out. It owns three subtrees of the store and nothing
 // else writes there:
 //
 //   - vni/<vni> = network id: VXLAN network identifiers;

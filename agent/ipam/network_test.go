@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/testenv"
@@ -61,12 +63,12 @@ var suite = []struct {
 func testLeaseNetwork(t *testing.T, srv testenv.StoreServer) {
 	a, s := newAllocator(t, srv, ipam.Config{})
 	ctx := testCtx(t)
-	l1 := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n1"}, nil))(t)
+	l1 := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n1"}, nil))(t)
 	if l1.NetworkID != "n1" || l1.VNI != ipam.DefaultVNIMin || len(l1.Subnets) != 1 ||
 		l1.Subnets[0].Subnet != pfx("10.0.0.0/24") || l1.Subnets[0].Gateway != addr("10.0.0.1") {
 		t.Fatalf("first lease = %+v, want VNI 4096, 10.0.0.0/24 gateway 10.0.0.1", l1)
 	}
-	l2 := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n2"}, nil))(t)
+	l2 := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n2"}, nil))(t)
 	if l2.VNI != ipam.DefaultVNIMin+1 || l2.Subnets[0].Subnet != pfx("10.0.1.0/24") {
 		t.Fatalf("second lease = %+v, want VNI 4097, 10.0.1.0/24", l2)
 	}
@@ -80,7 +82,7 @@ func testLeaseNetwork(t *testing.T, srv testenv.StoreServer) {
 	}
 	// Another client (another host) sees the same leases and continues.
 	b, _ := newAllocator(t, srv, ipam.Config{})
-	l3 := must(b.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n3"}, nil))(t)
+	l3 := check.Must(b.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n3"}, nil))(t)
 	if l3.VNI != 4098 || l3.Subnets[0].Subnet != pfx("10.0.2.0/24") {
 		t.Fatalf("third lease = %+v, want VNI 4098, 10.0.2.0/24", l3)
 	}
@@ -88,7 +90,7 @@ func testLeaseNetwork(t *testing.T, srv testenv.StoreServer) {
 	// but a network may ask for an IPv6 subnet from an IPv6 pool.
 	c, _ := newAllocator(t, srv, ipam.Config{Pools: []ipam.AddressPool{
 		{Base: pfx("10.0.0.0/8"), Size: 24}, {Base: pfx("fd00:aa::/48"), Size: 64}}})
-	l4 := must(c.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n4", IPv6: true}, nil))(t)
+	l4 := check.Must(c.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n4", IPv6: true}, nil))(t)
 	if len(l4.Subnets) != 2 || l4.Subnets[0].Subnet != pfx("10.0.3.0/24") || l4.Subnets[1].Subnet != pfx("fd00:aa::/64") ||
 		l4.Subnets[1].Gateway != addr("fd00:aa::1") {
 		t.Fatalf("dual-stack lease = %+v, want 10.0.3.0/24 and fd00:aa::/64", l4)
@@ -101,7 +103,7 @@ func testLeaseNetwork(t *testing.T, srv testenv.StoreServer) {
 func testRequestedSubnets(t *testing.T, srv testenv.StoreServer) {
 	a, s := newAllocator(t, srv, ipam.Config{})
 	ctx := testCtx(t)
-	must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "big", Subnets: []ipam.SubnetConfig{{Subnet: pfx("10.0.0.0/22")}}}, nil))(t)
+	check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "big", Subnets: []ipam.SubnetConfig{{Subnet: pfx("10.0.0.0/22")}}}, nil))(t)
 	for _, sub := range []string{"10.0.0.0/24", "10.0.3.128/25", "10.0.0.0/16", "10.0.2.5/32"} {
 		_, err := a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "x", Subnets: []ipam.SubnetConfig{{Subnet: pfx(sub)}}}, nil)
 		if sub == "10.0.2.5/32" {
@@ -111,17 +113,17 @@ func testRequestedSubnets(t *testing.T, srv testenv.StoreServer) {
 		wantErr(t, err, ipam.ErrSubnetOverlap)
 	}
 	// Host bits are masked off; the automatic subnet skips the /22.
-	l := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "hosty",
+	l := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "hosty",
 		Subnets: []ipam.SubnetConfig{{Subnet: pfx("10.0.5.7/24"), Gateway: addr("10.0.5.254")}}}, nil))(t)
 	if l.Subnets[0].Subnet != pfx("10.0.5.0/24") || l.Subnets[0].Gateway != addr("10.0.5.254") {
 		t.Fatalf("lease = %+v, want 10.0.5.0/24 gateway 10.0.5.254", l)
 	}
-	auto := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "auto"}, nil))(t)
+	auto := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "auto"}, nil))(t)
 	if auto.Subnets[0].Subnet != pfx("10.0.4.0/24") {
 		t.Fatalf("automatic subnet = %s, want 10.0.4.0/24 (first free after 10.0.0.0/22)", auto.Subnets[0].Subnet)
 	}
 	// An IPv6-only request still gets an automatic IPv4 subnet, IPv4 first.
-	l = must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "v6",
+	l = check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "v6",
 		Subnets: []ipam.SubnetConfig{{Subnet: pfx("fd00:1::/64")}}}, nil))(t)
 	if len(l.Subnets) != 2 || l.Subnets[0].Subnet != pfx("10.0.6.0/24") || l.Subnets[1].Subnet != pfx("fd00:1::/64") {
 		t.Fatalf("lease = %+v, want 10.0.6.0/24 and fd00:1::/64", l)
@@ -136,18 +138,18 @@ func testRequestedSubnets(t *testing.T, srv testenv.StoreServer) {
 func testRequestedVNI(t *testing.T, srv testenv.StoreServer) {
 	a, s := newAllocator(t, srv, ipam.Config{})
 	ctx := testCtx(t)
-	l := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n1", VNI: 4096}, nil))(t)
+	l := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n1", VNI: 4096}, nil))(t)
 	if l.VNI != 4096 {
 		t.Fatalf("VNI = %d, want 4096", l.VNI)
 	}
 	_, err := a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n2", VNI: 4096}, nil)
 	wantErr(t, err, ipam.ErrVNIInUse)
 	// A requested VNI may lie below the automatic range.
-	must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n3", VNI: 42}, nil))(t)
+	check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n3", VNI: 42}, nil))(t)
 	_, err = a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n4", VNI: 1 << 24}, nil)
 	wantErr(t, err, ipam.ErrInvalid)
 	// The automatic one skips what was requested.
-	if l := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n5"}, nil))(t); l.VNI != 4097 {
+	if l := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n5"}, nil))(t); l.VNI != 4097 {
 		t.Fatalf("VNI = %d, want 4097", l.VNI)
 	}
 	// Failures leased nothing: three networks, three subnets.
@@ -170,8 +172,8 @@ func networkOps(id, name string) func(ipam.NetworkLease) ([]kvstore.Op, error) {
 func testNetworkWithOps(t *testing.T, srv testenv.StoreServer) {
 	a, s := newAllocator(t, srv, ipam.Config{})
 	ctx := testCtx(t)
-	l := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "id1"}, networkOps("id1", "multi")))(t)
-	rec := must(s.Get(ctx, "networks/id1"))(t)
+	l := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "id1"}, networkOps("id1", "multi")))(t)
+	rec := check.Must(s.Get(ctx, "networks/id1"))(t)
 	if want := fmt.Sprintf(`{"name":"multi","vni":%d,"subnet":"%s"}`, l.VNI, l.Subnets[0].Subnet); string(rec.Value) != want {
 		t.Fatalf("network record = %s, want %s", rec.Value, want)
 	}
@@ -223,19 +225,19 @@ func testInvalidNetworkWritesNothing(t *testing.T, srv testenv.StoreServer) {
 func testReleaseNetwork(t *testing.T, srv testenv.StoreServer) {
 	a, s := newAllocator(t, srv, ipam.Config{})
 	ctx := testCtx(t)
-	l1 := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n1"}, nil))(t)
-	l2 := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n2"}, nil))(t)
-	must(a.LeaseAddress(ctx, "n1", l1.Subnets, ipam.AddressRequest{Owner: owner("e1", "h1")}))(t)
-	must(a.LeaseAddress(ctx, "n2", l2.Subnets, ipam.AddressRequest{Owner: owner("e2", "h1")}))(t)
+	l1 := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n1"}, nil))(t)
+	l2 := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n2"}, nil))(t)
+	check.Must(a.LeaseAddress(ctx, "n1", l1.Subnets, ipam.AddressRequest{Owner: owner("e1", "h1")}))(t)
+	check.Must(a.LeaseAddress(ctx, "n2", l2.Subnets, ipam.AddressRequest{Owner: owner("e2", "h1")}))(t)
 
 	// Releasing another network's leases does nothing.
-	ok(t, a.ReleaseVNI(ctx, "n2", l1.VNI))
-	ok(t, a.ReleaseSubnet(ctx, "n2", l1.Subnets[0].Subnet))
+	check.OK(t, a.ReleaseVNI(ctx, "n2", l1.VNI))
+	check.OK(t, a.ReleaseSubnet(ctx, "n2", l1.Subnets[0].Subnet))
 	if n := len(keys(t, s, "vni/")) + len(keys(t, s, "subnets/")); n != 4 {
 		t.Fatalf("%d leases after releasing foreign ones, want 4", n)
 	}
-	ok(t, a.ReleaseNetwork(ctx, l1))
-	ok(t, a.ReleaseNetwork(ctx, l1)) // idempotent
+	check.OK(t, a.ReleaseNetwork(ctx, l1))
+	check.OK(t, a.ReleaseNetwork(ctx, l1)) // idempotent
 	want := map[string]string{"vni/4097": "n2", "subnets/10.0.1.0/24": "n2"}
 	got := keys(t, s, "vni/")
 	for k, v := range keys(t, s, "subnets/") {
@@ -251,7 +253,7 @@ func testReleaseNetwork(t *testing.T, srv testenv.StoreServer) {
 		t.Fatalf("%d address leases of n2, want 1", n)
 	}
 	// What was released is handed out again, lowest first.
-	l3 := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n3"}, nil))(t)
+	l3 := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n3"}, nil))(t)
 	if l3.VNI != l1.VNI || l3.Subnets[0].Subnet != l1.Subnets[0].Subnet {
 		t.Fatalf("lease after release = %+v, want %d %s again", l3, l1.VNI, l1.Subnets[0].Subnet)
 	}
@@ -260,21 +262,21 @@ func testReleaseNetwork(t *testing.T, srv testenv.StoreServer) {
 func testReleaseOps(t *testing.T, srv testenv.StoreServer) {
 	a, s := newAllocator(t, srv, ipam.Config{})
 	ctx := testCtx(t)
-	l := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "id1"}, networkOps("id1", "multi")))(t)
-	ops := must(a.ReleaseOps(ctx, l))(t)
+	l := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "id1"}, networkOps("id1", "multi")))(t)
+	ops := check.Must(a.ReleaseOps(ctx, l))(t)
 	if len(ops) != 2 {
 		t.Fatalf("release ops = %+v, want the VNI and the subnet", ops)
 	}
-	rec := must(s.Get(ctx, "networks/id1"))(t)
-	name := must(s.Get(ctx, "names/multi"))(t)
+	rec := check.Must(s.Get(ctx, "networks/id1"))(t)
+	name := check.Must(s.Get(ctx, "names/multi"))(t)
 	ops = append(ops,
 		kvstore.Op{Kind: kvstore.OpCompareDelete, Key: "networks/id1", Version: rec.Version},
 		kvstore.Op{Kind: kvstore.OpCompareDelete, Key: "names/multi", Version: name.Version})
-	ok(t, s.Txn(ctx, ops...))
+	check.OK(t, s.Txn(ctx, ops...))
 	if n := len(keys(t, s, "")); n != 1 { // only the guard remains
 		t.Fatalf("keys after delete: %v, want only %s", keys(t, s, ""), ipam.GuardKey)
 	}
-	if ops := must(a.ReleaseOps(ctx, l))(t); len(ops) != 0 {
+	if ops := check.Must(a.ReleaseOps(ctx, l))(t); len(ops) != 0 {
 		t.Fatalf("release ops of a released network = %+v, want none", ops)
 	}
 }
@@ -285,7 +287,7 @@ func testNetworkPoolExhausted(t *testing.T, srv testenv.StoreServer) {
 	ctx := testCtx(t)
 	var got []string
 	for i := range 4 {
-		l := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n" + strconv.Itoa(i)}, nil))(t)
+		l := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n" + strconv.Itoa(i)}, nil))(t)
 		got = append(got, l.Subnets[0].Subnet.String())
 	}
 	if want := "[10.99.0.0/24 10.99.1.0/24 192.168.7.0/25 192.168.7.128/25]"; fmt.Sprint(got) != want {
@@ -295,8 +297,8 @@ func testNetworkPoolExhausted(t *testing.T, srv testenv.StoreServer) {
 	wantErr(t, err, ipam.ErrPoolExhausted)
 	// An explicit subnet outside the pools still works; then the VNI
 	// range runs out.
-	must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n5", Subnets: []ipam.SubnetConfig{{Subnet: pfx("172.20.0.0/16")}}}, nil))(t)
-	must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n6", Subnets: []ipam.SubnetConfig{{Subnet: pfx("172.21.0.0/16")}}}, nil))(t)
+	check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n5", Subnets: []ipam.SubnetConfig{{Subnet: pfx("172.20.0.0/16")}}}, nil))(t)
+	check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n6", Subnets: []ipam.SubnetConfig{{Subnet: pfx("172.21.0.0/16")}}}, nil))(t)
 	_, err = a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n7", Subnets: []ipam.SubnetConfig{{Subnet: pfx("172.22.0.0/16")}}}, nil)
 	wantErr(t, err, ipam.ErrPoolExhausted)
 	if n := len(keys(t, s, "vni/")); n != 6 {

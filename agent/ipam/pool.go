@@ -13,6 +13,12 @@ import (
 	"net/netip"
 )
 
+// Pools leases pools on the allocator's store.
+type Pools struct{ a *Allocator }
+
+// Pools returns the allocator's pools.
+func (a *Allocator) Pools() *Pools { return &Pools{a} }
+
 // PoolRequest asks for the subnet of a pool.
 type PoolRequest struct {
 	// ID names the pool and owns its leases, like a network id: it must
@@ -29,7 +35,7 @@ type PoolRequest struct {
 // RequestPool leases the subnet of a pool and returns it normalized (the
 // default gateway filled in). A requested subnet that overlaps a leased
 // one, of a network or a pool, fails with ErrSubnetOverlap.
-func (a *Allocator) RequestPool(ctx context.Context, req PoolRequest) (SubnetConfig, error) {
+func (p *Pools) RequestPool(ctx context.Context, req PoolRequest) (SubnetConfig, error) {
 	if err := checkID("pool", req.ID); err != nil {
 		return SubnetConfig{}, err
 	}
@@ -43,7 +49,7 @@ func (a *Allocator) RequestPool(ctx context.Context, req PoolRequest) (SubnetCon
 	} else {
 		sr.auto4, sr.auto6 = !req.IPv6, req.IPv6
 	}
-	lease, err := a.leaseSubnets(ctx, sr, nil)
+	lease, err := p.a.leaseSubnets(ctx, sr, nil)
 	if err != nil {
 		return SubnetConfig{}, err
 	}
@@ -52,20 +58,20 @@ func (a *Allocator) RequestPool(ctx context.Context, req PoolRequest) (SubnetCon
 
 // ReleasePool deletes the address leases of the pool and its subnet lease
 // if id owns it. It is idempotent; it tries both and joins the errors.
-func (a *Allocator) ReleasePool(ctx context.Context, id string, subnet netip.Prefix) error {
+func (p *Pools) ReleasePool(ctx context.Context, id string, subnet netip.Prefix) error {
 	if err := checkID("pool", id); err != nil {
 		return err
 	}
-	return errors.Join(a.ReleaseNetworkAddresses(ctx, id), a.ReleaseSubnet(ctx, id, subnet))
+	return errors.Join(p.a.ReleaseNetworkAddresses(ctx, id), p.a.ReleaseSubnet(ctx, id, subnet))
 }
 
 // RequestAddress leases an address of the pool leased by RequestPool as
 // poolID, as LeaseAddress does for a network with the one subnet pool.
 // With a zero req.Addr it takes an address of the pool's family. Release
-// it with ReleaseAddress(ctx, poolID, addr, endpointID).
-func (a *Allocator) RequestAddress(ctx context.Context, poolID string, pool SubnetConfig, req AddressRequest) (netip.Prefix, error) {
+// it with the allocator's ReleaseAddress(ctx, poolID, addr, endpointID).
+func (p *Pools) RequestAddress(ctx context.Context, poolID string, pool SubnetConfig, req AddressRequest) (netip.Prefix, error) {
 	if !req.Addr.IsValid() && pool.Subnet.IsValid() {
 		req.IPv6 = pool.Subnet.Addr().Is6()
 	}
-	return a.LeaseAddress(ctx, poolID, []SubnetConfig{pool}, req)
+	return p.a.LeaseAddress(ctx, poolID, []SubnetConfig{pool}, req)
 }

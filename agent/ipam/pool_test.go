@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/testenv"
 )
@@ -14,35 +16,35 @@ import (
 func testRequestPool(t *testing.T, srv testenv.StoreServer) {
 	a, s := newAllocator(t, srv, ipam.Config{})
 	ctx := testCtx(t)
-	p1 := must(a.RequestPool(ctx, ipam.PoolRequest{ID: "p1"}))(t)
-	p2 := must(a.RequestPool(ctx, ipam.PoolRequest{ID: "p2"}))(t)
+	p1 := check.Must(a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "p1"}))(t)
+	p2 := check.Must(a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "p2"}))(t)
 	if p1.Subnet != pfx("10.0.0.0/24") || p1.Gateway != addr("10.0.0.1") || p2.Subnet != pfx("10.0.1.0/24") {
 		t.Fatalf("pools %+v and %+v, want 10.0.0.0/24 gateway 10.0.0.1 and 10.0.1.0/24", p1, p2)
 	}
 	// Networks and pools share the leases: neither overlaps the other.
-	n := must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n1"}, nil))(t)
+	n := check.Must(a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n1"}, nil))(t)
 	if n.Subnets[0].Subnet != pfx("10.0.2.0/24") {
 		t.Fatalf("network subnet %s, want 10.0.2.0/24 after the pools", n.Subnets[0].Subnet)
 	}
 	_, err := a.LeaseNetwork(ctx, ipam.NetworkRequest{ID: "n2", Subnets: []ipam.SubnetConfig{{Subnet: pfx("10.0.1.128/25")}}}, nil)
 	wantErr(t, err, ipam.ErrSubnetOverlap)
 	for _, sub := range []string{"10.0.0.0/16", "10.0.2.64/26", "10.0.1.0/24"} {
-		_, err := a.RequestPool(ctx, ipam.PoolRequest{ID: "x", Subnet: ipam.SubnetConfig{Subnet: pfx(sub)}})
+		_, err := a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "x", Subnet: ipam.SubnetConfig{Subnet: pfx(sub)}})
 		wantErr(t, err, ipam.ErrSubnetOverlap)
 		t.Logf("%s: %v", sub, err)
 	}
 	// A requested pool is normalized; IPv6 does not change it.
-	p3 := must(a.RequestPool(ctx, ipam.PoolRequest{ID: "p3", IPv6: true,
+	p3 := check.Must(a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "p3", IPv6: true,
 		Subnet: ipam.SubnetConfig{Subnet: pfx("192.168.50.7/24"), IPRange: pfx("192.168.50.128/25")}}))(t)
 	if p3.Subnet != pfx("192.168.50.0/24") || p3.Gateway != addr("192.168.50.1") || p3.IPRange != pfx("192.168.50.128/25") {
 		t.Fatalf("requested pool = %+v", p3)
 	}
 	// Automatic IPv6 needs an IPv6 pool.
-	_, err = a.RequestPool(ctx, ipam.PoolRequest{ID: "p4", IPv6: true})
+	_, err = a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "p4", IPv6: true})
 	wantErr(t, err, ipam.ErrInvalid)
 	b, _ := newAllocator(t, srv, ipam.Config{Pools: []ipam.AddressPool{
 		{Base: pfx("10.0.0.0/8"), Size: 24}, {Base: pfx("fd00:aa::/48"), Size: 64}}})
-	p4 := must(b.RequestPool(ctx, ipam.PoolRequest{ID: "p4", IPv6: true}))(t)
+	p4 := check.Must(b.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "p4", IPv6: true}))(t)
 	if p4.Subnet != pfx("fd00:aa::/64") || p4.Gateway != addr("fd00:aa::1") {
 		t.Fatalf("IPv6 pool = %+v, want fd00:aa::/64", p4)
 	}
@@ -54,7 +56,7 @@ func testRequestPool(t *testing.T, srv testenv.StoreServer) {
 		{ID: "p5", Subnet: ipam.SubnetConfig{Gateway: addr("10.9.0.1")}},
 		{ID: "p5", Subnet: ipam.SubnetConfig{Subnet: pfx("10.9.0.0/24"), Gateway: addr("10.8.0.1")}},
 	} {
-		_, err := a.RequestPool(ctx, req)
+		_, err := a.Pools().RequestPool(ctx, req)
 		wantErr(t, err, ipam.ErrInvalid)
 	}
 	if after := len(keys(t, s, "")); after != before {
@@ -71,24 +73,24 @@ func testPoolAddresses(t *testing.T, srv testenv.StoreServer) {
 	a, s := newAllocator(t, srv, ipam.Config{Pools: []ipam.AddressPool{
 		{Base: pfx("10.0.0.0/8"), Size: 24}, {Base: pfx("fd00:bb::/48"), Size: 64}}})
 	ctx := testCtx(t)
-	p := must(a.RequestPool(ctx, ipam.PoolRequest{ID: "pool"}))(t)
-	p6 := must(a.RequestPool(ctx, ipam.PoolRequest{ID: "pool6", IPv6: true}))(t)
-	other := must(a.RequestPool(ctx, ipam.PoolRequest{ID: "other"}))(t)
+	p := check.Must(a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "pool"}))(t)
+	p6 := check.Must(a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "pool6", IPv6: true}))(t)
+	other := check.Must(a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "other"}))(t)
 
-	got := must(a.RequestAddress(ctx, "pool", p, ipam.AddressRequest{Owner: owner("e1", "h1")}))(t)
+	got := check.Must(a.Pools().RequestAddress(ctx, "pool", p, ipam.AddressRequest{Owner: owner("e1", "h1")}))(t)
 	if got != pfx("10.0.0.2/24") {
 		t.Fatalf("first address %s, want 10.0.0.2/24", got)
 	}
-	if got := must(a.RequestAddress(ctx, "pool", p, ipam.AddressRequest{Addr: addr("10.0.0.9"), Owner: owner("e2", "h1")}))(t); got != pfx("10.0.0.9/24") {
+	if got := check.Must(a.Pools().RequestAddress(ctx, "pool", p, ipam.AddressRequest{Addr: addr("10.0.0.9"), Owner: owner("e2", "h1")}))(t); got != pfx("10.0.0.9/24") {
 		t.Fatalf("requested address %s, want 10.0.0.9/24", got)
 	}
-	_, err := a.RequestAddress(ctx, "pool", p, ipam.AddressRequest{Addr: addr("10.0.0.9"), Owner: owner("e3", "h1")})
+	_, err := a.Pools().RequestAddress(ctx, "pool", p, ipam.AddressRequest{Addr: addr("10.0.0.9"), Owner: owner("e3", "h1")})
 	wantErr(t, err, ipam.ErrAddressInUse)
 	// The family follows the pool.
-	if got := must(a.RequestAddress(ctx, "pool6", p6, ipam.AddressRequest{Owner: owner("e1", "h1")}))(t); got != pfx("fd00:bb::2/64") {
+	if got := check.Must(a.Pools().RequestAddress(ctx, "pool6", p6, ipam.AddressRequest{Owner: owner("e1", "h1")}))(t); got != pfx("fd00:bb::2/64") {
 		t.Fatalf("IPv6 address %s, want fd00:bb::2/64", got)
 	}
-	must(a.RequestAddress(ctx, "other", other, ipam.AddressRequest{Owner: owner("e9", "h1")}))(t)
+	check.Must(a.Pools().RequestAddress(ctx, "other", other, ipam.AddressRequest{Owner: owner("e9", "h1")}))(t)
 	want := map[string]string{
 		"ips/pool/10.0.0.2": `{"endpoint_id":"e1","node":"h1"}`,
 		"ips/pool/10.0.0.9": `{"endpoint_id":"e2","node":"h1"}`,
@@ -97,18 +99,18 @@ func testPoolAddresses(t *testing.T, srv testenv.StoreServer) {
 		t.Fatalf("ips/pool/ = %v, want %v", got, want)
 	}
 
-	ok(t, a.ReleaseAddress(ctx, "pool", addr("10.0.0.2"), "e1"))
-	if got := must(a.RequestAddress(ctx, "pool", p, ipam.AddressRequest{Owner: owner("e4", "h1")}))(t); got != pfx("10.0.0.2/24") {
+	check.OK(t, a.ReleaseAddress(ctx, "pool", addr("10.0.0.2"), "e1"))
+	if got := check.Must(a.Pools().RequestAddress(ctx, "pool", p, ipam.AddressRequest{Owner: owner("e4", "h1")}))(t); got != pfx("10.0.0.2/24") {
 		t.Fatalf("address after release %s, want 10.0.0.2/24 again", got)
 	}
 
 	// ReleasePool drops the subnet and every address, and only its own.
-	ok(t, a.ReleasePool(ctx, "stranger", p.Subnet)) // not the stranger's: kept
+	check.OK(t, a.Pools().ReleasePool(ctx, "stranger", p.Subnet)) // not the stranger's: kept
 	if n, m := len(keys(t, s, "ips/pool/")), len(keys(t, s, "subnets/")); n != 2 || m != 3 {
 		t.Fatalf("%d address and %d subnet leases after a stranger's release, want 2 and 3", n, m)
 	}
-	ok(t, a.ReleasePool(ctx, "pool", p.Subnet))
-	ok(t, a.ReleasePool(ctx, "pool", p.Subnet)) // idempotent
+	check.OK(t, a.Pools().ReleasePool(ctx, "pool", p.Subnet))
+	check.OK(t, a.Pools().ReleasePool(ctx, "pool", p.Subnet)) // idempotent
 	if n := len(keys(t, s, "ips/pool/")); n != 0 {
 		t.Fatalf("%d address leases left in the released pool", n)
 	}
@@ -120,10 +122,10 @@ func testPoolAddresses(t *testing.T, srv testenv.StoreServer) {
 		t.Fatalf("%d and %d address leases of the other pools, want 1 and 1", n, m)
 	}
 	// The released subnet is handed out again.
-	if again := must(a.RequestPool(ctx, ipam.PoolRequest{ID: "again"}))(t); again.Subnet != p.Subnet {
+	if again := check.Must(a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: "again"}))(t); again.Subnet != p.Subnet {
 		t.Fatalf("pool after release %s, want %s", again.Subnet, p.Subnet)
 	}
-	wantErr(t, a.ReleasePool(ctx, "a/b", p.Subnet), ipam.ErrInvalid)
+	wantErr(t, a.Pools().ReleasePool(ctx, "a/b", p.Subnet), ipam.ErrInvalid)
 }
 
 // testConcurrentPoolsAndNetworks races automatic and requested pools
@@ -146,7 +148,7 @@ func testConcurrentPoolsAndNetworks(t *testing.T, srv testenv.StoreServer) {
 		wg.Go(func() {
 			if i%2 == 0 {
 				var c ipam.SubnetConfig
-				c, errs[i] = a.RequestPool(ctx, ipam.PoolRequest{ID: id, Subnet: sub})
+				c, errs[i] = a.Pools().RequestPool(ctx, ipam.PoolRequest{ID: id, Subnet: sub})
 				subnets[i] = c.Subnet
 				return
 			}

@@ -8,7 +8,7 @@ package ipam
 //     endpoint it still has, left behind when a release failed (store down
 //     during a forced removal) or the agent died halfway. Only the node
 //     itself can tell, so it sweeps its own.
-//   - Leases of departed nodes (Reclaim, Reclaimer): a node absent from the
+//   - Leases of departed nodes (Reclaimer): a node absent from the
 //     cluster holds nothing any more. Reclaimer waits a grace period first,
 //     so a node that restarts or drops out of gossip for a moment keeps its
 //     addresses.
@@ -77,30 +77,10 @@ func (a *Allocator) SweepOrphans(ctx context.Context, node string, keep func(Add
 	return a.deleteLeases(ctx, kvs, func(l AddressLease) bool { return l.Owner.Node == node && !keep(l) })
 }
 
-// Reclaim deletes the address leases, in every network, held by nodes not
-// in live (the nodes registered under nodes/), and returns what it
-// deleted. asOf is the store version at which live was read (List's
-// version); leases written after it are left alone, since their node may
-// have registered after the listing. 0 means no such bound. Each lease is
-// deleted by compare-and-delete at the version read, so one re-leased
-// meanwhile survives. live must not be empty: the caller's own node is
-// always alive, and an empty set more likely means a failed read.
-func (a *Allocator) Reclaim(ctx context.Context, live []string, asOf uint64) ([]AddressLease, error) {
-	alive, err := nodeSet(live)
-	if err != nil {
-		return nil, err
-	}
-	kvs, err := a.listAllLeases(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return a.reclaimListed(ctx, kvs, func(node string) bool { return !alive[node] }, asOf)
-}
-
 // reclaimListed deletes the listed leases of the nodes gone says are
 // gone, except those written after asOf (0: no bound).
-func (a *Allocator) reclaimListed(ctx context.Context, kvs []kvstore.KVPair, gone func(node string) bool, asOf uint64) ([]AddressLease, error) {
-	reclaimed, err := a.deleteLeases(ctx, kvs, func(l AddressLease) bool {
+func (r *Reclaimer) reclaimListed(ctx context.Context, kvs []kvstore.KVPair, gone func(node string) bool, asOf uint64) ([]AddressLease, error) {
+	reclaimed, err := r.alloc.deleteLeases(ctx, kvs, func(l AddressLease) bool {
 		return l.Owner.Node != "" && gone(l.Owner.Node) && (asOf == 0 || l.Version <= asOf)
 	})
 	if err != nil {
@@ -144,9 +124,10 @@ func (a *Allocator) NewReclaimer(grace time.Duration) *Reclaimer {
 // Reclaim lists the address leases once and notes every owner not in
 // present as missing from now on (if it was not already); it forgets
 // owners that are present again. It then deletes the leases of the owners
-// missing for at least the grace period, and returns them, as
-// Allocator.Reclaim does: by compare-and-delete, leaving alone leases
-// written after asOf.
+// missing for at least the grace period, and returns them, leaving alone leases
+// written after asOf. A Reclaimer with no grace reclaims at once the
+// leases of every node not present: deleted by compare-and-delete at the
+// version read, so one re-leased meanwhile survives.
 //
 // present holds the nodes known alive now (registered under nodes/, or
 // gossip members), including the caller's own node, so it is never empty;
@@ -186,5 +167,5 @@ func (r *Reclaimer) Reclaim(ctx context.Context, present []string, asOf uint64) 
 	if len(gone) == 0 {
 		return nil, nil
 	}
-	return r.alloc.reclaimListed(ctx, kvs, func(node string) bool { return gone[node] }, asOf)
+	return r.reclaimListed(ctx, kvs, func(node string) bool { return gone[node] }, asOf)
 }

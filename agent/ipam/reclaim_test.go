@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/testenv"
 )
@@ -16,7 +18,7 @@ func holders(t testing.TB, a *ipam.Allocator, networks ...string) []string {
 	t.Helper()
 	var got []string
 	for _, n := range networks {
-		for _, l := range must(a.Addresses(testCtx(t), n))(t) {
+		for _, l := range check.Must(a.Addresses(testCtx(t), n))(t) {
 			got = append(got, l.Owner.EndpointID+"@"+l.Owner.Node)
 		}
 	}
@@ -38,7 +40,7 @@ func testSweepOrphans(t *testing.T, srv testenv.StoreServer) {
 	a, _ := newAllocator(t, srv, ipam.Config{})
 	ctx := testCtx(t)
 	for i, o := range []ipam.Owner{owner("a1", "A"), owner("a2", "A"), owner("a3", "A"), owner("b1", "B"), owner("b2", "B")} {
-		must(a.LeaseAddress(ctx, fmt.Sprint("net", i%2), subnet24(), ipam.AddressRequest{Owner: o}))(t)
+		check.Must(a.LeaseAddress(ctx, fmt.Sprint("net", i%2), subnet24(), ipam.AddressRequest{Owner: o}))(t)
 	}
 	// Node A still has endpoint a1 (in net0) and a2 (in net1); a3 is an
 	// orphan. B's leases are not A's to judge, whatever keep says.
@@ -47,7 +49,7 @@ func testSweepOrphans(t *testing.T, srv testenv.StoreServer) {
 		asked = append(asked, l.Owner.EndpointID)
 		return l.Owner.EndpointID == "a1" || l.Owner.EndpointID == "a2"
 	}
-	swept := must(a.SweepOrphans(ctx, "A", keep))(t)
+	swept := check.Must(a.SweepOrphans(ctx, "A", keep))(t)
 	if got := endpoints(swept); fmt.Sprint(got) != "[a3@A]" {
 		t.Fatalf("swept %v, want [a3@A]", got)
 	}
@@ -62,10 +64,10 @@ func testSweepOrphans(t *testing.T, srv testenv.StoreServer) {
 		t.Fatalf("leases left %v, want %s", got, want)
 	}
 	// Nothing left to sweep; then A loses every endpoint.
-	if swept := must(a.SweepOrphans(ctx, "A", keep))(t); len(swept) != 0 {
+	if swept := check.Must(a.SweepOrphans(ctx, "A", keep))(t); len(swept) != 0 {
 		t.Fatalf("second sweep deleted %+v", swept)
 	}
-	swept = must(a.SweepOrphans(ctx, "A", func(ipam.AddressLease) bool { return false }))(t)
+	swept = check.Must(a.SweepOrphans(ctx, "A", func(ipam.AddressLease) bool { return false }))(t)
 	if got := endpoints(swept); fmt.Sprint(got) != "[a1@A a2@A]" {
 		t.Fatalf("swept %v, want [a1@A a2@A]", got)
 	}
@@ -81,7 +83,7 @@ func testReclaimer(t *testing.T, srv testenv.StoreServer) {
 	ctx := testCtx(t)
 	lease := func(ep, node string) {
 		t.Helper()
-		must(a.LeaseAddress(ctx, "net", subnet24(), ipam.AddressRequest{Owner: owner(ep, node)}))(t)
+		check.Must(a.LeaseAddress(ctx, "net", subnet24(), ipam.AddressRequest{Owner: owner(ep, node)}))(t)
 	}
 	lease("e-self", "self")
 	lease("e-dead", "dead")
@@ -95,7 +97,7 @@ func testReclaimer(t *testing.T, srv testenv.StoreServer) {
 	// what it reclaimed.
 	reclaim := func(at time.Duration, present []string, asOf uint64, want string) {
 		t.Helper()
-		got := endpoints(must(r.Reclaim(ctx, present, asOf))(t))
+		got := endpoints(check.Must(r.Reclaim(ctx, present, asOf))(t))
 		if fmt.Sprint(got) != want {
 			t.Fatalf("at +%v: reclaimed %v, want %s", at, got, want)
 		}
@@ -110,7 +112,7 @@ func testReclaimer(t *testing.T, srv testenv.StoreServer) {
 	// at (as if it had just registered): that one survives, its old one
 	// goes.
 	_, asOf, err := s.List(ctx, "ips/")
-	ok(t, err)
+	check.OK(t, err)
 	lease("e-dead2", "dead")
 	reclaim(at(grace), []string{"self"}, asOf, "[e-dead@dead]") // flaky missing again, from now on
 	if got, want := holders(t, a, "net"), "[e-dead2@dead e-flaky@flaky e-self@self]"; fmt.Sprint(got) != want {

@@ -1,5 +1,5 @@
 // Package netstore keeps the records of global networks in the cluster
-// store, beside the leases agent/ipam owns (DESIGN.md §4):
+// store, beside the leases agent/ipam owns (docs/design.md §4):
 //
 //	networks/<id>   the network's configuration (driver.Network as JSON)
 //	names/<name>    its id, so that names are unique cluster-wide

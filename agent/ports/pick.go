@@ -38,7 +38,7 @@ func Pick(ms []Mapping, published []Mapping, usable func(Mapping) error, lo, hi 
 		}
 		if err != nil {
 			if !chosen {
-				return fmt.Errorf("%w: no free host port for %d/%s in %d-%d", ErrUnavailable, m.Port, m.Proto, first, last)
+				return &portError{kind: ErrUnavailable, msg: fmt.Sprintf("no free host port for %d/%s in %d-%d", m.Port, m.Proto, first, last)}
 			}
 			return err
 		}
@@ -50,11 +50,11 @@ func Pick(ms []Mapping, published []Mapping, usable func(Mapping) error, lo, hi 
 func free(m Mapping, taken []Mapping, usable func(Mapping) error) error {
 	for _, t := range taken {
 		if t.Conflicts(m) {
-			return fmt.Errorf("%w: host port %s is already published", ErrUnavailable, m.hostString())
+			return &portError{kind: ErrUnavailable, msg: fmt.Sprintf("host port %s is already published", m.hostString())}
 		}
 	}
 	if err := usable(m); err != nil {
-		return fmt.Errorf("%w: host port %s is in use on this host", ErrUnavailable, m.hostString())
+		return &portError{kind: ErrUnavailable, msg: fmt.Sprintf("host port %s is in use on this host", m.hostString())}
 	}
 	return nil
 }

@@ -16,8 +16,18 @@ import (
 var ErrInvalid = errors.New("invalid port specification")
 
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	return &portError{kind: ErrInvalid, msg: fmt.Sprintf(format, args...)}
 }
+
+// portError is a refusal: its message is the sentence alone, its kind
+// (ErrInvalid, ErrUnavailable) what it wraps.
+type portError struct {
+	kind error
+	msg  string
+}
+
+func (e *portError) Error() string { return e.msg }
+func (e *portError) Unwrap() error { return e.kind }
 
 // Mapping publishes a sandbox port on the host.
 type Mapping struct {

@@ -1,6 +1,8 @@
 // Package service is the one interface behind which meshagent's
-// operations live: the HTTP API (agent/apiserver) calls it, and so will
-// the CNI plugin and the Docker plugins. Its types are those of agent/api.
+// operations live (agent/controller implements it): the runtime adapters
+// call it — the HTTP API (agent/apiserver), the CNI server
+// (agent/cniserver) — and depend on nothing else of the agent. Its types
+// are those of agent/api.
 //
 // Endpoints have a life of their own, as in libnetwork and in CNI:
 // EndpointCreate leases an endpoint's addresses and records it;
@@ -36,28 +38,29 @@ type Service interface {
 	NetworkPrune(ctx context.Context) (api.PruneResponse, error)
 	NetworkConnect(ctx context.Context, ref string, req api.NetworkConnect) error
 	NetworkDisconnect(ctx context.Context, ref string, req api.NetworkDisconnect) error
+	// NetworkReady says why an endpoint could not be made on the network
+	// now, if it could not: no such network, one that takes no
+	// endpoints, or a global one while the cluster store is unreachable
+	// (ErrUnavailable).
+	NetworkReady(ctx context.Context, ref string) error
 
 	EndpointCreate(ctx context.Context, req api.EndpointCreate) (api.Endpoint, error)
 	EndpointInspect(ctx context.Context, id string) (api.Endpoint, error)
 	EndpointJoin(ctx context.Context, id string, req api.EndpointJoin) (api.Endpoint, error)
 	EndpointLeave(ctx context.Context, id string) error
 	EndpointDelete(ctx context.Context, id string) error
+	// EndpointCheck verifies a joined endpoint in the kernel: its
+	// sandbox's namespace (the one at req.NetNS, if given) holds its
+	// interface, up, with its MAC and addresses. ErrConflict says what
+	// differs.
+	EndpointCheck(ctx context.Context, id string, req api.EndpointCheck) error
 
 	SandboxCreate(ctx context.Context, req api.SandboxCreate) (api.CreateResponse, error)
-	SandboxList(ctx context.Context) ([]api.Sandbox, error)
+	// SandboxList lists the sandboxes matching filters (name, id,
+	// container-id, network).
+	SandboxList(ctx context.Context, filters map[string][]string) ([]api.Sandbox, error)
 	SandboxInspect(ctx context.Context, ref string) (api.Sandbox, error)
 	SandboxRemove(ctx context.Context, ref string, force bool) error
-
-	// CNI: a container's interface (container id, interface name) on a
-	// network, in a namespace another runtime made. CNIAdd refuses a key
-	// already attached; CNIDel succeeds when nothing is attached.
-	CNIAdd(ctx context.Context, req api.CNIAdd) (api.CNIResult, error)
-	CNICheck(ctx context.Context, req api.CNICheck) (api.CNIResult, error)
-	CNIDel(ctx context.Context, req api.CNIDel) error
-	CNIGC(ctx context.Context, req api.CNIGC) (api.CNIGCResult, error)
-	// CNIStatus reports why an ADD on the network would fail now, if it
-	// would (the cluster store unreachable: ErrUnavailable).
-	CNIStatus(ctx context.Context, network string) error
 
 	Nodes(ctx context.Context) ([]api.Node, error)
 	Info(ctx context.Context) (api.Info, error)
@@ -97,3 +100,15 @@ func (e *Error) Unwrap() error { return e.Kind }
 func Errorf(kind error, format string, args ...any) error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
+
+// Invalidf returns an ErrInvalid refusal.
+func Invalidf(format string, args ...any) error { return Errorf(ErrInvalid, format, args...) }
+
+// NotFoundf returns an ErrNotFound refusal.
+func NotFoundf(format string, args ...any) error { return Errorf(ErrNotFound, format, args...) }
+
+// Conflictf returns an ErrConflict refusal.
+func Conflictf(format string, args ...any) error { return Errorf(ErrConflict, format, args...) }
+
+// Unavailablef returns an ErrUnavailable refusal.
+func Unavailablef(format string, args ...any) error { return Errorf(ErrUnavailable, format, args...) }

@@ -1,5 +1,5 @@
 // Command agentctl is the command line of meshagent: it manages networks
-// and sandboxes through the agent's API (DESIGN.md §2), and runs commands
+// and sandboxes through the agent's API (docs/design.md §2), and runs commands
 // inside sandboxes.
 package main
 

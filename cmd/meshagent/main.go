@@ -1,5 +1,5 @@
 // Command meshagent is the meshnet daemon: one per host. Its configuration
-// (file, flags, MESHNET_* environment) is described in DESIGN.md §2 and
+// (file, flags, MESHNET_* environment) is described in docs/design.md §2 and
 // `meshagent --help`.
 package main
 

@@ -1,6 +1,6 @@
 // Command meshnet-cni is meshnet's CNI plugin, installed as the binary
 // "meshnet" (in /opt/cni/bin): it puts a container runtime's namespace on
-// a meshnet network (DESIGN.md §4c). It is a thin client of the local
+// a meshnet network (docs/design.md §8). It is a thin client of the local
 // meshagent's API: the agent leases the address, plumbs the veth into the
 // namespace, programs the datapath, announces the endpoint to the cluster
 // and answers with what the plugin prints as the CNI result.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/zookeeper"
 	"github.com/meshnet/meshnet/testenv"
@@ -22,11 +24,11 @@ import (
 func TestListAfterFailedRound(t *testing.T) {
 	s, ctx := open(t), testCtx(t)
 	prefix := "zktest/" + t.Name() + "/"
-	must[uint64](t)(s.Put(ctx, prefix+"a/x", []byte("1")))
+	check.Must(s.Put(ctx, prefix+"a/x", []byte("1")))(t)
 	must2(t, s, prefix) // the mirror of prefix, watching
-	must[uint64](t)(open(t).Put(ctx, prefix+"b/y", []byte("2")))
+	check.Must(open(t).Put(ctx, prefix+"b/y", []byte("2")))(t)
 	// Wait until the notification has come: the barrier of a plain read.
-	must[kvstore.KVPair](t)(s.Get(ctx, prefix+"b/y"))
+	check.Must(s.Get(ctx, prefix+"b/y"))(t)
 	zookeeper.SetAfterRootRead(s, func() error { return errors.New("injected failure") })
 	if _, _, err := s.List(ctx, prefix); err == nil {
 		t.Fatal("the injected failure did not fail List")
@@ -46,11 +48,11 @@ func TestWatchersBounded(t *testing.T) {
 	prefix := "zktest/" + t.Name() + "/"
 	const keys = 50
 	for i := range keys {
-		must[uint64](t)(s.Put(ctx, fmt.Sprintf("%sk%d", prefix, i), []byte("v")))
+		check.Must(s.Put(ctx, fmt.Sprintf("%sk%d", prefix, i), []byte("v")))(t)
 	}
 	cycle := func() {
 		wctx, cancel := context.WithCancel(ctx)
-		must[<-chan kvstore.Event](t)(s.Watch(wctx, prefix, 0))
+		check.Must(s.Watch(wctx, prefix, 0))(t)
 		cancel()
 		must2(t, s, prefix)
 	}
@@ -64,24 +66,13 @@ func TestWatchersBounded(t *testing.T) {
 		t.Fatalf("%d watchers after one watch and list, %d after 51", first, n)
 	}
 	// A write sets the one watch it fired again, once.
-	must[uint64](t)(s.Put(ctx, prefix+"k0", []byte("w")))
-	eventually(t, "the write to be listed", func() bool {
+	check.Must(s.Put(ctx, prefix+"k0", []byte("w")))(t)
+	check.Eventually(t, 10*time.Second, check.Holds("the write to be listed", func() bool {
 		kvs, _ := must2(t, s, prefix)
 		return string(kvs[0].Value) == "w"
-	})
+	}))
 	if n := zookeeper.LibraryWatchers(s); n != first {
 		t.Fatalf("%d watchers after a write, want %d", n, first)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -92,15 +83,15 @@ func TestListAndWatchUnderSteadyWrites(t *testing.T) {
 	ctx := testCtx(t)
 	cfg := server.Config()
 	cfg.Timeout = 2 * time.Second // a List that cannot settle fails in time
-	s := must[*zookeeper.Store](t)(zookeeper.New(cfg))
+	s := check.Must(zookeeper.New(cfg))(t)
 	t.Cleanup(func() { s.Close() })
 	prefix := "zktest/" + t.Name() + "/"
-	must[uint64](t)(s.Put(ctx, prefix+"k0", []byte("x")))
-	live := must[<-chan kvstore.Event](t)(s.Watch(ctx, prefix, 0))
+	check.Must(s.Put(ctx, prefix+"k0", []byte("x")))(t)
+	live := check.Must(s.Watch(ctx, prefix, 0))(t)
 	// Connected now: the library races with itself when a new client's
 	// first answers set watches.
 	observer := open(t)
-	must[kvstore.KVPair](t)(observer.Get(ctx, prefix+"k0"))
+	check.Must(observer.Get(ctx, prefix+"k0"))(t)
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -150,7 +141,7 @@ func TestListAndWatchUnderSteadyWrites(t *testing.T) {
 	for _, kv := range kvs {
 		got[kv.Key] = string(kv.Value)
 	}
-	resumed := must[<-chan kvstore.Event](t)(s.Watch(ctx, prefix, rev))
+	resumed := check.Must(s.Watch(ctx, prefix, rev))(t)
 	time.Sleep(200 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
@@ -196,18 +187,18 @@ func TestWatchFromNowTakenLate(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	cfg := srv.Config()
 	cfg.Timeout = 500 * time.Millisecond
-	s := must[*zookeeper.Store](t)(zookeeper.New(cfg))
+	s := check.Must(zookeeper.New(cfg))(t)
 	t.Cleanup(func() { s.Close() })
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	ch := must[<-chan kvstore.Event](t)(s.Watch(ctx, "w/", 0))
+	ch := check.Must(s.Watch(ctx, "w/", 0))(t)
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	w := must[*zookeeper.Store](t)(zookeeper.New(srv.Config()))
+	w := check.Must(zookeeper.New(srv.Config()))(t)
 	t.Cleanup(func() { w.Close() })
-	must[uint64](t)(w.Put(ctx, "w/k", []byte("v")))
+	check.Must(w.Put(ctx, "w/k", []byte("v")))(t)
 	select {
 	case ev := <-ch:
 		if ev.Type != kvstore.EventReset {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -50,7 +52,10 @@ func (s *Store) txn(ctx context.Context, ops []kvstore.Op) (uint64, error) {
 			toRead = append(toRead, i)
 		}
 	}
-	var lastSig string
+	var (
+		lastSig string
+		repeats int // failures in a row like the last one
+	)
 	for attempt := 0; ; attempt++ {
 		// The directories of keys this attempt may create, unless known.
 		var dirs []string
@@ -84,13 +89,19 @@ func (s *Store) txn(ctx context.Context, ops []kvstore.Op) (uint64, error) {
 		if j < 0 {
 			return 0, s.mapErr(err)
 		}
-		// A plan that fails the same way twice will not get better by
-		// reading again (no one else is changing what it depends on).
+		// A plan that keeps failing the same way will not get better by
+		// reading again (no one else is changing what it depends on). It
+		// may fail alike a few times under contention, though: another
+		// client creating and pruning the same directory between our read
+		// and our multi. Those retries wait a little, longer each time.
 		sig := signature(reqs, j)
-		if sig == lastSig {
+		if sig != lastSig {
+			lastSig, repeats = sig, 0
+		} else if repeats++; repeats >= maxRepeats {
 			return 0, fmt.Errorf("%s cannot apply the transaction: %s: %w", s.endpoint, describe(reqs[j]), res[j].Error)
+		} else if err := sleepCtx(ctx, time.Duration(repeats)*time.Duration(rand.IntN(5000))*time.Microsecond); err != nil {
+			return 0, s.mapErr(err)
 		}
-		lastSig = sig
 		switch opErr := res[j].Error; {
 		case errors.Is(opErr, zk.ErrNoNode):
 			if c, ok := reqs[j].(*zk.CreateRequest); ok {
@@ -105,6 +116,22 @@ func (s *Store) txn(ctx context.Context, ops []kvstore.Op) (uint64, error) {
 		for i := range ops {
 			toRead = append(toRead, i)
 		}
+	}
+}
+
+// maxRepeats is how many times in a row a transaction may fail the same
+// way before it gives up.
+const maxRepeats = 8
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnet/meshnet/testenv/check"
+
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/backends"
 	"github.com/meshnet/meshnet/kvstore/zookeeper"
@@ -59,16 +61,6 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func must[T any](t *testing.T) func(T, error) T {
-	return func(v T, err error) T {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-}
-
 // exists says whether the znode is there, directory or key.
 func exists(t *testing.T, s *zookeeper.Store, path string) bool {
 	t.Helper()
@@ -85,7 +77,7 @@ func exists(t *testing.T, s *zookeeper.Store, path string) bool {
 func TestTree(t *testing.T) {
 	s, ctx := open(t), testCtx(t)
 	root := "zktest/" + t.Name()
-	must[uint64](t)(s.Put(ctx, root+"/subnets/10.1.0.0/24", []byte("n1")))
+	check.Must(s.Put(ctx, root+"/subnets/10.1.0.0/24", []byte("n1")))(t)
 	if !exists(t, s, "/zktest/TestTree/subnets/10.1.0.0/24") {
 		t.Fatal("a key is not the znode of its path")
 	}
@@ -94,13 +86,13 @@ func TestTree(t *testing.T) {
 	}
 
 	// "a" is a key and the directory of "a/b".
-	must[uint64](t)(s.Put(ctx, root+"/a", []byte("A")))
-	must[uint64](t)(s.Create(ctx, root+"/a/b", nil))
-	kvs := must[[]kvstore.KVPair](t)(listOf(ctx, s, root+"/"))
+	check.Must(s.Put(ctx, root+"/a", []byte("A")))(t)
+	check.Must(s.Create(ctx, root+"/a/b", nil))(t)
+	kvs := check.Must(listOf(ctx, s, root+"/"))(t)
 	if fmt.Sprint(keysOf(kvs)) != "[a a/b subnets/10.1.0.0/24]" {
 		t.Fatalf("List = %v", keysOf(kvs))
 	}
-	if kv := must[kvstore.KVPair](t)(s.Get(ctx, root+"/a/b")); kv.Value == nil || len(kv.Value) != 0 {
+	if kv := check.Must(s.Get(ctx, root+"/a/b"))(t); kv.Value == nil || len(kv.Value) != 0 {
 		t.Fatalf("an empty value reads back as %#v", kv.Value)
 	}
 	// Deleting "a" leaves its directory for "a/b"; it can be created again.
@@ -110,8 +102,8 @@ func TestTree(t *testing.T) {
 	if _, err := s.Get(ctx, root+"/a"); !errors.Is(err, kvstore.ErrKeyNotFound) {
 		t.Fatalf("after Delete: %v", err)
 	}
-	must[kvstore.KVPair](t)(s.Get(ctx, root+"/a/b"))
-	must[uint64](t)(s.Create(ctx, root+"/a", []byte("again")))
+	check.Must(s.Get(ctx, root+"/a/b"))(t)
+	check.Must(s.Create(ctx, root+"/a", []byte("again")))(t)
 	if err := s.Delete(ctx, root+"/a"); err != nil {
 		t.Fatal(err)
 	}
@@ -148,16 +140,16 @@ func keysOf(kvs []kvstore.KVPair) []string {
 func TestCloseLeavesRegistrations(t *testing.T) {
 	ctx, observer := testCtx(t), open(t)
 	key := "zktest/" + t.Name() + "/nodes/n1"
-	holder := must[*zookeeper.Store](t)(zookeeper.New(server.Config()))
-	must[kvstore.Registration](t)(holder.Register(ctx, key, []byte("old"), 2*time.Second))
+	holder := check.Must(zookeeper.New(server.Config()))(t)
+	check.Must(holder.Register(ctx, key, []byte("old"), 2*time.Second))(t)
 	holder.Close()
 	if kv, err := observer.Get(ctx, key); err != nil || string(kv.Value) != "old" {
 		t.Fatalf("right after Close: %q, %v; want the key until its TTL", kv.Value, err)
 	}
 	// A restarted holder replaces it without waiting.
 	again := open(t)
-	reg := must[kvstore.Registration](t)(again.Register(ctx, key, []byte("new"), 2*time.Second))
-	if kv := must[kvstore.KVPair](t)(observer.Get(ctx, key)); string(kv.Value) != "new" {
+	reg := check.Must(again.Register(ctx, key, []byte("new"), 2*time.Second))(t)
+	if kv := check.Must(observer.Get(ctx, key))(t); string(kv.Value) != "new" {
 		t.Fatalf("after the new registration: %q", kv.Value)
 	}
 	// The old session's expiry does not take the new znode.
@@ -177,7 +169,7 @@ func TestCloseLeavesRegistrations(t *testing.T) {
 func TestRegistrationRecreated(t *testing.T) {
 	ctx, s, observer := testCtx(t), open(t), open(t)
 	key := "zktest/" + t.Name() + "/nodes/n1"
-	must[kvstore.Registration](t)(s.Register(ctx, key, []byte("v"), 2*time.Second))
+	check.Must(s.Register(ctx, key, []byte("v"), 2*time.Second))(t)
 	if err := observer.Delete(ctx, key); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +191,7 @@ func TestRegistrationRecreated(t *testing.T) {
 func TestWatchConcurrentWriters(t *testing.T) {
 	ctx, s := testCtx(t), open(t)
 	prefix := "zktest/" + t.Name() + "/"
-	ch := must[<-chan kvstore.Event](t)(s.Watch(ctx, prefix, 0))
+	ch := check.Must(s.Watch(ctx, prefix, 0))(t)
 	const writers, writes = 8, 40
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -258,11 +250,11 @@ func TestWatchConcurrentWriters(t *testing.T) {
 func TestWatchResume(t *testing.T) {
 	ctx, s := testCtx(t), open(t)
 	prefix := "zktest/" + t.Name() + "/"
-	must[uint64](t)(s.Put(ctx, prefix+"a", []byte("1")))
-	must[uint64](t)(s.Put(ctx, prefix+"b", []byte("1")))
+	check.Must(s.Put(ctx, prefix+"a", []byte("1")))(t)
+	check.Must(s.Put(ctx, prefix+"b", []byte("1")))(t)
 	_, rev := must2(t, s, prefix)
-	must[uint64](t)(s.Put(ctx, prefix+"b", []byte("2")))
-	ch := must[<-chan kvstore.Event](t)(s.Watch(ctx, prefix, rev))
+	check.Must(s.Put(ctx, prefix+"b", []byte("2")))(t)
+	ch := check.Must(s.Watch(ctx, prefix, rev))(t)
 	if ev := <-ch; ev.Type != kvstore.EventPut || ev.Key != prefix+"b" || string(ev.Value) != "2" {
 		t.Fatalf("writes only: got %v %s=%q, want a put of b", ev.Type, ev.Key, ev.Value)
 	}
@@ -270,7 +262,7 @@ func TestWatchResume(t *testing.T) {
 	if err := s.Delete(ctx, prefix+"a"); err != nil {
 		t.Fatal(err)
 	}
-	ch = must[<-chan kvstore.Event](t)(s.Watch(ctx, prefix, rev))
+	ch = check.Must(s.Watch(ctx, prefix, rev))(t)
 	if ev := <-ch; ev.Type != kvstore.EventReset || len(ev.Snapshot) != 1 || ev.Snapshot[0].Key != prefix+"b" {
 		t.Fatalf("after a delete: got %v %v, want a reset to b", ev.Type, ev.Snapshot)
 	}
@@ -294,14 +286,14 @@ func TestTLS(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	cfg := srv.Config()
-	s := must[kvstore.Store](t)(backends.Open(cfg))
+	s := check.Must(backends.Open(cfg))(t)
 	defer s.Close()
-	must[uint64](t)(s.Put(ctx, "k", []byte("over TLS")))
-	if kv := must[kvstore.KVPair](t)(s.Get(ctx, "k")); string(kv.Value) != "over TLS" {
+	check.Must(s.Put(ctx, "k", []byte("over TLS")))(t)
+	if kv := check.Must(s.Get(ctx, "k"))(t); string(kv.Value) != "over TLS" {
 		t.Fatalf("read back %q", kv.Value)
 	}
 	cfg.CAFile, cfg.Timeout = "", time.Second
-	plain := must[kvstore.Store](t)(backends.Open(cfg))
+	plain := check.Must(backends.Open(cfg))(t)
 	defer plain.Close()
 	if err := kvstore.Ping(ctx, plain); !errors.Is(err, kvstore.ErrUnavailable) {
 		t.Fatalf("plain client of a TLS server: %v, want ErrUnavailable", err)

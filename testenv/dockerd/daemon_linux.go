@@ -84,6 +84,7 @@ type Daemon struct {
 	LogPath string
 
 	proc   *testenv.Process
+	exited <-chan struct{}
 	mntNS  string // readlink /proc/PID/ns/mnt, once running
 	cgroup string // --cgroup-parent
 	// StartTime is how long dockerd took to answer GET /_ping.
@@ -105,7 +106,8 @@ shift 4
 exec "$@"`
 
 // Start starts dockerd of engine in the network namespace ns and waits
-// until it answers GET /_ping.
+// until it answers GET /_ping. If it does not, Start stops it and
+// whatever it started, and leaves Dir, log included, to the caller.
 //
 // The process is `unshare --mount --uts --propagation slave sh -c
 // SCRIPT`, started from a thread in ns (testenv.StartProcess): the
@@ -119,6 +121,9 @@ exec "$@"`
 func Start(ctx context.Context, engine Engine, ns *nshost.NS, opts Options) (*Daemon, error) {
 	if opts.Hostname == "" || opts.Dir == "" {
 		return nil, errors.New("dockerd: Options.Hostname and Options.Dir are required")
+	}
+	if strings.ContainsAny(opts.Hostname, "/ \t\n") || len(opts.Hostname) > 64 {
+		return nil, fmt.Errorf("dockerd: %q is no host name", opts.Hostname)
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -135,7 +140,7 @@ func Start(ctx context.Context, engine Engine, ns *nshost.NS, opts Options) (*Da
 	}
 	etc := filepath.Join(dir, "etc")
 	for _, p := range []string{d.PluginDir, filepath.Join(dir, "run", "containerd"), etc, d.DataRoot, d.ExecRoot,
-		filepath.Join(dir, "cli"), "/run/docker", "/run/containerd", "/etc/docker"} {
+		filepath.Join(dir, "cli"), filepath.Join(dir, "tmp"), "/run/docker", "/run/containerd", "/etc/docker"} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, err
 		}
@@ -155,17 +160,36 @@ func Start(ctx context.Context, engine Engine, ns *nshost.NS, opts Options) (*Da
 		timeout = time.Minute
 	}
 	start := time.Now()
+	// TMPDIR (the last of a name wins): containerd dumps its stacks there
+	// when dockerd kills it (20.10 sends SIGUSR1 first), which should go
+	// with Dir.
+	env := append(baseEnv(), "TMPDIR="+filepath.Join(dir, "tmp"))
 	d.proc, err = testenv.StartProcess("unshare", args,
-		testenv.ProcessOptions{Log: d.LogPath, NS: ns, Env: append(baseEnv(), engine.Env...)})
+		testenv.ProcessOptions{Log: d.LogPath, NS: ns, Env: append(env, engine.Env...)})
 	if err != nil {
 		return nil, err
 	}
+	d.exited = d.proc.Exited()
 	if err := d.waitReady(ctx, timeout); err != nil {
-		return nil, errors.Join(err, d.Close())
+		d.proc.Stop(stopGrace)
+		d.proc = nil
+		return nil, errors.Join(err, d.killLeftovers())
 	}
 	d.StartTime = time.Since(start)
-	d.mntNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", d.proc.PID()))
 	return d, nil
+}
+
+// noteMountNS records dockerd's mount namespace once its process has
+// left the test's (unshare runs before dockerd does).
+func (d *Daemon) noteMountNS() {
+	if d.mntNS != "" {
+		return
+	}
+	self, err1 := os.Readlink("/proc/self/ns/mnt")
+	ns, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", d.proc.PID()))
+	if err1 == nil && err2 == nil && ns != self {
+		d.mntNS = ns
+	}
 }
 
 func (d *Daemon) dockerdArgs(conf string, opts Options) []string {
@@ -214,7 +238,9 @@ func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {
 	defer cancel()
 	var last error
 	for {
+		d.noteMountNS()
 		if last = d.Ping(ctx); last == nil {
+			d.noteMountNS()
 			return nil
 		}
 		select {
@@ -271,7 +297,7 @@ func (d *Daemon) PID() int {
 }
 
 // Exited is closed when dockerd has exited.
-func (d *Daemon) Exited() <-chan struct{} { return d.proc.Exited() }
+func (d *Daemon) Exited() <-chan struct{} { return d.exited }
 
 // Env is the environment of a client of this daemon: DOCKER_HOST and a
 // DOCKER_CONFIG of its own, for docker-compose or another CLI.
@@ -297,10 +323,25 @@ func (d *Daemon) Docker(ctx context.Context, args ...string) (string, error) {
 // DockerInput is Docker with stdin (docker import -, docker load).
 func (d *Daemon) DockerInput(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
 	cmd := d.DockerCommand(ctx, args...)
+	cmd.Stdin = stdin
+	return d.run(cmd, "docker", args)
+}
+
+// Compose runs Debian's docker-compose (Compose 1.29, which negotiates
+// the API version with either engine) with ARGS in dir, the folder of a
+// docker-compose.yml, against this daemon; like Docker, it returns
+// stdout, and stderr on one line in the error.
+func (d *Daemon) Compose(ctx context.Context, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker-compose", args...)
+	cmd.Dir, cmd.Env = dir, d.Env()
+	return d.run(cmd, "docker-compose", args)
+}
+
+func (d *Daemon) run(cmd *exec.Cmd, name string, args []string) (string, error) {
 	var out, errb bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
+	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("docker %s on %s: %w: %s", strings.Join(args, " "), d.Hostname, err,
+		return out.String(), fmt.Errorf("%s %s on %s: %w: %s", name, strings.Join(args, " "), d.Hostname, err,
 			strings.Join(strings.Fields(errb.String()), " "))
 	}
 	return out.String(), nil
@@ -310,9 +351,12 @@ func (d *Daemon) DockerInput(ctx context.Context, stdin io.Reader, args ...strin
 // namespaces (nsenter --target PID --mount --net --uts), where a
 // meshagent serving the daemon as a network plugin must run: it sees
 // the sandboxes' namespace files under ExecRoot/netns and serves its
-// socket in /run/docker/plugins (PluginDir). The command gets SIGKILL if
-// the thread that started it dies, like testenv.StartProcess's; Close
-// kills what is still running in those namespaces.
+// socket in /run/docker/plugins (PluginDir). Named network namespaces
+// it makes in /run/netns stay in that mount namespace (see Start): the
+// test sees them through Command (ip netns), not in its own /run/netns.
+// The command gets SIGKILL if the thread that started it dies, like
+// testenv.StartProcess's; Stop kills what still runs in the daemon's
+// mount namespace.
 func (d *Daemon) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--target", strconv.Itoa(d.PID()),
 		"--mount", "--net", "--uts", "--", name}, args...)...)
@@ -320,12 +364,14 @@ func (d *Daemon) Command(ctx context.Context, name string, args ...string) *exec
 	return cmd
 }
 
-// StartProcess starts bin ARGS inside dockerd's namespaces as a
-// testenv.Process logging to log, for a long-running process such as a
-// meshagent.
+// StartProcess starts bin ARGS inside dockerd's namespaces, as Command
+// does, as a testenv.Process logging to log: for a long-running process
+// such as a meshagent. Its environment is the test's without DOCKER_*
+// and MESHNET_* variables.
 func (d *Daemon) StartProcess(bin string, args []string, log string) (*testenv.Process, error) {
 	return testenv.StartProcess("nsenter", append([]string{"--target", strconv.Itoa(d.PID()),
-		"--mount", "--net", "--uts", "--", bin}, args...), testenv.ProcessOptions{Log: log})
+		"--mount", "--net", "--uts", "--", bin}, args...),
+		testenv.ProcessOptions{Log: log, Env: append(baseEnv(), "PATH="+os.Getenv("PATH"))})
 }
 
 // Log returns the last n lines of dockerd's log.

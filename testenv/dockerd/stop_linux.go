@@ -23,7 +23,9 @@ import (
 // docker-proxy, and whatever Command started there) and in the cgroups
 // of its containers, whose parent cgroup it then removes. Dir is kept,
 // log included. It is an error if dockerd had to be killed, or had
-// exited by itself. Stopping a stopped daemon does nothing.
+// exited by itself. Stopping a stopped daemon does nothing. Stop a
+// daemon before the network plugin (meshagent) its containers use:
+// removing them calls the plugin.
 func (d *Daemon) Stop() error {
 	if d.proc == nil {
 		return nil
@@ -56,6 +58,10 @@ func (d *Daemon) Close() error {
 func (d *Daemon) removeContainers() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if err := d.Ping(ctx); err != nil {
+		return fmt.Errorf("%s on %s does not answer, its containers are left to Stop's SIGKILL: %w",
+			d.Engine.Name, d.Hostname, err)
+	}
 	out, err := d.Docker(ctx, "ps", "-aq")
 	if err != nil {
 		return err

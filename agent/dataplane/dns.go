@@ -1,0 +1,345 @@
+package dataplane
+
+// Names for the embedded DNS server (package resolver): a sandbox on a
+// network whose driver offers service discovery (user-defined bridge and
+// overlay networks; not the default bridge, as in Docker) asks
+// 127.0.0.11, which answers for every endpoint of the sandbox's
+// discoverable networks anywhere in the cluster (global networks: the
+// gossip table; local ones: this host's records): sandbox name, hostname,
+// aliases, NAME.NETWORK, and the sandbox's own --link aliases; other
+// names go to the upstream servers.
+
+import (
+	"bufio"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/meshnet/meshnet/agent/api"
+	"github.com/meshnet/meshnet/agent/driver"
+	"github.com/meshnet/meshnet/agent/sandboxes"
+	"github.com/meshnet/meshnet/resolver"
+	"github.com/meshnet/meshnet/sandbox"
+)
+
+// Resolver serves sandboxes at 127.0.0.11 (a *resolver.Server).
+type Resolver interface {
+	Attach(id, netns string) error
+	Detach(id, netns string)
+	Attached(id string) bool
+}
+
+// SetResolver gives the dataplane the DNS server to attach sandboxes to;
+// Names is what it answers from.
+func (d *Dataplane) SetResolver(r Resolver) { d.dns = r }
+
+// Names is what the DNS server answers from.
+func (d *Dataplane) Names() resolver.Names { return d.names }
+
+// DNSQueries counts the questions to the DNS server by outcome: local,
+// forwarded or failed.
+func (d *Dataplane) DNSQueries(outcome string) int64 {
+	switch outcome {
+	case "local":
+		return d.names.local.Load()
+	case "forwarded":
+		return d.names.forwarded.Load()
+	}
+	return d.names.failures.Load()
+}
+
+// Discoverable reports whether sandboxes of n find each other by name.
+func (d *Dataplane) Discoverable(n *driver.Network) bool {
+	drv, ok := d.nets.Driver(n)
+	if !ok {
+		return false
+	}
+	sd, ok := drv.(driver.ServiceDiscovery)
+	return ok && sd.Discoverable(n)
+}
+
+// UsesEmbeddedDNS reports whether the sandbox asks 127.0.0.11: it has an
+// endpoint on a discoverable network.
+func (d *Dataplane) UsesEmbeddedDNS(s *sandboxes.Sandbox) bool {
+	if s.SharesNamespace() {
+		return false
+	}
+	for _, e := range d.recs.Joined(s.ID) {
+		if n := d.nets.Table.Get(e.NetworkID); n != nil && d.Discoverable(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// ResolverSettings are the sandbox's nameservers, search domains and
+// options, by Docker's rules. A sandbox that uses the embedded DNS asks 127.0.0.11
+// (which forwards to --dns, the daemon's dns or the host's servers); one
+// on the default bridge only gets --dns, else the daemon's dns, else the
+// host's servers minus the loopback ones it could not reach. Search
+// domains: --dns-search, else the daemon's, else the host's; options:
+// --dns-opt, else the daemon's, else ndots:0 for the embedded DNS
+// (Docker's) or the host's.
+func (d *Dataplane) ResolverSettings(s *sandboxes.Sandbox) api.DNSConfig {
+	hostServers, hostSearch, hostOpts := readResolvConf(hostResolvConf)
+	dns, opts, search := s.DNS, s.DNSOpts, s.DNSSearch
+	if len(search) == 0 {
+		search = d.cfg.DNSSearch
+	}
+	if len(search) == 0 {
+		search = hostSearch
+	}
+	if len(opts) == 0 {
+		opts = d.cfg.DNSOpts
+	}
+	switch {
+	case d.UsesEmbeddedDNS(s):
+		dns = []string{resolver.Address.String()}
+		if len(opts) == 0 {
+			opts = []string{"ndots:0"}
+		}
+	default:
+		if len(dns) == 0 {
+			for _, a := range d.cfg.DNS {
+				dns = append(dns, a.String())
+			}
+		}
+		if len(dns) == 0 {
+			for _, a := range hostServers {
+				if ad, err := netip.ParseAddr(a); err == nil && !ad.IsLoopback() {
+					dns = append(dns, a)
+				}
+			}
+		}
+		if len(opts) == 0 {
+			opts = hostOpts
+		}
+	}
+	return api.DNSConfig{Nameservers: dns, Search: search, Options: opts}
+}
+
+// SyncDNS serves a sandbox at 127.0.0.11 when it uses the embedded DNS,
+// and stops when it no longer does (or is gone).
+func (d *Dataplane) SyncDNS(sandboxID string) {
+	if d.dns == nil {
+		return
+	}
+	s := d.recs.Sandbox(sandboxID)
+	use := s != nil && d.UsesEmbeddedDNS(s)
+	if use {
+		// Never into a namespace that is no longer the sandbox's (the
+		// reaper cleans that sandbox up).
+		if id, err := sandbox.Identify(s.NetNS); err != nil || (!s.NSID.IsZero() && id != s.NSID) {
+			use = false
+		}
+	}
+	switch {
+	case use && !d.dns.Attached(s.ID):
+		if err := d.dns.Attach(s.ID, s.NetNS); err != nil {
+			d.log.Warn("serving DNS in a sandbox", "sandbox", s.Name, "err", err)
+		}
+	case !use && d.dns.Attached(sandboxID):
+		path := ""
+		if s != nil {
+			path = s.NetNS
+		}
+		d.dns.Detach(sandboxID, path)
+	}
+}
+
+// DetachDNS stops serving a sandbox; path ("" for none) is the namespace
+// its redirect is taken out of.
+func (d *Dataplane) DetachDNS(sandboxID, path string) {
+	if d.dns != nil {
+		d.dns.Detach(sandboxID, path)
+	}
+}
+
+// names is the agent's view as the resolver reads it.
+type names struct {
+	d                          *Dataplane
+	local, forwarded, failures atomic.Int64
+}
+
+var _ resolver.Names = (*names)(nil)
+
+// record is one name of an endpoint a sandbox may see.
+type record struct {
+	names []string
+	addrs []netip.Addr
+}
+
+// recordsFor lists what the sandbox may resolve.
+func (r *names) recordsFor(sandboxID string) []record {
+	d := r.d
+	var out []record
+	for _, mine := range d.recs.Joined(sandboxID) {
+		n := d.nets.Table.Get(mine.NetworkID)
+		if n == nil || !d.Discoverable(n) {
+			continue
+		}
+		add := func(names []string, addrs ...netip.Addr) {
+			var all []string
+			for _, nm := range names {
+				if nm == "" {
+					continue
+				}
+				nm = strings.ToLower(nm)
+				all = append(all, nm, nm+"."+strings.ToLower(n.Name))
+			}
+			out = append(out, record{names: all, addrs: slices.DeleteFunc(addrs, func(x netip.Addr) bool { return !x.IsValid() })})
+		}
+		if n.Global() {
+			for _, ep := range d.remote.Endpoints(n.ID) {
+				add(append([]string{ep.Name}, ep.Aliases...), ep.IP, ep.IPv6)
+			}
+		} else {
+			for _, e := range d.recs.OnNetwork(n.ID, -1) {
+				if e.Joined() {
+					add(d.EndpointNames(e), e.Addr.Addr(), e.Addr6.Addr())
+				}
+			}
+		}
+		for _, l := range mine.Links { // this sandbox's own link aliases (IPv4: what icc off lets through)
+			name, alias, _ := strings.Cut(l, ":")
+			if t, err := d.recs.LinkTarget(name, n.ID); err == nil {
+				add([]string{alias}, t.Addr.Addr())
+			}
+		}
+	}
+	return out
+}
+
+// EndpointNames are the names an endpoint answers to: its sandbox's name
+// and hostname, and its aliases.
+func (d *Dataplane) EndpointNames(e *sandboxes.Endpoint) []string {
+	var names []string
+	if s := d.recs.Sandbox(e.SandboxID); s != nil {
+		names = append(names, s.Name.String(), s.Hostname)
+	} else if e.Name != "" {
+		names = append(names, e.Name)
+	}
+	names = append(names, e.Aliases...)
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+func (r *names) LookupHost(sandboxID, name string, v6 bool) ([]netip.Addr, bool) {
+	var out []netip.Addr
+	known := false
+	for _, rec := range r.recordsFor(sandboxID) {
+		if !slices.Contains(rec.names, name) {
+			continue
+		}
+		known = true
+		for _, ad := range rec.addrs {
+			if ad.Is6() == v6 && !slices.Contains(out, ad) {
+				out = append(out, ad)
+			}
+		}
+	}
+	return out, known
+}
+
+func (r *names) LookupAddr(sandboxID string, addr netip.Addr) ([]string, bool) {
+	var out []string
+	for _, rec := range r.recordsFor(sandboxID) {
+		if slices.Contains(rec.addrs, addr) {
+			out = append(out, rec.names...)
+		}
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	return out, len(out) > 0
+}
+
+// Upstreams: --dns, else the daemon's dns, else the host's resolv.conf
+// (loopback servers too: the agent asks from the host's namespace); none
+// for a sandbox only on internal networks.
+func (r *names) Upstreams(sandboxID string) []netip.AddrPort {
+	d := r.d
+	s := d.recs.Sandbox(sandboxID)
+	internalOnly := s != nil
+	var servers []string
+	if s != nil {
+		for _, e := range d.recs.Joined(s.ID) {
+			if n := d.nets.Table.Get(e.NetworkID); n != nil && !n.Internal {
+				internalOnly = false
+			}
+		}
+		servers = s.DNS
+	}
+	if internalOnly {
+		return nil
+	}
+	if len(servers) == 0 {
+		for _, ad := range d.cfg.DNS {
+			servers = append(servers, ad.String())
+		}
+	}
+	if len(servers) == 0 {
+		servers, _, _ = readResolvConf(hostResolvConf)
+	}
+	var out []netip.AddrPort
+	for _, sv := range servers {
+		if ad, err := netip.ParseAddr(sv); err == nil {
+			out = append(out, netip.AddrPortFrom(ad, 53))
+		}
+	}
+	return out
+}
+
+// Forwards: not a single-label name when the sandbox's resolver options
+// set ndots (--dns-opt or the agent's dns-opt), as in Docker: the user
+// asked for search domains to be tried, and the stub does so.
+func (r *names) Forwards(sandboxID, name string) bool {
+	if strings.Contains(name, ".") {
+		return true
+	}
+	opts := r.d.cfg.DNSOpts
+	if s := r.d.recs.Sandbox(sandboxID); s != nil && len(s.DNSOpts) > 0 {
+		opts = s.DNSOpts
+	}
+	return !slices.ContainsFunc(opts, func(o string) bool { return strings.HasPrefix(o, "ndots:") })
+}
+
+func (r *names) Stats(outcome string) {
+	switch outcome {
+	case "local":
+		r.local.Add(1)
+	case "forwarded":
+		r.forwarded.Add(1)
+	default:
+		r.failures.Add(1)
+	}
+}
+
+// hostResolvConf is the host's resolver file.
+var hostResolvConf = "/etc/resolv.conf"
+
+// readResolvConf reads nameserver, search and options lines.
+func readResolvConf(path string) (servers, search, opts []string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, nil
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		switch fields[0] {
+		case "nameserver":
+			servers = append(servers, fields[1])
+		case "search", "domain":
+			search = fields[1:]
+		case "options":
+			opts = append(opts, fields[1:]...)
+		}
+	}
+	return servers, search, opts
+}
