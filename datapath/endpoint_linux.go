@@ -125,6 +125,9 @@ func specOf(n *Network, ep *LocalEndpoint, br netlink.Link, mtu int) endpointSpe
 // namespace and the ARP sysctl. A sandbox that is gone is reported before
 // anything is touched, in it or on the host.
 func (d *Datapath) ensureEndpoint(idx *linkIndex, n *Network, ep *LocalEndpoint, br netlink.Link, mtu int) error {
+	if ep.Handoff {
+		return d.ensureHandoff(idx, n, ep, br, mtu)
+	}
 	ns, err := openSandbox(ep, d.hostID)
 	if err != nil {
 		return err
@@ -177,6 +180,51 @@ func (d *Datapath) ensureEndpoint(idx *linkIndex, n *Network, ep *LocalEndpoint,
 	errs := []error{d.attach(host, br, mtu)}
 	errs = append(errs, configureSandboxEnd(sh, peer, n, ep, mtu))
 	return errors.Join(errs...)
+}
+
+// ensureHandoff creates or repairs an endpoint whose sandbox end the
+// runtime moves (LocalEndpoint.Handoff): the pair is made in the host
+// namespace, the host end attached to the bridge; once the pair exists,
+// only the host end is looked at (the sandbox end may be in the sandbox by
+// now, renamed). A leftover sandbox end of ours in the host namespace
+// whose host end is gone is replaced.
+// Equivalent to: `ip link add VETH mtu MTU type veth peer name IFNAME
+// address MAC mtu MTU; ip link set VETH alias A master BRIDGE up; ip link
+// set IFNAME alias A`.
+func (d *Datapath) ensureHandoff(idx *linkIndex, n *Network, ep *LocalEndpoint, br netlink.Link, mtu int) error {
+	hostName, alias := VethName(n.ID, ep.ID), endpointAlias(n.ID, ep.ID)
+	host := idx.byName[hostName]
+	if host != nil {
+		if err := checkOwned(host, "veth", alias); err != nil {
+			return err
+		}
+		return d.attach(host, br, mtu)
+	}
+	if stale, err := d.h.LinkByName(ep.IfName); err == nil {
+		if err := checkOwned(stale, "veth", alias); err != nil {
+			return err
+		}
+		if err := d.h.LinkDel(stale); err != nil && !isNotFound(err) {
+			return fmt.Errorf("deleting stale %s: %w", ep.IfName, err)
+		}
+	} else if !isNotFound(err) {
+		return fmt.Errorf("reading %s: %w", ep.IfName, err)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.Alias, attrs.MTU = hostName, alias, mtu
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ep.IfName, PeerHardwareAddr: ep.mac(), PeerMTU: uint32(mtu)}
+	host, err := d.addLink(veth)
+	if err != nil {
+		return err
+	}
+	peer, err := d.h.LinkByName(ep.IfName)
+	if err == nil {
+		err = d.h.LinkSetAlias(peer, alias)
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("marking %s: %w", ep.IfName, err), d.delHalfMade(host, hostName))
+	}
+	return d.attach(host, br, mtu)
 }
 
 // addVeth creates the pair with its sandbox end directly inside the sandbox,

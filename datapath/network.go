@@ -171,6 +171,12 @@ type LocalEndpoint struct {
 	Addr6 netip.Prefix
 	// MAC is optional; MACFromIPv4(Addr.Addr()) when empty.
 	MAC net.HardwareAddr
+	// Handoff: the runtime moves the sandbox end into its sandbox itself
+	// (Docker's remote drivers): the pair is made with the sandbox end in
+	// the host namespace, named IfName, with its MAC, MTU and alias, and
+	// the datapath never looks inside the sandbox; the runtime sets its
+	// name there, addresses and routes. Sandbox is then informational.
+	Handoff bool
 	// DefaultRoute asks for the sandbox's default routes via the network's
 	// gateways through this interface. A sandbox has one default route per
 	// family, so the caller sets it on at most one of a sandbox's endpoints;
@@ -338,7 +344,7 @@ func (e *LocalEndpoint) validate() error {
 	switch {
 	case e.ID == "" || strings.ContainsRune(e.ID, 0):
 		return fmt.Errorf("%w: local endpoint id %q", ErrInvalid, e.ID)
-	case e.Sandbox == "":
+	case e.Sandbox == "" && !e.Handoff:
 		return fmt.Errorf("%w: local endpoint %s: no sandbox", ErrInvalid, e.ID)
 	case !validLinkName(e.IfName):
 		return fmt.Errorf("%w: local endpoint %s: interface name %q", ErrInvalid, e.ID, e.IfName)

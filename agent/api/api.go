@@ -299,6 +299,12 @@ type EndpointCreate struct {
 type EndpointJoin struct {
 	Sandbox   string `json:"Sandbox"` // id or name
 	Interface string `json:"Interface"`
+	// Handoff: the runtime moves the interface into the sandbox itself
+	// (Docker's remote drivers). The agent makes the pair with the
+	// sandbox end named Interface in the host namespace, and never looks
+	// inside the sandbox; the runtime names it there and sets its
+	// addresses and routes.
+	Handoff bool `json:"Handoff,omitempty"`
 }
 
 // Endpoint is an endpoint of this host.

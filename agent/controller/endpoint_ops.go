@@ -72,7 +72,7 @@ func (c *Controller) EndpointJoin(ctx context.Context, ref string, req api.Endpo
 	}
 	var rollback undo
 	defer func() { rollback.run() }()
-	if err := c.eps.join(s, e, req.Interface, &rollback); err != nil {
+	if err := c.eps.join(s, e, req.Interface, req.Handoff, &rollback); err != nil {
 		return api.Endpoint{}, err
 	}
 	if err := errors.Join(c.sbs.writeFiles(s.ID), c.State.SaveRecords([]string{s.ID}, []string{e.ID})); err != nil {

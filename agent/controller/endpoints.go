@@ -110,9 +110,10 @@ func (s *endpoints) create(ctx context.Context, n *driver.Network, spec endpoint
 }
 
 // join plumbs the endpoint into the sandbox as ifname ("" for the first
-// free ethN), announces it, and programs its network at once (the caller
-// waits for the interface).
-func (s *endpoints) join(sb *sandboxes.Sandbox, e *sandboxes.Endpoint, ifname string, rollback *undo) error {
+// free ethN; with handoff, the name in the host namespace of an interface
+// the runtime moves), announces it, and programs its network at once (the
+// caller waits for the interface).
+func (s *endpoints) join(sb *sandboxes.Sandbox, e *sandboxes.Endpoint, ifname string, handoff bool, rollback *undo) error {
 	n := s.nets.Table.Get(e.NetworkID)
 	switch {
 	case sb.SharesNamespace():
@@ -130,7 +131,7 @@ func (s *endpoints) join(sb *sandboxes.Sandbox, e *sandboxes.Endpoint, ifname st
 	if err := s.checkLinks(n, e.Links); err != nil {
 		return err
 	}
-	e, err := s.recs.Join(e.ID, sb.ID, ifname)
+	e, err := s.recs.Join(e.ID, sb.ID, ifname, handoff)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func (c *Controller) SandboxCreate(ctx context.Context, req api.SandboxCreate) (
 		if err != nil {
 			return api.CreateResponse{}, err
 		}
-		if err := c.eps.join(s, e, at.spec.ifname, &rollback); err != nil {
+		if err := c.eps.join(s, e, at.spec.ifname, false, &rollback); err != nil {
 			return api.CreateResponse{}, err
 		}
 	}

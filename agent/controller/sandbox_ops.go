@@ -118,7 +118,7 @@ func (c *Controller) NetworkConnect(ctx context.Context, netRef string, req api.
 	if err != nil {
 		return err
 	}
-	if err := c.eps.join(s, e, spec.ifname, &rollback); err != nil {
+	if err := c.eps.join(s, e, spec.ifname, false, &rollback); err != nil {
 		return err
 	}
 	if err := errors.Join(c.sbs.writeFiles(s.ID), c.State.SaveRecords([]string{s.ID}, []string{e.ID})); err != nil {

@@ -172,7 +172,8 @@ func (d *Dataplane) localEndpoints(networkID string, limit int) []datapath.Local
 		}
 		def := d.DefaultRoute(s)
 		out = append(out, datapath.LocalEndpoint{ID: e.ID, Sandbox: s.NetNS, SandboxID: s.NSID,
-			IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6, MAC: e.HardwareAddr(), DefaultRoute: def != nil && def.ID == e.ID})
+			IfName: e.IfName, Addr: e.Addr, Addr6: e.Addr6, MAC: e.HardwareAddr(), Handoff: e.Handoff,
+			DefaultRoute: def != nil && def.ID == e.ID})
 	}
 	return out
 }

@@ -37,6 +37,9 @@ type Endpoint struct {
 	// SandboxID and IfName are set while the endpoint is joined.
 	SandboxID string `json:"sandbox_id,omitempty"`
 	IfName    string `json:"ifname,omitempty"`
+	// Handoff: the runtime moved the interface into the sandbox (IfName
+	// is its name in the host namespace before the move).
+	Handoff bool `json:"handoff,omitempty"`
 }
 
 // Joined reports whether the endpoint is in a sandbox.

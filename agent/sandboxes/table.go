@@ -313,10 +313,10 @@ func (t *Table) putEndpointLocked(e *Endpoint) {
 }
 
 // Join puts an endpoint into a sandbox as interface ifname ("" for the
-// first free ethN), and returns the endpoint's new record. It refuses an
-// endpoint joined already, a second endpoint on one network, and an
-// interface name taken.
-func (t *Table) Join(endpointID, sandboxID, ifname string) (*Endpoint, error) {
+// first free ethN), handed off to the runtime or not, and returns the
+// endpoint's new record. It refuses an endpoint joined already, a second
+// endpoint on one network, and an interface name taken.
+func (t *Table) Join(endpointID, sandboxID, ifname string, handoff bool) (*Endpoint, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, s := t.endpoints[endpointID], t.sandboxes[sandboxID]
@@ -343,7 +343,7 @@ func (t *Table) Join(endpointID, sandboxID, ifname string) (*Endpoint, error) {
 		return nil, service.Conflictf("sandbox %s already has an interface %s", s.Name, ifname)
 	}
 	e = e.clone()
-	e.SandboxID, e.IfName = s.ID, ifname
+	e.SandboxID, e.IfName, e.Handoff = s.ID, ifname, handoff
 	t.putEndpointLocked(e)
 	s = s.clone()
 	s.Endpoints = append(s.Endpoints, e.ID)
@@ -374,7 +374,7 @@ func (t *Table) unjoinLocked(e *Endpoint) *Sandbox {
 		t.sandboxes[s.ID] = c
 	}
 	e = e.clone()
-	e.SandboxID, e.IfName = "", ""
+	e.SandboxID, e.IfName, e.Handoff = "", "", false
 	t.putEndpointLocked(e)
 	return s
 }
