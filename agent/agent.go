@@ -1,7 +1,8 @@
 // Package agent is meshagent: it reads the configuration and wires the
 // components together — this file is the whole picture.
 //
-//	adapters    agent/apiserver (HTTP API), agent/cniserver (CNI plugin)
+//	adapters    agent/apiserver (HTTP API), agent/cniserver (CNI plugin),
+//	            agent/dockerplugin (Docker network + IPAM plugin)
 //	               │ service.Service
 //	controller  agent/controller: operations, their rollback, the operation lock
 //	               │
@@ -205,6 +206,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stopDocker, err := a.serveDocker()
+	if err != nil {
+		srv.Shutdown(shutdownGrace)
+		return err
+	}
 	a.subscribe() // to the networks known from the data dir
 	a.goRun(func() { a.dp.Run(runCtx) })
 	a.goRun(func() { a.conn.Run(runCtx, a.nets, a.ctl, a.members.MemberNames) })
@@ -214,6 +220,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	a.log.Info("shutting down; the datapath keeps running")
+	stopDocker()
 	srv.Shutdown(shutdownGrace) // every handler has returned (rolled back if cancelled)
 	cancel()
 	a.wg.Wait()

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,11 @@ type Config struct {
 	GossipKey        []byte
 	LogLevel         string
 	LogFormat        string
+	// DockerPlugin is the socket of Docker's network and IPAM plugin
+	// ("" for none); DockerHost the local dockerd whose meshnet networks
+	// the agent keeps equal to the cluster's ("" for none).
+	DockerPlugin string
+	DockerHost   string
 }
 
 // Flags are meshagent's flags: every configuration key is a flag of the
@@ -100,6 +106,8 @@ func Flags() []cli.Flag {
 		list("default-address-pools", nil, "base=CIDR,size=N[,scope=global|local]: where automatic subnets come from"),
 		str("gossip-key", "", "base64 AES key (16, 24 or 32 bytes); gossip is encrypted when set"),
 		str("node-reclaim-after", "10m", "how long a node must be gone (from the store's nodes and from gossip) before its address leases are reclaimed"),
+		str("docker-plugin", "/run/docker/plugins/meshnet.sock", "socket of the Docker network and IPAM plugin meshnet; empty turns it off"),
+		str("docker-host", "unix:///var/run/docker.sock", "the local dockerd, whose meshnet networks the agent keeps equal to the cluster's (unix:// only); empty turns it off"),
 		str("log-level", "info", "debug, info, warn or error"),
 		str("log-format", "text", "text or json"),
 	}
@@ -251,20 +259,22 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // key and what is wrong with it.
 func ConfigFromCLI(c *cli.Context) (Config, error) {
 	cfg := Config{
-		NodeName:  c.String("node-name"),
-		StoreURL:  c.String("cluster-store"),
-		DataDir:   c.String("data-dir"),
-		Hosts:     c.StringSlice("host"),
-		Bridge:    c.String("bridge"),
-		ICC:       c.Bool("icc"),
-		IPForward: c.Bool("ip-forward"),
-		IPTables:  c.Bool("iptables"),
-		MTU:       c.Int("mtu"),
-		DNSOpts:   c.StringSlice("dns-opt"),
-		DNSSearch: c.StringSlice("dns-search"),
-		VXLANPort: c.Int("vxlan-port"),
-		LogLevel:  c.String("log-level"),
-		LogFormat: c.String("log-format"),
+		NodeName:     c.String("node-name"),
+		StoreURL:     c.String("cluster-store"),
+		DataDir:      c.String("data-dir"),
+		Hosts:        c.StringSlice("host"),
+		Bridge:       c.String("bridge"),
+		ICC:          c.Bool("icc"),
+		IPForward:    c.Bool("ip-forward"),
+		IPTables:     c.Bool("iptables"),
+		MTU:          c.Int("mtu"),
+		DNSOpts:      c.StringSlice("dns-opt"),
+		DNSSearch:    c.StringSlice("dns-search"),
+		VXLANPort:    c.Int("vxlan-port"),
+		LogLevel:     c.String("log-level"),
+		LogFormat:    c.String("log-format"),
+		DockerPlugin: c.String("docker-plugin"),
+		DockerHost:   c.String("docker-host"),
 	}
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -290,6 +300,14 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 	}
 	if cfg.DataDir == "" {
 		bad("data-dir", "it is empty")
+	}
+	if p := cfg.DockerPlugin; p != "" && (!filepath.IsAbs(p) || filepath.Clean(p) != p || strings.HasSuffix(p, "/")) {
+		bad("docker-plugin", "%q is not an absolute, clean path of a socket", p)
+	}
+	if h := cfg.DockerHost; h != "" {
+		if p, ok := strings.CutPrefix(h, "unix://"); !ok || !filepath.IsAbs(p) {
+			bad("docker-host", "%q must be unix:// and an absolute path, such as unix:///var/run/docker.sock", h)
+		}
 	}
 	for _, h := range cfg.Hosts {
 		if !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") {

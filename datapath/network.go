@@ -197,7 +197,10 @@ func MACFromIPv4(ip netip.Addr) net.HardwareAddr {
 
 // BridgeName returns the default name of the bridge of the overlay network
 // with the given VNI (see Network.Bridge).
-func BridgeName(vni uint32) string { return fmt.Sprintf("mnbr-%d", vni) }
+func BridgeName(vni uint32) string { return fmt.Sprintf(BridgePrefix+"%d", vni) }
+
+// BridgePrefix begins the name of every overlay network's bridge.
+const BridgePrefix = "mnbr-"
 
 // VXLANName returns the name of the VXLAN device of the network with the
 // given VNI.

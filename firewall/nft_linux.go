@@ -26,6 +26,8 @@ type Firewall struct {
 	last    map[string]string // guarded by mu; family → fingerprint
 	checked time.Time         // guarded by mu
 	recheck time.Duration
+
+	dockerChecked time.Time // guarded by mu; AllowInDockerUser's last look
 }
 
 // Recheck is how long Apply trusts that the kernel still holds what it

@@ -269,6 +269,11 @@ type SandboxCreate struct {
 	// runtime (with NetNS): its endpoints are told apart by interface
 	// name, and its namespace is the runtime's to delete.
 	ContainerID string `json:"ContainerID,omitempty"`
+	// Handoff: the runtime moves interfaces into the namespace itself
+	// (Docker's remote drivers), and NetNS may not exist yet. The agent
+	// never looks inside it, never reaps the sandbox (the runtime leaves
+	// its endpoints), and its endpoints join with EndpointJoin.Handoff.
+	Handoff bool `json:"Handoff,omitempty"`
 }
 
 // NetworkAttachment is one network of a new sandbox.
@@ -291,6 +296,9 @@ type EndpointCreate struct {
 	IP      string   `json:"IP"`      // requested IPv4 address
 	IP6     string   `json:"IP6"`     // requested IPv6 address
 	Aliases []string `json:"Aliases"`
+	// MacAddress asks for the interface's MAC (default: derived from
+	// its IPv4 address).
+	MacAddress string `json:"MacAddress,omitempty"`
 }
 
 // EndpointJoin is the body of POST /endpoints/{id}/join: the sandbox of

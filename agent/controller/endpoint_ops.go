@@ -24,7 +24,7 @@ func (c *Controller) EndpointCreate(ctx context.Context, req api.EndpointCreate)
 	if err != nil {
 		return api.Endpoint{}, err
 	}
-	spec, err := checkEndpoint(n, endpointRequest{name: req.Name, ip: req.IP, ip6: req.IP6, aliases: req.Aliases})
+	spec, err := checkEndpoint(n, endpointRequest{name: req.Name, ip: req.IP, ip6: req.IP6, mac: req.MacAddress, aliases: req.Aliases})
 	if err != nil {
 		return api.Endpoint{}, err
 	}

@@ -124,6 +124,10 @@ func (s *endpoints) join(sb *sandboxes.Sandbox, e *sandboxes.Endpoint, ifname st
 		return service.Conflictf("endpoint %s is already joined to a sandbox", e.ID[:12])
 	case s.recs.EndpointIn(sb.ID, n.ID) != nil:
 		return service.Conflictf("sandbox %s is already connected to network %s", sb.Name, n.Name)
+	case sb.Handoff != handoff:
+		return service.Invalidf("sandbox %s: an interface is handed off to the runtime exactly when the runtime moves its sandbox's interfaces itself", sb.Name)
+	case handoff && ifname == "":
+		return service.Invalidf("an interface handed off to the runtime needs its name in the host namespace")
 	}
 	if err := s.checkJoinable(n); err != nil {
 		return err

@@ -24,6 +24,19 @@ func (c *Controller) NetworkCreate(ctx context.Context, req api.NetworkCreate) (
 	return api.CreateResponse{ID: n.ID}, nil
 }
 
+// NetworkPlan checks req and returns the network NetworkCreate would
+// make now, its subnets picked, creating nothing.
+func (c *Controller) NetworkPlan(ctx context.Context, req api.NetworkCreate) (_ api.Network, err error) {
+	defer func() { err = c.serviceError(err) }()
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	n, err := c.Networks.Plan(ctx, req)
+	if err != nil {
+		return api.Network{}, err
+	}
+	return c.views.network(n), nil
+}
+
 // NetworkRemove deletes a network that has no endpoints on any host.
 func (c *Controller) NetworkRemove(ctx context.Context, ref string) (err error) {
 	defer func() { err = c.serviceError(err) }()

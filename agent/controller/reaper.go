@@ -35,6 +35,9 @@ func (c *Controller) ReapGone() {
 	check := c.Records.Sandboxes()
 	var gone []*sandboxes.Sandbox
 	for _, s := range check {
+		if s.Handoff {
+			continue // the runtime's to tell (Docker: Leave)
+		}
 		if g, err := c.sbs.namespaceGone(s); g {
 			gone = append(gone, s)
 		} else if err != nil {
@@ -84,7 +87,7 @@ func (c *Controller) ReapGone() {
 // it up.
 func (c *Controller) Recover() {
 	for _, s := range c.Records.Sandboxes() {
-		if !s.NSID.IsZero() {
+		if !s.NSID.IsZero() || s.Handoff {
 			continue
 		}
 		id, err := c.Namespaces.Identify(s.NetNS)

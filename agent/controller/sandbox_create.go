@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -116,7 +117,7 @@ func (t *sandboxSteps) fromRequest(ctx context.Context, req api.SandboxCreate) (
 		return plan{}, service.Invalidf("%v", err)
 	}
 	s := &sandboxes.Sandbox{ID: ids.New(), Name: name, Created: time.Now().UTC(), Hostname: req.Hostname,
-		NetNS: req.NetNS, External: req.NetNS != "", ContainerID: req.ContainerID, DNSOpts: req.DNSOpts, DNSSearch: req.DNSSearch}
+		NetNS: req.NetNS, External: req.NetNS != "", ContainerID: req.ContainerID, Handoff: req.Handoff, DNSOpts: req.DNSOpts, DNSSearch: req.DNSSearch}
 	if s.Hostname == "" {
 		s.Hostname = req.Name
 	}
@@ -125,6 +126,9 @@ func (t *sandboxSteps) fromRequest(ctx context.Context, req api.SandboxCreate) (
 	}
 	if req.ContainerID != "" && !s.External {
 		return plan{}, service.Invalidf("a sandbox made for a container (%s) adopts the container's namespace: give --netns", req.ContainerID)
+	}
+	if s.Handoff && (!s.External || !filepath.IsAbs(s.NetNS) || filepath.Clean(s.NetNS) != s.NetNS) {
+		return plan{}, service.Invalidf("a sandbox whose runtime moves interfaces itself needs the absolute path of its namespace")
 	}
 	for _, d := range req.DNS {
 		if _, err := netip.ParseAddr(d); err != nil {
@@ -329,6 +333,9 @@ func (t *sandboxSteps) makeNamespace(s *sandboxes.Sandbox, rollback *undo) error
 		}
 		s.NetNS = path
 		rollback.add(func() { t.ns.Remove(s.Name) })
+	}
+	if s.Handoff {
+		return nil // the runtime's namespace, perhaps not made yet
 	}
 	var err error
 	if s.NSID, err = t.ns.Identify(s.NetNS); err != nil {

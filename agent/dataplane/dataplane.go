@@ -54,6 +54,9 @@ type Remote interface {
 // Filter is the packet filter (a *firewall.Firewall).
 type Filter interface {
 	Apply(rs firewall.Ruleset) error
+	// AllowInDockerUser lets forwarding through interfaces named
+	// PREFIX… pass dockerd's filter, where there is one (a *firewall.Firewall).
+	AllowInDockerUser(prefix string) (bool, error)
 }
 
 // Dataplane programs this host's kernel from the agent's view.

@@ -61,12 +61,18 @@ func (d *Dataplane) Discoverable(n *driver.Network) bool {
 }
 
 // UsesEmbeddedDNS reports whether the sandbox asks 127.0.0.11: it has an
-// endpoint on a discoverable network.
+// endpoint on a discoverable network. A runtime that moves interfaces
+// itself (Docker, Handoff) runs its own resolver there: its sandboxes do
+// not.
 func (d *Dataplane) UsesEmbeddedDNS(s *sandboxes.Sandbox) bool {
 	if s.SharesNamespace() {
 		return false
 	}
-	for _, e := range d.recs.Joined(s.ID) {
+	joined := d.recs.Joined(s.ID)
+	if slices.ContainsFunc(joined, func(e *sandboxes.Endpoint) bool { return e.Handoff }) {
+		return false
+	}
+	for _, e := range joined {
 		if n := d.nets.Table.Get(e.NetworkID); n != nil && d.Discoverable(n) {
 			return true
 		}

@@ -111,6 +111,11 @@ func (d *Dataplane) publishedPorts() []firewall.Port {
 // batch tries again.
 func (d *Dataplane) syncFirewall() {
 	err := d.fw.Apply(d.ruleset())
+	if wrote, derr := d.fw.AllowInDockerUser(datapath.BridgePrefix); derr != nil {
+		d.log.Warn("letting meshnet's bridges through dockerd's filter", "chain", firewall.DockerUserChain, "err", derr)
+	} else if wrote {
+		d.log.Info("meshnet's bridges let through dockerd's filter", "chain", firewall.DockerUserChain, "rules", "-i "+datapath.BridgePrefix+"+ -j ACCEPT, -o "+datapath.BridgePrefix+"+ -j ACCEPT")
+	}
 	d.fwDown.Store(err != nil)
 	msg := ""
 	if err != nil {

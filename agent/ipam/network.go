@@ -101,6 +101,22 @@ func (a *Allocator) LeaseNetwork(ctx context.Context, req NetworkRequest,
 		explicit: explicit, auto4: true, auto6: req.IPv6}, with)
 }
 
+// PlanNetwork returns the subnets LeaseNetwork would lease for req now,
+// taking nothing: requested ones checked against the leases, automatic
+// ones picked from the pools. A LeaseNetwork made later may find them
+// taken meanwhile.
+func (a *Allocator) PlanNetwork(ctx context.Context, req NetworkRequest) ([]SubnetConfig, error) {
+	explicit, err := normalizeRequested(req.Subnets)
+	if err != nil {
+		return nil, err
+	}
+	leased, _, _, err := a.readLeases(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return a.chooseSubnets(subnetRequest{what: "network " + req.ID, id: req.ID, explicit: explicit, auto4: true, auto6: req.IPv6}, leased)
+}
+
 // subnetRequest is one transaction's worth of leases: a network's VNI and
 // subnets, or a pool's one subnet.
 type subnetRequest struct {

@@ -91,6 +91,27 @@ func (m *Manager) Create(ctx context.Context, req api.NetworkCreate) (*driver.Ne
 	return n, nil
 }
 
+// Plan checks the request and returns the network Create would make now,
+// its subnets picked, taking no lease.
+func (m *Manager) Plan(ctx context.Context, req api.NetworkCreate) (*driver.Network, error) {
+	n, d, err := m.fromRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	if d.Capabilities().Scope != driver.ScopeGlobal || n.ConfigOnly {
+		return n, m.leaseLocalSubnets(n, d)
+	}
+	ns, err := m.store.NetStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n.Subnets, err = ns.Alloc().PlanNetwork(ctx, ipam.NetworkRequest{ID: n.ID, Subnets: n.Subnets, IPv6: n.IPv6}); err != nil {
+		m.store.NoteErr(err)
+		return nil, err
+	}
+	return n, nil
+}
+
 // Remove deletes a network (its leases in the store, for a global one).
 // The caller has checked that no endpoint of this host is on it; the
 // store refuses while another host's are.

@@ -69,6 +69,9 @@ type Sandbox struct {
 	// ContainerID: the sandbox was made for this container by another
 	// runtime (CNI); its endpoints are told apart by interface name.
 	ContainerID string `json:"container_id,omitempty"`
+	// Handoff: the runtime moves interfaces into the namespace itself
+	// and owns it (Docker); it is never identified, entered or reaped.
+	Handoff bool `json:"handoff,omitempty"`
 	// HostNet: the sandbox is the host's own namespace (--net host).
 	HostNet bool `json:"host_net,omitempty"`
 	// SharedFrom is the id of the sandbox whose namespace this one shares

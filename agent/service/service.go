@@ -32,6 +32,10 @@ import (
 // bound on an operation).
 type Service interface {
 	NetworkCreate(ctx context.Context, req api.NetworkCreate) (api.CreateResponse, error)
+	// NetworkPlan checks req and returns the network NetworkCreate would
+	// make now (its subnets picked), creating nothing and leasing
+	// nothing: a NetworkCreate made later may find them taken.
+	NetworkPlan(ctx context.Context, req api.NetworkCreate) (api.Network, error)
 	NetworkList(ctx context.Context, filters map[string][]string) ([]api.Network, error)
 	NetworkInspect(ctx context.Context, ref string) (api.Network, error)
 	NetworkRemove(ctx context.Context, ref string) error

@@ -74,7 +74,8 @@ func (h *Host) args() []string {
 		"--node-name", h.Node,
 		"--data-dir", filepath.Join(h.Dir, "data"),
 		"-H", h.Socket,
-		"--bridge", "none"}
+		"--bridge", "none",
+		"--docker-plugin", "", "--docker-host", ""}
 	return append(args, h.c.opts.AgentArgs...)
 }
 

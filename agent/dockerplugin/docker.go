@@ -1,0 +1,100 @@
+package dockerplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// ErrNoSuchNetwork is Docker.Network's answer for an unknown id.
+var ErrNoSuchNetwork = errors.New("no such Docker network")
+
+// dockerd is Docker over moby's client library, with the API version
+// negotiated (Docker 20.10 speaks 1.41, the current engines more).
+type dockerd struct{ c *client.Client }
+
+// NewDocker returns the dockerd at host (unix:///PATH). Nothing is
+// dialled before the first call.
+func NewDocker(host string) (Docker, error) {
+	c, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker-host %s: %w", host, err)
+	}
+	return &dockerd{c}, nil
+}
+
+func (d *dockerd) Networks(ctx context.Context) ([]DockerNetwork, error) {
+	res, err := d.c.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("driver", Name)})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DockerNetwork, 0, len(res.Items))
+	for _, n := range res.Items {
+		if n.Driver == Name { // the filter is a substring match
+			out = append(out, fromDocker(n.Network))
+		}
+	}
+	return out, nil
+}
+
+func (d *dockerd) Network(ctx context.Context, id string) (DockerNetwork, error) {
+	res, err := d.c.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return DockerNetwork{}, ErrNoSuchNetwork
+	}
+	if err != nil {
+		return DockerNetwork{}, err
+	}
+	return fromDocker(res.Network.Network), nil
+}
+
+func (d *dockerd) CreateNetwork(ctx context.Context, n DockerNetwork) error {
+	cfg := network.IPAMConfig{}
+	var err error
+	if cfg.Subnet, err = netip.ParsePrefix(n.Subnet); err != nil {
+		return fmt.Errorf("network %s: subnet %q: %w", n.Name, n.Subnet, err)
+	}
+	if n.Gateway != "" {
+		if cfg.Gateway, err = netip.ParseAddr(n.Gateway); err != nil {
+			return fmt.Errorf("network %s: gateway %q: %w", n.Name, n.Gateway, err)
+		}
+	}
+	if n.IPRange != "" {
+		if cfg.IPRange, err = netip.ParsePrefix(n.IPRange); err != nil {
+			return fmt.Errorf("network %s: ip range %q: %w", n.Name, n.IPRange, err)
+		}
+	}
+	_, err = d.c.NetworkCreate(ctx, n.Name, client.NetworkCreateOptions{Driver: Name, Internal: n.Internal,
+		IPAM: &network.IPAM{Driver: Name, Config: []network.IPAMConfig{cfg}}, Options: n.Options, Labels: n.Labels})
+	return err
+}
+
+func (d *dockerd) RemoveNetwork(ctx context.Context, id string) error {
+	_, err := d.c.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func fromDocker(n network.Network) DockerNetwork {
+	out := DockerNetwork{ID: n.ID, Name: n.Name, Driver: n.Driver, Internal: n.Internal, Options: n.Options, Labels: n.Labels}
+	if len(n.IPAM.Config) > 0 {
+		c := n.IPAM.Config[0]
+		if c.Subnet.IsValid() {
+			out.Subnet = c.Subnet.String()
+		}
+		if c.Gateway.IsValid() {
+			out.Gateway = c.Gateway.String()
+		}
+		if c.IPRange.IsValid() {
+			out.IPRange = c.IPRange.String()
+		}
+	}
+	return out
+}

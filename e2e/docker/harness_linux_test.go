@@ -1,0 +1,205 @@
+// Package docker tests meshnet as Docker's network and IPAM plugin on real
+// engines (testenv/dockerd): namespace hosts each running a dockerd and a
+// meshagent inside that dockerd's namespaces, real containers, real
+// traffic across VXLAN.
+package docker
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshnet/meshnet/agent/client"
+	"github.com/meshnet/meshnet/testenv"
+	"github.com/meshnet/meshnet/testenv/dockerd"
+	"github.com/meshnet/meshnet/testenv/nshost"
+)
+
+// host is a namespace host with a dockerd and a meshagent serving it.
+type host struct {
+	name  string
+	h     *nshost.Host
+	d     *dockerd.Daemon
+	agent *testenv.Process
+	api   *client.Client
+	dir   string
+	log   string // the agent's log
+}
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// forEngine runs fn as a subtest on each Docker engine: legacy (Debian's
+// 20.10) and modern (Docker 29, built from moby's module); tag tells
+// them apart in namespace names.
+func forEngine(t *testing.T, ctx context.Context, fn func(t *testing.T, engine dockerd.Engine, tag string)) {
+	for _, e := range []struct {
+		name string
+		get  func(context.Context) (dockerd.Engine, error)
+	}{{"legacy", dockerd.Legacy}, {"modern", dockerd.Modern}} {
+		t.Run(e.name, func(t *testing.T) {
+			engine, err := e.get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fn(t, engine, e.name[:1])
+		})
+	}
+}
+
+// cluster makes hosts h1…hN on one underlay (192.0.2.N), each with a
+// dockerd of the engine and a meshagent in its namespaces: h1's agent
+// serves the embedded store, the others use it. Everything is removed at
+// the end of the test: containers and daemons first (their plugin calls
+// need the agents), then the agents, then the namespaces.
+func cluster(t *testing.T, ctx context.Context, engine dockerd.Engine, tag string, n int) []*host {
+	t.Helper()
+	bins, err := testenv.AgentBinaries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := nshost.Prefix(tag)
+	u, err := nshost.NewUnderlay(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := u.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := nshost.RemoveAll(prefix); err != nil {
+			t.Error(err)
+		}
+	})
+	var hosts []*host
+	for i := range n {
+		name := fmt.Sprintf("h%d", i+1)
+		nh, err := u.AddHost(name, netip.MustParsePrefix(fmt.Sprintf("192.0.2.%d/24", i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		d, err := dockerd.Start(ctx, engine, nh.NS, dockerd.Options{Hostname: tag + "-" + name, Dir: filepath.Join(dir, "docker"),
+			Bip: fmt.Sprintf("172.31.%d.1/24", i+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hst := &host{name: name, h: nh, d: d, dir: dir, log: filepath.Join(dir, "agent.log")}
+		t.Cleanup(func() { hst.close(t) })
+		if _, err := dockerd.ImportBusybox(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		store := "embedded"
+		if i > 0 {
+			store = "etcd://192.0.2.1:2379"
+		}
+		hst.startAgent(t, ctx, bins.Agent, store)
+		hosts = append(hosts, hst)
+	}
+	return hosts
+}
+
+func (h *host) startAgent(t *testing.T, ctx context.Context, bin, store string) {
+	t.Helper()
+	sock := filepath.Join(h.dir, "agent.sock")
+	args := []string{"--node-name", h.name, "--data-dir", filepath.Join(h.dir, "data"), "-H", "unix://" + sock,
+		"--bridge", "none", "--cluster-store", store, "--cluster-advertise", nshost.HostDev + ":7946",
+		"--docker-plugin", "/run/docker/plugins/meshnet.sock", "--docker-host", h.d.Socket, "--log-level", "debug"}
+	p, err := h.d.StartProcess(bin, args, h.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.agent = p
+	if h.api, err = client.New("unix://" + sock); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := h.api.Info(ctx); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("meshagent on %s does not answer: %v\n%s", h.name, err, h.tail(30))
+		}
+		select {
+		case <-p.Exited():
+			t.Fatalf("meshagent on %s exited:\n%s", h.name, h.tail(30))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if _, err := os.Stat(filepath.Join(h.d.PluginDir, "meshnet.sock")); err != nil {
+		t.Fatalf("meshagent on %s serves no plugin socket: %v\n%s", h.name, err, h.tail(30))
+	}
+}
+
+// close stops the daemon (removing its containers, which calls the
+// plugin), then the agent.
+func (h *host) close(t *testing.T) {
+	if err := h.d.Close(); err != nil {
+		t.Errorf("closing dockerd on %s: %v", h.name, err)
+	}
+	if h.agent != nil {
+		if !h.agent.Stop(10 * time.Second) {
+			t.Errorf("meshagent on %s did not stop on SIGTERM", h.name)
+		}
+	}
+	if h.api != nil {
+		h.api.Close()
+	}
+	if t.Failed() {
+		t.Logf("meshagent log of %s:\n%s", h.name, h.tail(60))
+	}
+}
+
+func (h *host) tail(n int) string {
+	b, err := os.ReadFile(h.log)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// docker runs the docker CLI against h's daemon and fails the test on an
+// error.
+func (h *host) docker(t *testing.T, ctx context.Context, args ...string) string {
+	t.Helper()
+	out, err := h.d.Docker(ctx, args...)
+	if err != nil {
+		t.Fatalf("%s: docker %s: %v\n%s\nagent log:\n%s", h.name, strings.Join(args, " "), err, out, h.tail(20))
+	}
+	return strings.TrimSpace(out)
+}
+
+// eventually retries fn every 100ms until it succeeds or d has passed.
+func eventually(t *testing.T, d time.Duration, what string, fn func() error) time.Duration {
+	t.Helper()
+	t0 := time.Now()
+	for {
+		err := fn()
+		if err == nil {
+			return time.Since(t0)
+		}
+		if time.Since(t0) > d {
+			t.Fatalf("%s: still not after %s: %v", what, d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// networks lists the names of h's Docker networks of the meshnet driver.
+func (h *host) networks(t *testing.T, ctx context.Context) []string {
+	out := h.docker(t, ctx, "network", "ls", "--filter", "driver=meshnet", "--format", "{{.Name}}")
+	if out == "" {
+		return nil
+	}
+	return strings.Fields(out)
+}

@@ -1,0 +1,144 @@
+package docker
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshnet/meshnet/testenv/dockerd"
+)
+
+// One `docker network create -d meshnet --ipam-driver meshnet` on h1 is a
+// meshnet global network and a Docker network on every host; containers
+// on the two hosts get distinct addresses from the cluster's leases and
+// talk across VXLAN through dockerd's own filter (FORWARD policy DROP);
+// `docker network rm` on h2 removes it everywhere.
+func TestNetworkAcrossHosts(t *testing.T) {
+	ctx := testCtx(t)
+	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
+		hosts := cluster(t, ctx, engine, "dkn"+tag, 2)
+		h1, h2 := hosts[0], hosts[1]
+		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "multi")
+		n, err := h1.api.NetworkInspect(ctx, "multi")
+		if err != nil {
+			t.Fatalf("the Docker network is no meshnet network: %v", err)
+		}
+		if n.Scope != "global" || n.Driver != "overlay" || n.VNI == 0 || len(n.IPAM.Config) != 1 {
+			t.Fatalf("meshnet network multi: %+v", n)
+		}
+		took := eventually(t, 30*time.Second, "network multi in h2's dockerd", func() error {
+			if got := h2.networks(t, ctx); !slices.Equal(got, []string{"multi"}) {
+				return fmt.Errorf("h2 has %v", got)
+			}
+			return nil
+		})
+		t.Logf("network made on h1 is in h2's dockerd %s later", took.Round(time.Millisecond))
+		subnet := h2.docker(t, ctx, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "multi")
+		if subnet != n.IPAM.Config[0].Subnet {
+			t.Errorf("h2's Docker network has subnet %q, the meshnet network %q", subnet, n.IPAM.Config[0].Subnet)
+		}
+
+		h1.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c1", dockerd.BusyboxImage, "sleep", "600")
+		h2.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c2", dockerd.BusyboxImage, "sleep", "600")
+		ip1 := h1.docker(t, ctx, "inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", "c1")
+		ip2 := h2.docker(t, ctx, "inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", "c2")
+		if ip1 == ip2 || ip1 == "" {
+			t.Fatalf("containers on two hosts got addresses %q and %q", ip1, ip2)
+		}
+		for _, p := range []struct {
+			h      *host
+			from   string
+			to, on string
+		}{{h2, "c2", ip1, "h1"}, {h1, "c1", ip2, "h2"}} {
+			took := eventually(t, 30*time.Second, p.from+" pings "+p.to, func() error {
+				out, err := p.h.d.Docker(ctx, "exec", p.from, "ping", "-c", "1", "-W", "1", p.to)
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+			t.Logf("%s reaches %s on %s across VXLAN (%s)", p.from, p.to, p.on, took.Round(time.Millisecond))
+		}
+		mtu := h1.docker(t, ctx, "exec", "c1", "cat", "/sys/class/net/eth0/mtu")
+		if mtu != fmt.Sprint(n.MTU) {
+			t.Errorf("c1's eth0 has MTU %s, the network %d", mtu, n.MTU)
+		}
+
+		h1.docker(t, ctx, "rm", "-f", "c1")
+		h2.docker(t, ctx, "rm", "-f", "c2")
+		eventually(t, 10*time.Second, "c1's and c2's leases given back", func() error {
+			n, err := h1.api.NetworkInspect(ctx, "multi")
+			if err != nil {
+				return err
+			}
+			if len(n.Containers) > 0 {
+				return fmt.Errorf("endpoints left: %v", n.Containers)
+			}
+			return nil
+		})
+		h2.docker(t, ctx, "network", "rm", "multi")
+		if _, err := h1.api.NetworkInspect(ctx, "multi"); err == nil {
+			t.Errorf("meshnet network multi still there after docker network rm on h2")
+		}
+		eventually(t, 30*time.Second, "network multi gone from h1's dockerd", func() error {
+			if got := h1.networks(t, ctx); len(got) > 0 {
+				return fmt.Errorf("h1 has %v", got)
+			}
+			return nil
+		})
+	})
+}
+
+// Bad requests through docker: one sentence in docker's own output,
+// nothing left on any host.
+func TestBadInput(t *testing.T) {
+	ctx := testCtx(t)
+	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
+		hosts := cluster(t, ctx, engine, "dkb"+tag, 2)
+		h1, h2 := hosts[0], hosts[1]
+		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "--subnet", "10.77.0.0/24", "taken")
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"-d", "meshnet", "bad1"}, "--ipam-driver meshnet"},
+			{[]string{"-d", "meshnet", "--ipam-driver", "meshnet", "-o", "bogus=1", "bad2"}, "bogus"},
+			{[]string{"-d", "meshnet", "--ipam-driver", "meshnet", "--subnet", "10.77.0.0/16", "bad3"}, "overlaps"},
+			{[]string{"-d", "meshnet", "--ipam-driver", "meshnet", "--ipv6", "bad4"}, "IPv4 only"},
+			{[]string{"-d", "meshnet", "--ipam-driver", "meshnet", "--ipam-opt", "x=y", "bad5"}, "--ipam-opt"},
+		} {
+			out, err := h1.d.Docker(ctx, append([]string{"network", "create"}, c.args...)...)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("docker network create %s: %v, %q; want an error saying %q", strings.Join(c.args, " "), err, out, c.want)
+			} else if msg := err.Error()[strings.Index(err.Error(), "Error response"):]; strings.Count(strings.TrimSpace(msg), "\n") > 0 {
+				t.Errorf("docker network create %s: more than one line:\n%s", strings.Join(c.args, " "), msg)
+			}
+		}
+		h1.docker(t, ctx, "run", "-d", "--net", "taken", "--name", "c1", dockerd.BusyboxImage, "sleep", "600")
+		if out, err := h1.d.Docker(ctx, "run", "-d", "--net", "taken", "--ip", "10.77.0.2", dockerd.BusyboxImage, "sleep", "600"); err == nil {
+			t.Errorf("docker run --ip of c1's address: %v, %q", err, out)
+		}
+		time.Sleep(2 * time.Second) // the mirror's period, twice
+		for _, h := range hosts {
+			nets, err := h.api.NetworkList(ctx, map[string][]string{"scope": {"global"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(nets) != 1 || nets[0].Name != "taken" {
+				t.Errorf("%s: meshnet networks after the bad creates: %v", h.name, nets)
+			}
+			if got := h.networks(t, ctx); !slices.Equal(got, []string{"taken"}) {
+				t.Errorf("%s: Docker networks after the bad creates: %v", h.name, got)
+			}
+		}
+		n, err := h2.api.NetworkInspect(ctx, "taken")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(n.Containers) != 1 {
+			t.Errorf("endpoints of network taken after a refused docker run: %v", n.Containers)
+		}
+	})
+}
