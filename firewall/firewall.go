@@ -41,8 +41,8 @@
 //		}
 //		chain forward {
 //			type filter hook forward priority filter; policy accept;
-//			iifname @internal drop comment "internal networks: nothing leaves"
-//			oifname @internal drop comment "internal networks: nothing enters"
+//			iifname @internal oifname != @bridges drop comment "internal networks: nothing leaves to the outside"
+//			oifname @internal iifname != @bridges drop comment "internal networks: nothing enters from the outside"
 //			oifname @bridges ct status dnat accept comment "published ports"
 //			iifname @bridges oifname @bridges jump between comment "between networks"
 //			oifname @bridges ct state established,related accept comment "answers"
@@ -288,8 +288,12 @@ func renderInet(rs Ruleset) *table {
 	slices.Sort(oneAddr.elems)
 	between.rules = append(between.rules, ruleSpec{comment: "networks are isolated", ops: []op{{kind: "drop"}}})
 	forward := chainSpec{name: "forward", hook: "forward", rules: []ruleSpec{
-		{comment: "internal networks: nothing leaves", ops: []op{{kind: "iifname@", arg: "internal"}, {kind: "drop"}}},
-		{comment: "internal networks: nothing enters", ops: []op{{kind: "oifname@", arg: "internal"}, {kind: "drop"}}},
+		// Only what crosses to or from the outside: with br_netfilter
+		// (dockerd loads it), frames bridged within a network cross this
+		// hook too, with the bridge as both interfaces; traffic between
+		// networks is the between chain's.
+		{comment: "internal networks: nothing leaves to the outside", ops: []op{{kind: "iifname@", arg: "internal"}, {kind: "oifname@", arg: "bridges", inv: true}, {kind: "drop"}}},
+		{comment: "internal networks: nothing enters from the outside", ops: []op{{kind: "oifname@", arg: "internal"}, {kind: "iifname@", arg: "bridges", inv: true}, {kind: "drop"}}},
 		{comment: "published ports", ops: []op{{kind: "oifname@", arg: "bridges"}, {kind: "ct-dnat"}, {kind: "accept"}}},
 		{comment: "between networks", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "oifname@", arg: "bridges"}, {kind: "jump", arg: "between"}}},
 		{comment: "answers", ops: []op{{kind: "oifname@", arg: "bridges"}, {kind: "ct-established"}, {kind: "accept"}}},

@@ -38,8 +38,8 @@ chain publish
 chain input (hook input)
 	sandboxes do not reach the host's loopback
 chain forward (hook forward)
-	internal networks: nothing leaves
-	internal networks: nothing enters
+	internal networks: nothing leaves to the outside
+	internal networks: nothing enters from the outside
 	published ports
 	between networks
 	answers

@@ -290,16 +290,22 @@ func (t *sandboxSteps) checkPublish(nets []attachment) error {
 // asked for, picked from the host's ephemeral range otherwise; a port
 // published by another sandbox or bound by a process is refused.
 func (t *sandboxSteps) pickPorts(s *sandboxes.Sandbox) error {
-	if len(s.Ports) == 0 {
+	return t.pickPortsExcept(s.Ports, "")
+}
+
+// pickPortsExcept picks host ports for ms as pickPorts does, the
+// mappings of the sandbox except (if not "") not counting as published.
+func (t *sandboxSteps) pickPortsExcept(ms []ports.Mapping, except string) error {
+	if len(ms) == 0 {
 		return nil
 	}
 	// The agent's own ports, bound or not at this moment: VXLAN, gossip,
 	// the embedded store.
-	published := append(t.recs.Published(), ports.Mapping{Proto: "udp", HostPort: uint16(t.cfg.VXLANPort)},
+	published := append(t.recs.PublishedExcept(except), ports.Mapping{Proto: "udp", HostPort: uint16(t.cfg.VXLANPort)},
 		ports.Mapping{Proto: "udp", HostPort: uint16(t.cfg.GossipPort)}, ports.Mapping{Proto: "tcp", HostPort: uint16(t.cfg.GossipPort)},
 		ports.Mapping{Proto: "tcp", HostPort: storeconn.EmbeddedClientPort}, ports.Mapping{Proto: "tcp", HostPort: storeconn.EmbeddedPeerPort})
 	lo, hi := ephemeralRange()
-	return ports.Pick(s.Ports, published, t.portUsable, lo, hi)
+	return ports.Pick(ms, published, t.portUsable, lo, hi)
 }
 
 // makeNamespace gives a new sandbox its namespace: a new one, the host's

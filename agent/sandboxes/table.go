@@ -217,12 +217,18 @@ func (t *Table) LinkTarget(name, networkID string) (*Endpoint, error) {
 }
 
 // Published lists every sandbox's published ports.
-func (t *Table) Published() []ports.Mapping {
+func (t *Table) Published() []ports.Mapping { return t.PublishedExcept("") }
+
+// PublishedExcept is Published without the mappings of the sandbox
+// except.
+func (t *Table) PublishedExcept(except string) []ports.Mapping {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []ports.Mapping
-	for _, s := range t.sandboxes {
-		out = append(out, s.Ports...)
+	for id, s := range t.sandboxes {
+		if id != except {
+			out = append(out, s.Ports...)
+		}
 	}
 	return out
 }

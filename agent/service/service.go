@@ -65,6 +65,10 @@ type Service interface {
 	SandboxList(ctx context.Context, filters map[string][]string) ([]api.Sandbox, error)
 	SandboxInspect(ctx context.Context, ref string) (api.Sandbox, error)
 	SandboxRemove(ctx context.Context, ref string, force bool) error
+	// SandboxPublish replaces the ports the sandbox publishes (-p
+	// values; none: unpublish) and returns the sandbox with its host
+	// ports picked.
+	SandboxPublish(ctx context.Context, ref string, publish []string) (api.Sandbox, error)
 
 	Nodes(ctx context.Context) ([]api.Node, error)
 	Info(ctx context.Context) (api.Info, error)

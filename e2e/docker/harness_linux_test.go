@@ -143,6 +143,11 @@ func (h *host) startAgent(t *testing.T, ctx context.Context, bin, store string) 
 // close stops the daemon (removing its containers, which calls the
 // plugin), then the agent.
 func (h *host) close(t *testing.T) {
+	if t.Failed() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		h.dump(t, ctx, "")
+		cancel()
+	}
 	if err := h.d.Close(); err != nil {
 		t.Errorf("closing dockerd on %s: %v", h.name, err)
 	}
@@ -202,4 +207,20 @@ func (h *host) networks(t *testing.T, ctx context.Context) []string {
 		return nil
 	}
 	return strings.Fields(out)
+}
+
+// dump logs what the kernel of h (and of its container c, if not "")
+// holds, for the analysis of a failure.
+func (h *host) dump(t *testing.T, ctx context.Context, c string) {
+	t.Helper()
+	for _, args := range [][]string{{"ip", "-br", "link"}, {"ip", "-br", "addr"}, {"bridge", "fdb", "show"}, {"ip", "neigh"}, {"nft", "list", "ruleset"}} {
+		out, err := h.d.Command(ctx, args[0], args[1:]...).CombinedOutput()
+		t.Logf("%s: %s: %v\n%s", h.name, strings.Join(args, " "), err, out)
+	}
+	if c != "" {
+		for _, args := range [][]string{{"ip", "addr"}, {"ip", "route"}, {"ip", "neigh"}} {
+			out, err := h.d.Docker(ctx, append([]string{"exec", c}, args...)...)
+			t.Logf("%s in %s: %s: %v\n%s", c, h.name, strings.Join(args, " "), err, out)
+		}
+	}
 }
