@@ -29,6 +29,8 @@ type host struct {
 	api   *client.Client
 	dir   string
 	log   string // the agent's log
+	bin   string // meshagent
+	store string // its cluster-store
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -102,25 +104,32 @@ func cluster(t *testing.T, ctx context.Context, engine dockerd.Engine, tag strin
 		if i > 0 {
 			store = "etcd://192.0.2.1:2379"
 		}
-		hst.startAgent(t, ctx, bins.Agent, store)
+		hst.bin, hst.store = bins.Agent, store
+		hst.startAgent(t, ctx)
 		hosts = append(hosts, hst)
 	}
 	return hosts
 }
 
-func (h *host) startAgent(t *testing.T, ctx context.Context, bin, store string) {
+func (h *host) startAgent(t *testing.T, ctx context.Context) {
 	t.Helper()
+	bin, store := h.bin, h.store
 	sock := filepath.Join(h.dir, "agent.sock")
 	args := []string{"--node-name", h.name, "--data-dir", filepath.Join(h.dir, "data"), "-H", "unix://" + sock,
 		"--bridge", "none", "--cluster-store", store, "--cluster-advertise", nshost.HostDev + ":7946",
-		"--docker-plugin", "/run/docker/plugins/meshnet.sock", "--docker-host", h.d.Socket, "--log-level", "debug"}
-	p, err := h.d.StartProcess(bin, args, h.log)
+		"--docker-plugin", filepath.Join(h.d.PluginDir, "meshnet.sock"), "--docker-host", h.d.Socket, "--log-level", "debug"}
+	// In the host's network namespace and the test's mount namespace: the
+	// agent never opens Docker's sandboxes (Docker moves the interfaces),
+	// so it needs none of dockerd's mounts, and outlives a restart of it.
+	p, err := testenv.StartProcess(bin, args, testenv.ProcessOptions{Log: h.log, NS: h.h.NS})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.agent = p
-	if h.api, err = client.New("unix://" + sock); err != nil {
-		t.Fatal(err)
+	if h.api == nil {
+		if h.api, err = client.New("unix://" + sock); err != nil {
+			t.Fatal(err)
+		}
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {

@@ -83,10 +83,13 @@ type Daemon struct {
 	// LogPath is dockerd's (and its containerd's) log.
 	LogPath string
 
-	proc   *testenv.Process
-	exited <-chan struct{}
-	mntNS  string // readlink /proc/PID/ns/mnt, once running
-	cgroup string // --cgroup-parent
+	proc    *testenv.Process
+	exited  <-chan struct{}
+	args    []string   // of unshare, dockerd's among them
+	ns      *nshost.NS // where it runs
+	timeout time.Duration
+	mntNS   string // readlink /proc/PID/ns/mnt, once running
+	cgroup  string // --cgroup-parent
 	// StartTime is how long dockerd took to answer GET /_ping.
 	StartTime time.Duration
 }
@@ -151,32 +154,62 @@ func Start(ctx context.Context, engine Engine, ns *nshost.NS, opts Options) (*Da
 	if err := os.WriteFile(conf, []byte("{}\n"), 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{"--mount", "--uts", "--propagation", "slave", "sh", "-c", mountScript, "sh",
+	d.args = []string{"--mount", "--uts", "--propagation", "slave", "sh", "-c", mountScript, "sh",
 		opts.Hostname, filepath.Join(dir, "run", "docker"), filepath.Join(dir, "run", "containerd"), etc,
 		engine.Dockerd}
-	args = append(args, d.dockerdArgs(conf, opts)...)
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = time.Minute
+	d.args = append(d.args, d.dockerdArgs(conf, opts)...)
+	d.ns, d.timeout = ns, opts.StartTimeout
+	if d.timeout == 0 {
+		d.timeout = time.Minute
 	}
+	if err := d.launch(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// launch starts the daemon's process and waits until it answers; if it
+// does not, it is stopped with what it started.
+func (d *Daemon) launch(ctx context.Context) error {
 	start := time.Now()
 	// TMPDIR (the last of a name wins): containerd dumps its stacks there
 	// when dockerd kills it (20.10 sends SIGUSR1 first), which should go
 	// with Dir.
-	env := append(baseEnv(), "TMPDIR="+filepath.Join(dir, "tmp"))
-	d.proc, err = testenv.StartProcess("unshare", args,
-		testenv.ProcessOptions{Log: d.LogPath, NS: ns, Env: append(env, engine.Env...)})
+	env := append(baseEnv(), "TMPDIR="+filepath.Join(d.Dir, "tmp"))
+	var err error
+	d.proc, err = testenv.StartProcess("unshare", d.args,
+		testenv.ProcessOptions{Log: d.LogPath, NS: d.ns, Env: append(env, d.Engine.Env...)})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	d.exited = d.proc.Exited()
-	if err := d.waitReady(ctx, timeout); err != nil {
+	if err := d.waitReady(ctx, d.timeout); err != nil {
 		d.proc.Stop(stopGrace)
 		d.proc = nil
-		return nil, errors.Join(err, d.killLeftovers())
+		return errors.Join(err, d.killLeftovers())
 	}
 	d.StartTime = time.Since(start)
-	return d, nil
+	return nil
+}
+
+// Restart stops dockerd as its service manager would (SIGTERM: it stops
+// its containers, and keeps them) and starts it again, in a new mount
+// namespace with the same folders bound: containers with a restart
+// policy come back. Paths under Dir (PluginDir among them) stay.
+func (d *Daemon) Restart(ctx context.Context) error {
+	if d.proc == nil {
+		return errors.New("dockerd: Restart of a stopped daemon")
+	}
+	graceful := d.proc.Stop(stopGrace)
+	d.proc = nil
+	if err := d.killLeftovers(); err != nil {
+		return err
+	}
+	if !graceful {
+		return fmt.Errorf("%s on %s did not exit within %s of SIGTERM", d.Engine.Name, d.Hostname, stopGrace)
+	}
+	d.mntNS = ""
+	return d.launch(ctx)
 }
 
 // noteMountNS records dockerd's mount namespace once its process has
