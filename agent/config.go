@@ -59,6 +59,9 @@ type Config struct {
 	// the agent keeps equal to the cluster's ("" for none).
 	DockerPlugin string
 	DockerHost   string
+	// DockerDNS is the address (on the loopback device) where the
+	// agent answers DNS for Docker's resolver: the daemon's dns setting.
+	DockerDNS netip.Addr
 }
 
 // Flags are meshagent's flags: every configuration key is a flag of the
@@ -108,6 +111,7 @@ func Flags() []cli.Flag {
 		str("node-reclaim-after", "10m", "how long a node must be gone (from the store's nodes and from gossip) before its address leases are reclaimed"),
 		str("docker-plugin", "/run/docker/plugins/meshnet.sock", "socket of the Docker network and IPAM plugin meshnet; empty turns it off"),
 		str("docker-host", "unix:///var/run/docker.sock", "the local dockerd, whose meshnet networks the agent keeps equal to the cluster's (unix:// only); empty turns it off"),
+		str("docker-dns", "169.254.53.53", "address where the agent answers DNS for Docker's containers (give it to dockerd as its dns); empty turns it off"),
 		str("log-level", "info", "debug, info, warn or error"),
 		str("log-format", "text", "text or json"),
 	}
@@ -303,6 +307,13 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 	}
 	if p := cfg.DockerPlugin; p != "" && (!filepath.IsAbs(p) || filepath.Clean(p) != p || strings.HasSuffix(p, "/")) {
 		bad("docker-plugin", "%q is not an absolute, clean path of a socket", p)
+	}
+	if v := c.String("docker-dns"); v != "" {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() || a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() {
+			bad("docker-dns", "%q is not a unicast IPv4 address (such as 169.254.53.53)", v)
+		}
+		cfg.DockerDNS = a
 	}
 	if h := cfg.DockerHost; h != "" {
 		if p, ok := strings.CutPrefix(h, "unix://"); !ok || !filepath.IsAbs(p) {

@@ -6,20 +6,35 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/meshnet/meshnet/agent/dockerplugin"
+	"github.com/meshnet/meshnet/datapath"
+	"github.com/meshnet/meshnet/resolver"
 )
 
 // serveDocker serves Docker's plugin protocol on the docker-plugin socket
 // and keeps the docker-host dockerd's meshnet networks in step; the
 // returned function stops both. Nothing is served when docker-plugin is
 // empty.
-func (a *Agent) serveDocker() (stop func(), err error) {
+func (a *Agent) serveDocker(kernel *datapath.Datapath, dns *resolver.Server) (stop func(), err error) {
+	if a.cfg.DockerPlugin == "" || !a.cfg.DockerDNS.IsValid() {
+		if err := kernel.EnsureDNSAddress(netip.Addr{}); err != nil {
+			a.log.Warn("removing the address of docker-dns", "err", err)
+		}
+	}
 	if a.cfg.DockerPlugin == "" {
 		return func() {}, nil
+	}
+	if a.cfg.DockerDNS.IsValid() {
+		if err := a.serveDockerDNS(kernel, dns); err != nil {
+			// Names across hosts are missed; the networks still work.
+			a.log.Error("not answering DNS for Docker's containers", "docker-dns", a.cfg.DockerDNS, "err", err)
+		}
 	}
 	var docker dockerplugin.Docker
 	if a.cfg.DockerHost != "" {
@@ -80,4 +95,40 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// serveDockerDNS answers DNS on docker-dns, an address the agent puts on
+// the loopback device (label lo:meshnet): Docker's resolver forwards there what it does not know
+// (the daemon's dns setting), from the container's namespace, so the
+// question comes from the container's address, which tells its sandbox
+// and the names it sees. Only the host's own containers are answered
+// (their address is a local endpoint's, or routed through a bridge): the
+// address is not a resolver for the underlay.
+func (a *Agent) serveDockerDNS(kernel *datapath.Datapath, dns *resolver.Server) error {
+	if err := kernel.EnsureDNSAddress(a.cfg.DockerDNS); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	type verdict struct {
+		ok   bool
+		when time.Time
+	}
+	bridged := map[netip.Addr]verdict{}
+	who := func(client netip.Addr) (string, bool) {
+		if sb, ok := a.dp.SandboxByAddr(client); ok {
+			return sb, true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		v, ok := bridged[client]
+		if !ok || time.Since(v.when) > 10*time.Second {
+			if len(bridged) > 4096 {
+				clear(bridged)
+			}
+			v = verdict{ok: kernel.ViaBridge(client), when: time.Now()}
+			bridged[client] = v
+		}
+		return "", v.ok
+	}
+	return dns.ServeAddress(a.cfg.DockerDNS, who)
 }

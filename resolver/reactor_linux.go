@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -52,6 +53,9 @@ type sock struct {
 	tcp     bool
 	sandbox string
 	a       *attached
+	// who, if set, tells the sandbox of each client by its address (a
+	// socket on the host, ServeAddress); ok false: not answered.
+	who func(client netip.Addr) (sandbox string, ok bool)
 
 	// mu is read-held while the descriptor is used (a read, a reply) and
 	// write-held to close it, so that a reply never goes out through a
@@ -179,16 +183,22 @@ func (r *reactor) readUDP(s *sock, buf []byte) {
 			continue // not a DNS query from IPv4: nobody to answer
 		}
 		dest := *to
+		sandbox := s.sandbox
+		if s.who != nil {
+			if sandbox, ok = s.who(netip.AddrFrom4(dest.Addr)); !ok {
+				continue
+			}
+		}
 		s.a.done.Add(1)
 		go func() {
 			defer s.a.done.Done()
-			r.replyUDP(s, q, &dest)
+			r.replyUDP(s, sandbox, q, &dest)
 		}()
 	}
 }
 
-func (r *reactor) replyUDP(s *sock, q *dns.Msg, to *unix.SockaddrInet4) {
-	resp := r.handle(s.sandbox, s.a, q, false)
+func (r *reactor) replyUDP(s *sock, sandbox string, q *dns.Msg, to *unix.SockaddrInet4) {
+	resp := r.handle(sandbox, s.a, q, false)
 	if resp == nil {
 		return
 	}
@@ -217,9 +227,20 @@ func (r *reactor) accept(s *sock) {
 		return
 	}
 	for range readBatch {
-		fd, _, err := unix.Accept4(s.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		fd, from, err := unix.Accept4(s.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
 			return
+		}
+		sandbox := s.sandbox
+		if s.who != nil {
+			to, ok := from.(*unix.SockaddrInet4)
+			if ok {
+				sandbox, ok = s.who(netip.AddrFrom4(to.Addr))
+			}
+			if !ok {
+				unix.Close(fd)
+				continue
+			}
 		}
 		f := os.NewFile(uintptr(fd), "dns-tcp")
 		c, err := net.FileConn(f) // a descriptor of its own
@@ -235,7 +256,7 @@ func (r *reactor) accept(s *sock) {
 		go func() {
 			defer s.a.done.Done()
 			defer s.a.untrack(c)
-			r.serveTCP(s, c)
+			r.serveTCP(s, sandbox, c)
 		}()
 	}
 }
@@ -243,7 +264,7 @@ func (r *reactor) accept(s *sock) {
 // serveTCP answers the queries of one connection, each a two-byte length
 // and a message, until the client is done, idle for tcpIdle, or has asked
 // tcpQueries.
-func (r *reactor) serveTCP(s *sock, c net.Conn) {
+func (r *reactor) serveTCP(s *sock, sandbox string, c net.Conn) {
 	defer c.Close()
 	for range tcpQueries {
 		c.SetDeadline(time.Now().Add(tcpIdle))
@@ -259,7 +280,7 @@ func (r *reactor) serveTCP(s *sock, c net.Conn) {
 		if q.Unpack(msg) != nil {
 			return
 		}
-		resp := r.handle(s.sandbox, s.a, q, true)
+		resp := r.handle(sandbox, s.a, q, true)
 		if resp == nil {
 			continue
 		}
@@ -278,7 +299,14 @@ func (r *reactor) serveTCP(s *sock, c net.Conn) {
 // ports the kernel picks; the caller runs it inside the sandbox's
 // namespace.
 func openSockets() (udp, tcp int, udpPort, tcpPort int, err error) {
-	addr := &unix.SockaddrInet4{Addr: Address.As4()}
+	return openSocketsAt(Address, 0)
+}
+
+// openSocketsAt makes a UDP socket and a TCP listener on addr:port (port
+// 0: one the kernel picks, the same for neither) in the caller's
+// namespace.
+func openSocketsAt(at netip.Addr, listenPort int) (udp, tcp int, udpPort, tcpPort int, err error) {
+	addr := &unix.SockaddrInet4{Addr: at.As4(), Port: listenPort}
 	port := func(fd int) (int, error) {
 		sa, err := unix.Getsockname(fd)
 		if err != nil {
@@ -291,6 +319,9 @@ func openSockets() (udp, tcp int, udpPort, tcpPort int, err error) {
 		return -1, -1, 0, 0, err
 	}
 	tcp, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err == nil && listenPort != 0 { // a fixed port, maybe in TIME_WAIT after a restart
+		err = unix.SetsockoptInt(tcp, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	}
 	if err == nil {
 		err = errors.Join(unix.Bind(udp, addr), unix.Bind(tcp, addr))
 	}

@@ -129,6 +129,48 @@ func (s *Server) Attach(sandbox, path string) error {
 	return nil
 }
 
+// ServeAddress answers at addr:53 in the caller's network namespace (the
+// host's), where a runtime's own resolver forwards its containers'
+// questions (Docker's, given addr as the daemon's dns): who tells the
+// sandbox of each client by its address, whose names it then gets; a
+// client who is refused (ok false) gets no answer, and one of no
+// sandbox ("") only forwarding. It stops with Close.
+func (s *Server) ServeAddress(addr netip.Addr, who func(client netip.Addr) (sandbox string, ok bool)) error {
+	if !addr.Is4() {
+		return fmt.Errorf("DNS address %s: IPv4 only", addr)
+	}
+	udp, tcp, _, _, err := openSocketsAt(addr, 53)
+	if err != nil {
+		return fmt.Errorf("serving DNS on %s:53: %w", addr, err)
+	}
+	key := "address " + addr.String()
+	a := &attached{inflight: make(chan struct{}, MaxInFlight), conns: map[net.Conn]bool{}}
+	a.udp = &sock{fd: udp, a: a, who: who}
+	a.tcp = &sock{fd: tcp, tcp: true, a: a, who: who}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.sandboxes[key] != nil {
+		unix.Close(udp)
+		unix.Close(tcp)
+		return fmt.Errorf("serving DNS on %s:53: closed or served already", addr)
+	}
+	if s.reactor == nil {
+		if s.reactor, err = newReactor(s.log, s.answer); err != nil {
+			unix.Close(udp)
+			unix.Close(tcp)
+			return err
+		}
+	}
+	for _, sk := range []*sock{a.udp, a.tcp} {
+		if err := s.reactor.add(sk); err != nil {
+			s.stop(s.reactor, a)
+			return err
+		}
+	}
+	s.sandboxes[key] = a
+	return nil
+}
+
 // Detach stops serving a sandbox; path, if given and its namespace still
 // exists, loses the redirect (give none for a path that may lead to
 // another namespace by now).

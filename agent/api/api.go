@@ -17,10 +17,13 @@
 //	POST   /sandboxes/create  SandboxCreate   → CreateResponse (201)
 //	GET    /sandboxes/{id-or-name}            → Sandbox
 //	DELETE /sandboxes/{id-or-name}[?force=1]  → 204
+//	POST   /sandboxes/{id-or-name}/publish SandboxPublish → Sandbox
 //	POST   /endpoints/create  EndpointCreate  → Endpoint (201)
 //	GET    /endpoints/{id}                    → Endpoint
 //	POST   /endpoints/{id}/join EndpointJoin  → Endpoint
 //	POST   /endpoints/{id}/leave              → 204
+//	POST   /endpoints/{id}/update EndpointUpdate → Endpoint
+//	POST   /endpoints/{id}/check  EndpointCheck  → 204
 //	DELETE /endpoints/{id}                    → 204
 //	POST   /cni/add           CNIAdd          → CNIResult (201)
 //	POST   /cni/check         CNICheck        → CNIResult
@@ -313,6 +316,21 @@ type EndpointJoin struct {
 	// inside the sandbox; the runtime names it there and sets its
 	// addresses and routes.
 	Handoff bool `json:"Handoff,omitempty"`
+}
+
+// SandboxPublish is the body of POST /sandboxes/{id}/publish: the ports
+// the sandbox publishes from now on (-p values; none unpublishes).
+type SandboxPublish struct {
+	Publish []string `json:"Publish"`
+}
+
+// EndpointUpdate is the body of POST /endpoints/{id}/update: the names
+// the endpoint answers to on its network's DNS, given by a runtime that
+// learns them after the endpoint was made (Docker's container name and
+// --network-alias).
+type EndpointUpdate struct {
+	Name    string   `json:"Name"`
+	Aliases []string `json:"Aliases"`
 }
 
 // Endpoint is an endpoint of this host.

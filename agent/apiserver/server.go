@@ -234,6 +234,14 @@ func (s *Server) routes() http.Handler {
 	handle("POST /endpoints/{id}/leave", func(r *http.Request) (int, any, error) {
 		return 204, nil, svc.EndpointLeave(r.Context(), r.PathValue("id"))
 	})
+	handle("POST /endpoints/{id}/update", func(r *http.Request) (int, any, error) {
+		var req api.EndpointUpdate
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		ep, err := svc.EndpointUpdate(r.Context(), r.PathValue("id"), req)
+		return 200, ep, err
+	})
 	handle("DELETE /endpoints/{id}", func(r *http.Request) (int, any, error) {
 		return 204, nil, svc.EndpointDelete(r.Context(), r.PathValue("id"))
 	})
@@ -301,6 +309,14 @@ func (s *Server) routes() http.Handler {
 		}
 		resp, err := svc.SandboxCreate(r.Context(), req)
 		return 201, resp, err
+	})
+	handle("POST /sandboxes/{id}/publish", func(r *http.Request) (int, any, error) {
+		var req api.SandboxPublish
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		sb, err := svc.SandboxPublish(r.Context(), r.PathValue("id"), req.Publish)
+		return 200, sb, err
 	})
 	handle("GET /sandboxes/{id}", func(r *http.Request) (int, any, error) {
 		sb, err := svc.SandboxInspect(r.Context(), r.PathValue("id"))

@@ -128,6 +128,39 @@ func (c *Controller) EndpointDelete(ctx context.Context, ref string) (err error)
 	return c.State.SaveRecords(nil, []string{e.ID})
 }
 
+// EndpointUpdate renames an endpoint and replaces its aliases; a joined
+// endpoint of a global network is announced again, so that every host
+// answers for its new names.
+func (c *Controller) EndpointUpdate(ctx context.Context, ref string, req api.EndpointUpdate) (_ api.Endpoint, err error) {
+	defer func() { err = c.serviceError(err) }()
+	_, done := c.operation(ctx)
+	defer done()
+	e, err := c.Records.FindEndpoint(ref)
+	if err != nil {
+		return api.Endpoint{}, err
+	}
+	n := c.Networks.Table.Get(e.NetworkID)
+	if n == nil {
+		return api.Endpoint{}, service.NotFoundf("network %s of the endpoint is gone", e.NetworkID)
+	}
+	spec, err := checkEndpoint(n, endpointRequest{name: req.Name, aliases: req.Aliases})
+	if err != nil {
+		return api.Endpoint{}, err
+	}
+	old := *e
+	e = c.Records.UpdateEndpoint(e.ID, func(e *sandboxes.Endpoint) { e.Name, e.Aliases = spec.name, spec.aliases })
+	if err := c.State.SaveRecords(nil, []string{e.ID}); err != nil {
+		c.Records.UpdateEndpoint(e.ID, func(e *sandboxes.Endpoint) { e.Name, e.Aliases = old.Name, old.Aliases })
+		return api.Endpoint{}, err
+	}
+	if sb := c.Records.Sandbox(e.SandboxID); sb != nil && n.Global() {
+		if err := c.Members.Announce(c.eps.announcement(sb, e)); err != nil {
+			return api.Endpoint{}, fmt.Errorf("announcing the endpoint's names: %w", err)
+		}
+	}
+	return c.views.endpoint(e), nil
+}
+
 // EndpointCheck verifies a joined endpoint in the kernel: its sandbox's
 // namespace (the one at req.NetNS, if given) holds its interface, up,
 // with its MAC and addresses.

@@ -222,12 +222,12 @@ func (s *endpoints) release(networkID string, addr netip.Addr, endpointID string
 // announcement is what peers learn about a local endpoint.
 func (s *endpoints) announcement(sb *sandboxes.Sandbox, e *sandboxes.Endpoint) gossip.Endpoint {
 	name := e.Name
-	if name == "" {
+	if name == "" && !sb.Handoff { // a runtime's sandbox name is no name of its containers
 		name = sb.Name.String()
 	}
 	// The hostname goes with the aliases: every host answers for it.
 	aliases := slices.Clone(e.Aliases)
-	if sb.Hostname != "" && sb.Hostname != name && !slices.Contains(aliases, sb.Hostname) {
+	if !sb.Handoff && sb.Hostname != "" && sb.Hostname != name && !slices.Contains(aliases, sb.Hostname) {
 		aliases = append(aliases, sb.Hostname)
 	}
 	ep := gossip.Endpoint{Network: e.NetworkID, ID: e.ID, Name: name,

@@ -39,6 +39,9 @@ type Config struct {
 	DNS       []netip.Addr
 	DNSOpts   []string
 	DNSSearch []string
+	// DockerDNS is where the agent answers for Docker's resolver (never
+	// an upstream of its own).
+	DockerDNS netip.Addr
 }
 
 // Remote is gossip's view as the dataplane reads it (agent/membership).

@@ -222,7 +222,7 @@ func (r *names) recordsFor(sandboxID string) []record {
 // and hostname, and its aliases.
 func (d *Dataplane) EndpointNames(e *sandboxes.Endpoint) []string {
 	var names []string
-	if s := d.recs.Sandbox(e.SandboxID); s != nil {
+	if s := d.recs.Sandbox(e.SandboxID); s != nil && !s.Handoff {
 		names = append(names, s.Name.String(), s.Hostname)
 	} else if e.Name != "" {
 		names = append(names, e.Name)
@@ -290,11 +290,23 @@ func (r *names) Upstreams(sandboxID string) []netip.AddrPort {
 	}
 	var out []netip.AddrPort
 	for _, sv := range servers {
-		if ad, err := netip.ParseAddr(sv); err == nil {
+		if ad, err := netip.ParseAddr(sv); err == nil && ad != d.cfg.DockerDNS {
 			out = append(out, netip.AddrPortFrom(ad, 53))
 		}
 	}
 	return out
+}
+
+// SandboxByAddr returns the sandbox of this host whose endpoint has the
+// address a (a client of the DNS server on the host, Docker's resolver
+// asking for one of its containers).
+func (d *Dataplane) SandboxByAddr(a netip.Addr) (string, bool) {
+	for _, e := range d.recs.Endpoints() {
+		if e.Joined() && (e.Addr.Addr() == a || e.Addr6.Addr() == a) {
+			return e.SandboxID, true
+		}
+	}
+	return "", false
 }
 
 // Forwards: not a single-label name when the sandbox's resolver options

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/network"
@@ -13,6 +14,10 @@ import (
 
 // ErrNoSuchNetwork is Docker.Network's answer for an unknown id.
 var ErrNoSuchNetwork = errors.New("no such Docker network")
+
+// ErrNoSuchEndpoint is Docker.EndpointNames's answer for an endpoint it
+// does not show (yet).
+var ErrNoSuchEndpoint = errors.New("no such Docker endpoint")
 
 // dockerd is Docker over moby's client library, with the API version
 // negotiated (Docker 20.10 speaks 1.41, the current engines more).
@@ -80,6 +85,34 @@ func (d *dockerd) RemoveNetwork(ctx context.Context, id string) error {
 		return nil
 	}
 	return err
+}
+
+func (d *dockerd) EndpointNames(ctx context.Context, networkID, endpointID string) (string, []string, error) {
+	res, err := d.c.NetworkInspect(ctx, networkID, client.NetworkInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return "", nil, ErrNoSuchEndpoint
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	for cid, ep := range res.Network.Containers {
+		if ep.EndpointID != endpointID {
+			continue
+		}
+		c, err := d.c.ContainerInspect(ctx, cid, client.ContainerInspectOptions{})
+		if cerrdefs.IsNotFound(err) {
+			return "", nil, ErrNoSuchEndpoint
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		var aliases []string
+		if ns := c.Container.NetworkSettings; ns != nil && ns.Networks[res.Network.Name] != nil {
+			aliases = ns.Networks[res.Network.Name].Aliases
+		}
+		return strings.TrimPrefix(c.Container.Name, "/"), aliases, nil
+	}
+	return "", nil, ErrNoSuchEndpoint
 }
 
 func fromDocker(n network.Network) DockerNetwork {

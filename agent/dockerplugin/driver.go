@@ -326,6 +326,7 @@ func (p *Plugin) join(ctx context.Context, req *network.JoinRequest) (*network.J
 		}
 		return nil, err
 	}
+	p.spawn(func() { p.nameEndpoint(req.NetworkID, req.EndpointID, b.Endpoint) })
 	resp := &network.JoinResponse{InterfaceName: network.InterfaceName{SrcName: ifname, DstPrefix: "eth"}}
 	if !n.Internal {
 		resp.Gateway = ep.Gateway

@@ -72,6 +72,9 @@ func (p *Plugin) requestPool(ctx context.Context, req *ipam.RequestPoolRequest) 
 		if err != nil || !subnet.Addr().Is4() {
 			return nil, fmt.Errorf("invalid subnet %q: an IPv4 prefix such as 10.20.0.0/24 is needed", req.Pool)
 		}
+		if err := p.checkPending(subnet.Masked()); err != nil {
+			return nil, err
+		}
 		if n, ok, err := p.networkBySubnet(ctx, subnet.Masked()); err != nil {
 			return nil, err
 		} else if ok { // another host's network, made here too
@@ -98,6 +101,19 @@ func (p *Plugin) requestPool(ctx context.Context, req *ipam.RequestPoolRequest) 
 		p.mu.Unlock()
 	}
 	return poolAnswer(pl), nil
+}
+
+// checkPending refuses a subnet that overlaps one of a network that Docker
+// has made through this plugin and that is not in meshnet yet.
+func (p *Plugin) checkPending(s netip.Prefix) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for sub := range p.pending {
+		if o, err := netip.ParsePrefix(sub); err == nil && o.Overlaps(s) {
+			return fmt.Errorf("subnet %s overlaps subnet %s of a network being created", s, o)
+		}
+	}
+	return nil
 }
 
 func poolAnswer(pl pool) *ipam.RequestPoolResponse {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/meshnet/meshnet/agent/api"
@@ -226,4 +227,37 @@ func (p *Plugin) mirror() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// nameEndpoint gives a joined meshnet endpoint the names of its Docker
+// container (its name, --network-alias) once dockerd shows them, so that
+// containers on other hosts resolve them.
+func (p *Plugin) nameEndpoint(dockerNet, dockerEP, meshEP string) {
+	if p.docker == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, nameWait)
+	defer cancel()
+	var name string
+	var aliases []string
+	for wait := 2 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		var err error
+		if name, aliases, err = p.docker.EndpointNames(ctx, dockerNet, dockerEP); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			if !errors.Is(err, ErrNoSuchEndpoint) {
+				p.log.Warn("reading a container's names from dockerd", "endpoint", dockerEP, "err", err)
+			}
+			return
+		case <-time.After(wait):
+		}
+	}
+	aliases = slices.DeleteFunc(slices.Clone(aliases), func(a string) bool { return a == name })
+	uctx, ucancel := context.WithTimeout(p.ctx, callTimeout)
+	defer ucancel()
+	if _, err := p.svc.EndpointUpdate(uctx, meshEP, api.EndpointUpdate{Name: name, Aliases: aliases}); err != nil && !errors.Is(err, service.ErrNotFound) {
+		p.log.Warn("naming a container's endpoint", "container", name, "endpoint", meshEP, "err", err)
+	}
 }

@@ -59,6 +59,10 @@ type Docker interface {
 	CreateNetwork(ctx context.Context, n DockerNetwork) error
 	// RemoveNetwork removes a network from dockerd.
 	RemoveNetwork(ctx context.Context, id string) error
+	// EndpointNames returns the DNS names of the container that has the
+	// endpoint on the network: its name and its aliases there;
+	// ErrNoSuchEndpoint while dockerd does not show it.
+	EndpointNames(ctx context.Context, networkID, endpointID string) (name string, aliases []string, err error)
 }
 
 // DockerNetwork is a network as dockerd describes it.

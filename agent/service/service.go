@@ -53,6 +53,9 @@ type Service interface {
 	EndpointJoin(ctx context.Context, id string, req api.EndpointJoin) (api.Endpoint, error)
 	EndpointLeave(ctx context.Context, id string) error
 	EndpointDelete(ctx context.Context, id string) error
+	// EndpointUpdate renames an endpoint and replaces its aliases; a
+	// joined one is announced again.
+	EndpointUpdate(ctx context.Context, id string, req api.EndpointUpdate) (api.Endpoint, error)
 	// EndpointCheck verifies a joined endpoint in the kernel: its
 	// sandbox's namespace (the one at req.NetNS, if given) holds its
 	// interface, up, with its MAC and addresses. ErrConflict says what

@@ -20,6 +20,9 @@ import (
 	"github.com/meshnet/meshnet/testenv/nshost"
 )
 
+// dockerDNS is the agent's docker-dns (its default).
+const dockerDNS = "169.254.53.53"
+
 // host is a namespace host with a dockerd and a meshagent serving it.
 type host struct {
 	name  string
@@ -90,8 +93,11 @@ func cluster(t *testing.T, ctx context.Context, engine dockerd.Engine, tag strin
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
+		// The one setting meshnet asks of dockerd: its dns is the agent's
+		// docker-dns, where names of containers on other hosts are
+		// answered.
 		d, err := dockerd.Start(ctx, engine, nh.NS, dockerd.Options{Hostname: tag + "-" + name, Dir: filepath.Join(dir, "docker"),
-			Bip: fmt.Sprintf("172.31.%d.1/24", i+1)})
+			Bip: fmt.Sprintf("172.31.%d.1/24", i+1), DNS: []string{dockerDNS}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/testenv/dockerd"
 )
 
@@ -21,14 +22,19 @@ func TestNetworkAcrossHosts(t *testing.T) {
 		hosts := cluster(t, ctx, engine, "dkn"+tag, 2)
 		h1, h2 := hosts[0], hosts[1]
 		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "multi")
-		n, err := h1.api.NetworkInspect(ctx, "multi")
-		if err != nil {
-			t.Fatalf("the Docker network is no meshnet network: %v", err)
-		}
+		// The meshnet network is made once dockerd has stored the Docker
+		// network under its name: a moment after the command.
+		var n api.Network
+		took := eventually(t, 10*time.Second, "meshnet network multi", func() error {
+			var err error
+			n, err = h1.api.NetworkInspect(ctx, "multi")
+			return err
+		})
+		t.Logf("meshnet network multi made %s after docker network create returned", took.Round(time.Millisecond))
 		if n.Scope != "global" || n.Driver != "overlay" || n.VNI == 0 || len(n.IPAM.Config) != 1 {
 			t.Fatalf("meshnet network multi: %+v", n)
 		}
-		took := eventually(t, 30*time.Second, "network multi in h2's dockerd", func() error {
+		took = eventually(t, 30*time.Second, "network multi in h2's dockerd", func() error {
 			if got := h2.networks(t, ctx); !slices.Equal(got, []string{"multi"}) {
 				return fmt.Errorf("h2 has %v", got)
 			}
