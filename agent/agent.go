@@ -176,6 +176,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.state.SaveAll(); err != nil {
 		return err
 	}
+	if err := checkGossipPort(a.vtep, a.cfg.GossipPort); err != nil {
+		return err
+	}
 	if err := a.members.Start(ctx); err != nil {
 		return err
 	}
