@@ -195,3 +195,27 @@ func findHolder(h *nshost.Host, port int) (pid int, name string, ok bool) {
 	})
 	return pid, name, ok
 }
+
+// dockerd without its agent (started first, or the agent stopped): a
+// command that needs the plugin fails, after dockerd's own retries, with
+// dockerd's sentence; once the agent is up, it works.
+func TestNoAgent(t *testing.T) {
+	ctx := testCtx(t)
+	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
+		h1 := cluster(t, ctx, engine, "dka"+tag, 1)[0]
+		if !h1.agent.Stop(10 * time.Second) {
+			t.Fatal("meshagent did not stop on SIGTERM")
+		}
+		t0 := time.Now()
+		out, err := h1.d.Docker(ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "multi")
+		if err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Errorf("docker network create without the agent: %v, %q", err, out)
+		}
+		t.Logf("docker network create without the agent failed after %s: %v", time.Since(t0).Round(100*time.Millisecond), err)
+		if got := h1.networks(t, ctx); len(got) > 0 {
+			t.Errorf("networks left: %v", got)
+		}
+		h1.startAgent(t, ctx)
+		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "multi")
+	})
+}
