@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshnet/meshnet/agent/api"
@@ -141,27 +142,50 @@ func (p *Plugin) removeDocker(dockerID string) {
 }
 
 // mirrorLoop compares the cluster's networks with dockerd's every
-// p.every, and when kicked.
+// p.every, and at once when this host's view of the cluster's networks
+// changes (looked at every tenth of p.every: a local read) or when kicked.
 func (p *Plugin) mirrorLoop() {
-	t := time.NewTicker(p.every)
+	t := time.NewTicker(p.every / 10)
 	defer t.Stop()
 	failing := false
+	var seen string
+	var last time.Time
 	for {
-		err := p.mirror()
-		switch {
-		case err != nil && !failing:
-			p.log.Warn("keeping dockerd's meshnet networks in step (retrying)", "err", err)
-		case err == nil && failing:
-			p.log.Info("dockerd's meshnet networks are in step again")
+		view := p.clusterView()
+		if view != seen || time.Since(last) >= p.every || failing {
+			err := p.mirror()
+			switch {
+			case err != nil && !failing:
+				p.log.Warn("keeping dockerd's meshnet networks in step (retrying)", "err", err)
+			case err == nil && failing:
+				p.log.Info("dockerd's meshnet networks are in step again")
+			}
+			failing, seen, last = err != nil, view, time.Now()
 		}
-		failing = err != nil
 		select {
 		case <-p.ctx.Done():
 			return
 		case <-t.C:
 		case <-p.kick:
+			seen = ""
 		}
 	}
+}
+
+// clusterView sums up this host's view of the cluster's networks: their
+// ids and names.
+func (p *Plugin) clusterView() string {
+	ctx, cancel := context.WithTimeout(p.ctx, time.Second)
+	defer cancel()
+	nets, err := p.svc.NetworkList(ctx, map[string][]string{"scope": {api.ScopeGlobal}, "driver": {api.DriverOverlay}})
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, n := range nets {
+		b.WriteString(n.ID + " " + n.Name + "\n")
+	}
+	return b.String()
 }
 
 // mirror makes dockerd's meshnet networks the cluster's global networks

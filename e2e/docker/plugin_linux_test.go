@@ -12,14 +12,15 @@ import (
 )
 
 // One `docker network create -d meshnet --ipam-driver meshnet` on h1 is a
-// meshnet global network and a Docker network on every host; containers
-// on the two hosts get distinct addresses from the cluster's leases and
-// talk across VXLAN through dockerd's own filter (FORWARD policy DROP);
-// `docker network rm` on h2 removes it everywhere.
+// meshnet global network and a Docker network on every host (three);
+// containers on the hosts get distinct addresses from the cluster's
+// leases and talk across VXLAN through dockerd's own filter (FORWARD
+// policy DROP); `docker network rm` on h2 removes it everywhere. A
+// network made with agentctl appears in every Docker too.
 func TestNetworkAcrossHosts(t *testing.T) {
 	ctx := testCtx(t)
 	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
-		hosts := cluster(t, ctx, engine, "dkn"+tag, 2)
+		hosts := cluster(t, ctx, engine, "dkn"+tag, 3)
 		h1, h2 := hosts[0], hosts[1]
 		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "multi")
 		// The meshnet network is made once dockerd has stored the Docker
@@ -34,47 +35,52 @@ func TestNetworkAcrossHosts(t *testing.T) {
 		if n.Scope != "global" || n.Driver != "overlay" || n.VNI == 0 || len(n.IPAM.Config) != 1 {
 			t.Fatalf("meshnet network multi: %+v", n)
 		}
-		took = eventually(t, 30*time.Second, "network multi in h2's dockerd", func() error {
-			if got := h2.networks(t, ctx); !slices.Equal(got, []string{"multi"}) {
-				return fmt.Errorf("h2 has %v", got)
+		for _, h := range hosts[1:] {
+			took = eventually(t, 30*time.Second, "network multi in "+h.name+"'s dockerd", func() error {
+				if got := h.networks(t, ctx); !slices.Equal(got, []string{"multi"}) {
+					return fmt.Errorf("%s has %v", h.name, got)
+				}
+				return nil
+			})
+			t.Logf("network made on h1 is in %s's dockerd %s later", h.name, took.Round(time.Millisecond))
+			subnet := h.docker(t, ctx, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "multi")
+			if subnet != n.IPAM.Config[0].Subnet {
+				t.Errorf("%s's Docker network has subnet %q, the meshnet network %q", h.name, subnet, n.IPAM.Config[0].Subnet)
 			}
-			return nil
-		})
-		t.Logf("network made on h1 is in h2's dockerd %s later", took.Round(time.Millisecond))
-		subnet := h2.docker(t, ctx, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "multi")
-		if subnet != n.IPAM.Config[0].Subnet {
-			t.Errorf("h2's Docker network has subnet %q, the meshnet network %q", subnet, n.IPAM.Config[0].Subnet)
 		}
 
-		h1.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c1", dockerd.BusyboxImage, "sleep", "600")
-		h2.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c2", dockerd.BusyboxImage, "sleep", "600")
-		ip1 := h1.docker(t, ctx, "inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", "c1")
-		ip2 := h2.docker(t, ctx, "inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", "c2")
-		if ip1 == ip2 || ip1 == "" {
-			t.Fatalf("containers on two hosts got addresses %q and %q", ip1, ip2)
+		ips := map[string]string{}
+		for i, h := range hosts {
+			c := fmt.Sprintf("c%d", i+1)
+			h.docker(t, ctx, "run", "-d", "--net", "multi", "--name", c, dockerd.BusyboxImage, "sleep", "600")
+			ip := h.docker(t, ctx, "inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", c)
+			for other, oip := range ips {
+				if oip == ip || ip == "" {
+					t.Fatalf("%s and %s got addresses %q and %q", c, other, ip, oip)
+				}
+			}
+			ips[c] = ip
 		}
-		for _, p := range []struct {
-			h      *host
-			from   string
-			to, on string
-		}{{h2, "c2", ip1, "h1"}, {h1, "c1", ip2, "h2"}} {
-			took := eventually(t, 30*time.Second, p.from+" pings "+p.to, func() error {
-				out, err := p.h.d.Docker(ctx, "exec", p.from, "ping", "-c", "1", "-W", "1", p.to)
+		for i, h := range hosts {
+			from, to := fmt.Sprintf("c%d", i+1), fmt.Sprintf("c%d", (i+1)%len(hosts)+1)
+			took := eventually(t, 30*time.Second, from+" pings "+to, func() error {
+				out, err := h.d.Docker(ctx, "exec", from, "ping", "-c", "1", "-W", "1", ips[to])
 				if err != nil {
 					return fmt.Errorf("%v: %s", err, out)
 				}
 				return nil
 			})
-			t.Logf("%s reaches %s on %s across VXLAN (%s)", p.from, p.to, p.on, took.Round(time.Millisecond))
+			t.Logf("%s on %s reaches %s across VXLAN (%s)", from, h.name, to, took.Round(time.Millisecond))
 		}
 		mtu := h1.docker(t, ctx, "exec", "c1", "cat", "/sys/class/net/eth0/mtu")
 		if mtu != fmt.Sprint(n.MTU) {
 			t.Errorf("c1's eth0 has MTU %s, the network %d", mtu, n.MTU)
 		}
 
-		h1.docker(t, ctx, "rm", "-f", "c1")
-		h2.docker(t, ctx, "rm", "-f", "c2")
-		eventually(t, 10*time.Second, "c1's and c2's leases given back", func() error {
+		for i, h := range hosts {
+			h.docker(t, ctx, "rm", "-f", fmt.Sprintf("c%d", i+1))
+		}
+		eventually(t, 10*time.Second, "the containers' leases given back", func() error {
 			n, err := h1.api.NetworkInspect(ctx, "multi")
 			if err != nil {
 				return err
@@ -88,12 +94,39 @@ func TestNetworkAcrossHosts(t *testing.T) {
 		if _, err := h1.api.NetworkInspect(ctx, "multi"); err == nil {
 			t.Errorf("meshnet network multi still there after docker network rm on h2")
 		}
-		eventually(t, 30*time.Second, "network multi gone from h1's dockerd", func() error {
-			if got := h1.networks(t, ctx); len(got) > 0 {
-				return fmt.Errorf("h1 has %v", got)
-			}
-			return nil
-		})
+		for _, h := range hosts {
+			eventually(t, 30*time.Second, "network multi gone from "+h.name+"'s dockerd", func() error {
+				if got := h.networks(t, ctx); len(got) > 0 {
+					return fmt.Errorf("%s has %v", h.name, got)
+				}
+				return nil
+			})
+		}
+
+		// agentctl's networks are Docker's too, and go with agentctl.
+		if _, err := h2.api.NetworkCreate(ctx, api.NetworkCreate{Name: "fromctl", Driver: api.DriverOverlay}); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hosts {
+			eventually(t, 30*time.Second, "network fromctl in "+h.name+"'s dockerd", func() error {
+				if got := h.networks(t, ctx); !slices.Equal(got, []string{"fromctl"}) {
+					return fmt.Errorf("%s has %v", h.name, got)
+				}
+				return nil
+			})
+		}
+		h1.docker(t, ctx, "run", "--rm", "--net", "fromctl", dockerd.BusyboxImage, "true")
+		if err := h2.api.NetworkRemove(ctx, "fromctl"); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hosts {
+			eventually(t, 30*time.Second, "network fromctl gone from "+h.name+"'s dockerd", func() error {
+				if got := h.networks(t, ctx); len(got) > 0 {
+					return fmt.Errorf("%s has %v", h.name, got)
+				}
+				return nil
+			})
+		}
 	})
 }
 
