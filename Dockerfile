@@ -1,28 +1,17 @@
-# The meshagent image: meshagent (the entrypoint) and agentctl, on Debian
-# with iproute2 (ip netns exec …) and ping for trying sandboxes out.
+# The meshagent image, built offline: no base image, no registry. `make
+# image` puts what it holds under build/image (static meshagent and
+# agentctl, and Debian's static busybox for sh, ip, ping, wget and nc) and
+# builds it; `docker compose up --build` does the second step again.
 #
-#   docker build -t meshnet/meshagent .
+#   make image            # = the files, then: docker build -t meshnet/meshagent:dev .
 #
 # The agent needs a privileged container (it creates network namespaces,
 # mounts, bridges and VXLAN devices); see docker-compose.yml for a
 # two-agent setup on one Docker host.
 
-FROM golang:1.26 AS build
-WORKDIR /src
-# Modules first, so that source changes do not download them again.
-COPY go.mod go.sum ./
-RUN go mod download
-COPY . .
-ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false \
-      -ldflags "-s -w -X github.com/meshnet/meshnet/agent.Version=${VERSION} -X main.version=${VERSION}" \
-      -o /out/ ./cmd/meshagent ./cmd/agentctl
-
-FROM debian:12-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates iproute2 iputils-ping \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/meshagent /out/agentctl /usr/local/bin/
+FROM scratch
+COPY build/image/ /
+ENV PATH=/usr/local/bin:/bin
 # gossip (TCP and UDP), VXLAN, embedded store clients
 EXPOSE 7946/tcp 7946/udp 4789/udp 2379/tcp
-ENTRYPOINT ["meshagent"]
+ENTRYPOINT ["/usr/local/bin/meshagent"]

@@ -8,7 +8,7 @@ export GOTOOLCHAIN := local
 GO ?= go
 GOTEST_TIMEOUT ?= 25m
 
-.PHONY: all build deps vet test e2e bench demo kvdemo consul tidy clean check-root install
+.PHONY: all build deps vet test e2e bench demo kvdemo consul tidy clean check-root install image
 
 PREFIX ?= /usr/local
 CNI_BIN_DIR ?= /opt/cni/bin
@@ -89,6 +89,19 @@ kvdemo:
 # narrows them).
 e2e: check-root consul
 	$(GO) test -count=1 -timeout $(GOTEST_TIMEOUT) ./e2e/ ./testenv/cluster/
+
+# The meshagent image, offline (Dockerfile, docker-compose.yml): static
+# meshagent and agentctl, and Debian's static busybox for a shell and
+# ping, under build/image; then the image, where docker is.
+IMAGE ?= meshnet/meshagent:dev
+BUSYBOX_APPLETS := sh ip ping wget nc cat ls mount
+image:
+	rm -rf build/image && install -d build/image/usr/local/bin build/image/bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o build/image/usr/local/bin/ ./cmd/meshagent ./cmd/agentctl
+	@[ -x /bin/busybox ] || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static; }
+	cp /bin/busybox build/image/bin/busybox
+	for a in $(BUSYBOX_APPLETS); do ln -s busybox build/image/bin/$$a; done
+	@if command -v docker >/dev/null; then docker build -t $(IMAGE) .; else echo "make: no docker here: the image's files are in build/image"; fi
 
 tidy:
 	$(GO) mod tidy
