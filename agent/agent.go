@@ -227,9 +227,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	srv.Shutdown(shutdownGrace) // every handler has returned (rolled back if cancelled)
 	cancel()
 	a.wg.Wait()
-	a.members.Close() // no more saves of the remote cache from its timer
+	a.members.Quiesce() // no more saves of the remote cache from its timer
 	a.state.SaveAll()
 	a.conn.Close()
+	a.members.Close() // last: peers drop the endpoints of a host silent for long
 	return nil
 }
 

@@ -111,10 +111,12 @@ func (m *Membership) Start(ctx context.Context) error {
 	}
 }
 
-// Close ends the subscriptions (Run waits for their consumers), stops
-// saving, and closes the gossip listeners without leaving the cluster:
-// peers keep this host's endpoints while it restarts.
-func (m *Membership) Close() {
+// Quiesce ends the subscriptions (Run waits for their consumers) and
+// stops saving, while gossip goes on answering the peers: an agent
+// shutting down keeps doing so until the very end, since peers that stop
+// hearing from it for the failure detector's few seconds drop its
+// endpoints.
+func (m *Membership) Quiesce() {
 	m.closeSubscriptions()
 	m.mu.Lock()
 	m.stopped = true
@@ -122,6 +124,12 @@ func (m *Membership) Close() {
 		m.saving.Stop()
 	}
 	m.mu.Unlock()
+}
+
+// Close quiesces and closes the gossip listeners without leaving the
+// cluster: peers keep this host's endpoints while it restarts.
+func (m *Membership) Close() {
+	m.Quiesce()
 	if m.cluster != nil {
 		m.cluster.Close()
 	}

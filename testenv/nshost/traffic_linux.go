@@ -18,13 +18,16 @@ type Echo struct {
 	Addr   net.Addr // where it listens
 	closer io.Closer
 	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool // open TCP connections; guarded by mu
 }
 
 // ServeEcho starts an echo server in the namespace on addr ("0.0.0.0:7"
 // style): network "tcp" echoes every connection's bytes back until the
 // peer closes, "udp" sends every datagram back to its sender.
 func (n *NS) ServeEcho(network, addr string) (*Echo, error) {
-	e := &Echo{}
+	e := &Echo{conns: map[net.Conn]bool{}}
 	switch network {
 	case "tcp", "tcp4":
 		ln, err := n.Listen(network, addr)
@@ -32,7 +35,7 @@ func (n *NS) ServeEcho(network, addr string) (*Echo, error) {
 			return nil, err
 		}
 		e.Addr, e.closer = ln.Addr(), ln
-		e.wg.Go(func() { serveTCPEcho(ln) })
+		e.wg.Go(func() { e.serveTCP(ln) })
 	case "udp", "udp4":
 		pc, err := n.ListenPacket(network, addr)
 		if err != nil {
@@ -46,15 +49,21 @@ func (n *NS) ServeEcho(network, addr string) (*Echo, error) {
 	return e, nil
 }
 
-// Close stops the server and waits for it; open TCP connections are
-// closed by their peers.
+// Close stops the server, closes its open TCP connections (a peer that
+// can no longer be reached would never close its own) and waits for it.
 func (e *Echo) Close() error {
 	err := e.closer.Close()
+	e.mu.Lock()
+	for c := range e.conns {
+		c.Close()
+	}
+	e.conns = nil
+	e.mu.Unlock()
 	e.wg.Wait()
 	return err
 }
 
-func serveTCPEcho(ln net.Listener) {
+func (e *Echo) serveTCP(ln net.Listener) {
 	var conns sync.WaitGroup
 	defer conns.Wait()
 	for {
@@ -62,8 +71,21 @@ func serveTCPEcho(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		e.mu.Lock()
+		if e.conns == nil { // closed meanwhile
+			e.mu.Unlock()
+			c.Close()
+			return
+		}
+		e.conns[c] = true
+		e.mu.Unlock()
 		conns.Go(func() {
-			defer c.Close()
+			defer func() {
+				c.Close()
+				e.mu.Lock()
+				delete(e.conns, c)
+				e.mu.Unlock()
+			}()
 			_, _ = io.Copy(c, c)
 		})
 	}
