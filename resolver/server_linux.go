@@ -105,17 +105,29 @@ func (s *Server) Attach(sandbox, path string) error {
 		unix.Close(tcp)
 		return fmt.Errorf("redirecting %s:53 in %s: %w", Address, path, err)
 	}
+	if err := s.serve(sandbox, a); err != nil && !errors.Is(err, errServed) { // errServed: closed or attached meanwhile
+		return err
+	}
+	return nil
+}
+
+var errServed = errors.New("closed, or served already")
+
+// serve starts reading a's sockets under key, or closes them and returns
+// errServed if the server is closed or serves key already.
+func (s *Server) serve(key string, a *attached) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.sandboxes[sandbox] != nil { // closed or attached meanwhile
-		unix.Close(udp)
-		unix.Close(tcp)
-		return nil
+	if s.closed || s.sandboxes[key] != nil {
+		unix.Close(a.udp.fd)
+		unix.Close(a.tcp.fd)
+		return errServed
 	}
 	if s.reactor == nil {
+		var err error
 		if s.reactor, err = newReactor(s.log, s.answer); err != nil {
-			unix.Close(udp)
-			unix.Close(tcp)
+			unix.Close(a.udp.fd)
+			unix.Close(a.tcp.fd)
 			return err
 		}
 	}
@@ -125,7 +137,7 @@ func (s *Server) Attach(sandbox, path string) error {
 			return err
 		}
 	}
-	s.sandboxes[sandbox] = a
+	s.sandboxes[key] = a
 	return nil
 }
 
@@ -143,31 +155,12 @@ func (s *Server) ServeAddress(addr netip.Addr, who func(client netip.Addr) (sand
 	if err != nil {
 		return fmt.Errorf("serving DNS on %s:53: %w", addr, err)
 	}
-	key := "address " + addr.String()
 	a := &attached{inflight: make(chan struct{}, MaxInFlight), conns: map[net.Conn]bool{}}
 	a.udp = &sock{fd: udp, a: a, who: who}
 	a.tcp = &sock{fd: tcp, tcp: true, a: a, who: who}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.sandboxes[key] != nil {
-		unix.Close(udp)
-		unix.Close(tcp)
-		return fmt.Errorf("serving DNS on %s:53: closed or served already", addr)
+	if err := s.serve("address "+addr.String(), a); err != nil {
+		return fmt.Errorf("serving DNS on %s:53: %w", addr, err)
 	}
-	if s.reactor == nil {
-		if s.reactor, err = newReactor(s.log, s.answer); err != nil {
-			unix.Close(udp)
-			unix.Close(tcp)
-			return err
-		}
-	}
-	for _, sk := range []*sock{a.udp, a.tcp} {
-		if err := s.reactor.add(sk); err != nil {
-			s.stop(s.reactor, a)
-			return err
-		}
-	}
-	s.sandboxes[key] = a
 	return nil
 }
 

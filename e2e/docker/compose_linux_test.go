@@ -14,7 +14,6 @@ import (
 
 	"github.com/meshnet/meshnet/testenv"
 	"github.com/meshnet/meshnet/testenv/dockerd"
-	"github.com/meshnet/meshnet/testenv/nshost"
 )
 
 // compose runs docker-compose with args in dir against h's dockerd, with
@@ -45,19 +44,7 @@ func TestComposeTrial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := nshost.Prefix("dkt")
-	u, err := nshost.NewUnderlay(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := u.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := nshost.RemoveAll(prefix); err != nil {
-			t.Error(err)
-		}
-	})
+	u := newUnderlay(t, "dkt")
 	h, err := u.AddHost("h1", netip.MustParsePrefix("192.0.2.1/24"))
 	if err != nil {
 		t.Fatal(err)
@@ -165,13 +152,7 @@ func TestComposeProject(t *testing.T) {
 	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
 		hosts := cluster(t, ctx, engine, "dkc2"+tag, 2)
 		h1, h2 := hosts[0], hosts[1]
-		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "multi")
-		eventually(t, 30*time.Second, "multi in h2's dockerd", func() error {
-			if got := h2.networks(t, ctx); len(got) != 1 {
-				return fmt.Errorf("h2 has %v", got)
-			}
-			return nil
-		})
+		createNetwork(t, ctx, hosts, "multi")
 		dir := t.TempDir()
 		if err := copyFile(filepath.Join("testdata", "compose-web.yml"), filepath.Join(dir, "docker-compose.yml")); err != nil {
 			t.Fatal(err)

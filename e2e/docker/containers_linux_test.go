@@ -21,14 +21,8 @@ func TestContainers(t *testing.T) {
 	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
 		hosts := cluster(t, ctx, engine, "dkc"+tag, 2)
 		h1, h2 := hosts[0], hosts[1]
-		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "--subnet", "10.78.0.0/24", "multi")
-		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "--subnet", "10.79.0.0/24", "--internal", "inside")
-		eventually(t, 30*time.Second, "both networks in h2's dockerd", func() error {
-			if got := h2.networks(t, ctx); len(got) != 2 {
-				return fmt.Errorf("h2 has %v", got)
-			}
-			return nil
-		})
+		createNetwork(t, ctx, hosts, "--subnet", "10.78.0.0/24", "multi")
+		createNetwork(t, ctx, hosts, "--subnet", "10.79.0.0/24", "--internal", "inside")
 
 		const mac = "02:42:0a:4e:00:32"
 		h1.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c1", "--ip", "10.78.0.50", "--mac-address", mac,

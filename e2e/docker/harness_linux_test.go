@@ -6,10 +6,12 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,19 +74,7 @@ func cluster(t *testing.T, ctx context.Context, engine dockerd.Engine, tag strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := nshost.Prefix(tag)
-	u, err := nshost.NewUnderlay(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := u.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := nshost.RemoveAll(prefix); err != nil {
-			t.Error(err)
-		}
-	})
+	u := newUnderlay(t, tag)
 	var hosts []*host
 	for i := range n {
 		name := fmt.Sprintf("h%d", i+1)
@@ -115,6 +105,42 @@ func cluster(t *testing.T, ctx context.Context, engine dockerd.Engine, tag strin
 		hosts = append(hosts, hst)
 	}
 	return hosts
+}
+
+// newUnderlay makes the hosts' switch, removed with every namespace of
+// the tag's prefix at the end of the test.
+func newUnderlay(t *testing.T, tag string) *nshost.Underlay {
+	t.Helper()
+	prefix := nshost.Prefix(tag)
+	u, err := nshost.NewUnderlay(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := errors.Join(u.Close(), nshost.RemoveAll(prefix)); err != nil {
+			t.Error(err)
+		}
+	})
+	return u
+}
+
+// createNetwork runs `docker network create -d meshnet --ipam-driver
+// meshnet ARGS` on the first host and waits until every host's dockerd
+// has the network (the last argument); it returns how long that took.
+func createNetwork(t *testing.T, ctx context.Context, hosts []*host, args ...string) time.Duration {
+	t.Helper()
+	name := args[len(args)-1]
+	hosts[0].docker(t, ctx, append([]string{"network", "create", "-d", "meshnet", "--ipam-driver", "meshnet"}, args...)...)
+	t0 := time.Now()
+	for _, h := range hosts {
+		eventually(t, 30*time.Second, "network "+name+" in "+h.name+"'s dockerd", func() error {
+			if !slices.Contains(h.networks(t, ctx), name) {
+				return fmt.Errorf("%s has %v", h.name, h.networks(t, ctx))
+			}
+			return nil
+		})
+	}
+	return time.Since(t0)
 }
 
 func (h *host) startAgent(t *testing.T, ctx context.Context) {

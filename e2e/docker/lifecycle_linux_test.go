@@ -26,13 +26,7 @@ func TestLifeCycle(t *testing.T) {
 	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
 		hosts := cluster(t, ctx, engine, "dkl"+tag, 2)
 		h1, h2 := hosts[0], hosts[1]
-		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "--subnet", "10.81.0.0/24", "multi")
-		eventually(t, 30*time.Second, "multi in h2's dockerd", func() error {
-			if got := h2.networks(t, ctx); len(got) != 1 {
-				return fmt.Errorf("h2 has %v", got)
-			}
-			return nil
-		})
+		createNetwork(t, ctx, hosts, "--subnet", "10.81.0.0/24", "multi")
 		h1.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c1", "--restart", "always", "--stop-timeout", "1",
 			dockerd.BusyboxImage, "sleep", "600")
 		h2.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c2", dockerd.BusyboxImage, "sleep", "600")
@@ -113,16 +107,7 @@ func TestGossipPortTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := nshost.Prefix("dkg")
-	u, err := nshost.NewUnderlay(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := errors.Join(u.Close(), nshost.RemoveAll(prefix)); err != nil {
-			t.Error(err)
-		}
-	})
+	u := newUnderlay(t, "dkg")
 	st, err := u.AddHost("st", netip.MustParsePrefix("192.0.2.100/24"))
 	if err != nil {
 		t.Fatal(err)

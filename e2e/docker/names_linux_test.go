@@ -24,13 +24,7 @@ func TestNames(t *testing.T) {
 	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
 		hosts := cluster(t, ctx, engine, "dkd"+tag, 2)
 		h1, h2 := hosts[0], hosts[1]
-		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "--subnet", "10.82.0.0/24", "multi")
-		eventually(t, 30*time.Second, "multi in h2's dockerd", func() error {
-			if got := h2.networks(t, ctx); len(got) != 1 {
-				return fmt.Errorf("h2 has %v", got)
-			}
-			return nil
-		})
+		createNetwork(t, ctx, hosts, "--subnet", "10.82.0.0/24", "multi")
 		h1.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c1", "--network-alias", "web", dockerd.BusyboxImage, "sleep", "600")
 		h2.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c2", dockerd.BusyboxImage, "sleep", "600")
 		ip1 := h1.docker(t, ctx, "inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", "c1")
