@@ -194,7 +194,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		DataDir: a.cfg.DataDir, Version: Version, GossipPort: a.cfg.GossipPort, VXLANPort: a.cfg.VXLANPort, IPTables: a.cfg.IPTables},
 		controller.Deps{Networks: a.nets, Records: a.recs, Store: a.conn, Members: a.members, Dataplane: a.dp, State: a.state,
 			Metrics: a.newMetrics()}, a.log)
-	a.ctl.Recover()
+	a.ctl.Reaper().Recover()
 	dns := resolver.New(a.dp.Names(), redirectDNS, firewall.UnredirectDNS, a.log)
 	defer dns.Close() // sandboxes cannot resolve while the agent is down; the redirects stay
 	a.dp.SetResolver(dns)
@@ -283,7 +283,7 @@ func (a *Agent) applyFailed(string, error) {
 func (a *Agent) reapLoop(ctx context.Context) {
 	t := time.NewTicker(resyncInterval)
 	defer t.Stop()
-	a.ctl.ReapGone()
+	a.ctl.Reaper().ReapGone()
 	for {
 		select {
 		case <-a.reap:
@@ -291,7 +291,7 @@ func (a *Agent) reapLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		a.ctl.ReapGone()
+		a.ctl.Reaper().ReapGone()
 	}
 }
 

@@ -148,7 +148,7 @@ func (u undo) run() {
 // say which store and that it is unreachable, without the client
 // library's details. Errors of no known kind are internal failures and
 // pass unchanged.
-func (c *Controller) serviceError(err error) error {
+func serviceError(storeURL string, err error) error {
 	var (
 		se   *service.Error
 		down *storeconn.DownError
@@ -173,9 +173,9 @@ func (c *Controller) serviceError(err error) error {
 	case errors.Is(err, ipam.ErrContention):
 		return kind(service.ErrUnavailable)
 	case errors.Is(err, kvstore.ErrPermission):
-		return service.Unavailablef("the cluster store %s refused the agent's credentials", c.cfg.StoreURL)
+		return service.Unavailablef("the cluster store %s refused the agent's credentials", storeURL)
 	case errors.Is(err, kvstore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return service.Unavailablef("the cluster store %s is unreachable; try again when it is back", c.cfg.StoreURL)
+		return service.Unavailablef("the cluster store %s is unreachable; try again when it is back", storeURL)
 	}
 	return err
 }

@@ -16,7 +16,7 @@ import (
 // EndpointCreate leases an endpoint's addresses on a network and records
 // it, joined to no sandbox yet.
 func (c *Controller) EndpointCreate(ctx context.Context, req api.EndpointCreate) (_ api.Endpoint, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, done := c.operation(ctx)
 	defer done()
 	c.Networks.Know(ctx, req.Network)
@@ -44,7 +44,7 @@ func (c *Controller) EndpointCreate(ctx context.Context, req api.EndpointCreate)
 
 // EndpointInspect describes an endpoint of this host.
 func (c *Controller) EndpointInspect(_ context.Context, ref string) (_ api.Endpoint, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	e, err := c.Records.FindEndpoint(ref)
 	if err != nil {
 		return api.Endpoint{}, err
@@ -54,7 +54,7 @@ func (c *Controller) EndpointInspect(_ context.Context, ref string) (_ api.Endpo
 
 // EndpointJoin plumbs an endpoint into a sandbox of this host.
 func (c *Controller) EndpointJoin(ctx context.Context, ref string, req api.EndpointJoin) (_ api.Endpoint, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	_, done := c.operation(ctx)
 	defer done()
 	if req.Interface != "" {
@@ -86,7 +86,7 @@ func (c *Controller) EndpointJoin(ctx context.Context, ref string, req api.Endpo
 // EndpointLeave takes an endpoint out of its sandbox; it keeps its
 // addresses.
 func (c *Controller) EndpointLeave(ctx context.Context, ref string) (err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	_, done := c.operation(ctx)
 	defer done()
 	e, err := c.Records.FindEndpoint(ref)
@@ -109,7 +109,7 @@ func (c *Controller) EndpointLeave(ctx context.Context, ref string) (err error) 
 
 // EndpointDelete gives a left endpoint's addresses back and forgets it.
 func (c *Controller) EndpointDelete(ctx context.Context, ref string) (err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, done := c.operation(ctx)
 	defer done()
 	e, err := c.Records.FindEndpoint(ref)
@@ -132,7 +132,7 @@ func (c *Controller) EndpointDelete(ctx context.Context, ref string) (err error)
 // endpoint of a global network is announced again, so that every host
 // answers for its new names.
 func (c *Controller) EndpointUpdate(ctx context.Context, ref string, req api.EndpointUpdate) (_ api.Endpoint, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	_, done := c.operation(ctx)
 	defer done()
 	e, err := c.Records.FindEndpoint(ref)
@@ -165,7 +165,7 @@ func (c *Controller) EndpointUpdate(ctx context.Context, ref string, req api.End
 // namespace (the one at req.NetNS, if given) holds its interface, up,
 // with its MAC and addresses.
 func (c *Controller) EndpointCheck(_ context.Context, ref string, req api.EndpointCheck) (err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	e, err := c.Records.FindEndpoint(ref)
 	if err != nil {
 		return err

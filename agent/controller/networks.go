@@ -14,7 +14,7 @@ import (
 
 // NetworkCreate validates req and creates the network.
 func (c *Controller) NetworkCreate(ctx context.Context, req api.NetworkCreate) (_ api.CreateResponse, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, done := c.operation(ctx)
 	defer done()
 	n, err := c.Networks.Create(ctx, req)
@@ -27,7 +27,7 @@ func (c *Controller) NetworkCreate(ctx context.Context, req api.NetworkCreate) (
 // NetworkPlan checks req and returns the network NetworkCreate would
 // make now, its subnets picked, creating nothing.
 func (c *Controller) NetworkPlan(ctx context.Context, req api.NetworkCreate) (_ api.Network, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	n, err := c.Networks.Plan(ctx, req)
@@ -39,7 +39,7 @@ func (c *Controller) NetworkPlan(ctx context.Context, req api.NetworkCreate) (_ 
 
 // NetworkRemove deletes a network that has no endpoints on any host.
 func (c *Controller) NetworkRemove(ctx context.Context, ref string) (err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, done := c.operation(ctx)
 	defer done()
 	c.Networks.Know(ctx, ref)
@@ -81,7 +81,7 @@ func (v *views) endpointsOf(n *driver.Network) []string {
 
 // NetworkPrune removes every user network without endpoints.
 func (c *Controller) NetworkPrune(ctx context.Context) (_ api.PruneResponse, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, done := c.operation(ctx)
 	defer done()
 	resp := api.PruneResponse{NetworksDeleted: []string{}}
@@ -94,7 +94,7 @@ func (c *Controller) NetworkPrune(ctx context.Context) (_ api.PruneResponse, err
 		switch {
 		case err == nil:
 			resp.NetworksDeleted = append(resp.NetworksDeleted, n.Name)
-		case errors.Is(c.serviceError(err), service.ErrConflict), errors.Is(err, ipam.ErrContention):
+		case errors.Is(serviceError(c.cfg.StoreURL, err), service.ErrConflict), errors.Is(err, ipam.ErrContention):
 			// in use, or changed meanwhile: not prunable now
 		default:
 			errs = append(errs, err)
@@ -110,7 +110,7 @@ func (c *Controller) NetworkPrune(ctx context.Context) (_ api.PruneResponse, err
 // id, driver, label, scope, type=custom|builtin). A name or id filter
 // matches substrings/prefixes as in Docker.
 func (c *Controller) NetworkList(ctx context.Context, filters map[string][]string) (_ []api.Network, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	for k := range filters {
 		switch k {
 		case "name", "id", "driver", "label", "scope", "type":
@@ -130,7 +130,7 @@ func (c *Controller) NetworkList(ctx context.Context, filters map[string][]strin
 
 // NetworkInspect returns one network.
 func (c *Controller) NetworkInspect(ctx context.Context, ref string) (_ api.Network, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	c.Networks.Know(ctx, ref)
 	n, err := c.Networks.Table.Find(ref)
 	if err != nil {
@@ -143,7 +143,7 @@ func (c *Controller) NetworkInspect(ctx context.Context, ref string) (_ api.Netw
 // it is unknown, takes no endpoints, or is global while the cluster store
 // cannot be reached.
 func (c *Controller) NetworkReady(ctx context.Context, ref string) (err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	c.Networks.Know(ctx, ref)

@@ -25,13 +25,23 @@ func (t *sandboxSteps) namespaceGone(s *sandboxes.Sandbox) (bool, error) {
 	return false, err
 }
 
+// Reaper keeps this host's sandboxes in step with their namespaces:
+// those whose namespace went without their runtime saying so are
+// forgotten, and at start each adopted one is pinned to its namespace
+// again.
+type Reaper struct{ c *Controller }
+
+// Reaper returns the controller's reaper.
+func (c *Controller) Reaper() Reaper { return Reaper{c} }
+
 // ReapGone forgets the sandboxes whose namespace is gone, or whose path
 // now leads to another namespace (a process that exited and its PID
 // reused, a named namespace deleted and made anew): their endpoints leave
 // (peers are told) and give their leases back. The new namespace at such
 // a path is never touched. A sandbox sharing a gone one's namespace goes
 // with it.
-func (c *Controller) ReapGone() {
+func (r Reaper) ReapGone() {
+	c := r.c
 	check := c.Records.Sandboxes()
 	var gone []*sandboxes.Sandbox
 	for _, s := range check {
@@ -85,7 +95,8 @@ func (c *Controller) ReapGone() {
 // namespace still holds our interface, since its path may lead elsewhere
 // by now (a PID reused): if not, it is marked so that the reaper cleans
 // it up.
-func (c *Controller) Recover() {
+func (r Reaper) Recover() {
+	c := r.c
 	for _, s := range c.Records.Sandboxes() {
 		if !s.NSID.IsZero() || s.Handoff {
 			continue

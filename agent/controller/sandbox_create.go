@@ -36,7 +36,7 @@ const maxHostnameLen = 63
 
 // SandboxCreate creates a sandbox and joins it to its networks.
 func (c *Controller) SandboxCreate(ctx context.Context, req api.SandboxCreate) (_ api.CreateResponse, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, done := c.operation(ctx)
 	defer done()
 	p, err := c.sbs.fromRequest(ctx, req)

@@ -17,7 +17,7 @@ import (
 // leases there (they could not be given back); with force it goes on and
 // leaves the leases to the orphan sweep.
 func (c *Controller) SandboxRemove(ctx context.Context, ref string, force bool) (err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, done := c.operation(ctx)
 	defer done()
 	s, err := c.Records.FindSandbox(ref)
@@ -80,7 +80,7 @@ func (c *Controller) dropSandbox(s *sandboxes.Sandbox, removeNS bool) error {
 
 // NetworkConnect joins an existing sandbox to one more network.
 func (c *Controller) NetworkConnect(ctx context.Context, netRef string, req api.NetworkConnect) (err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, done := c.operation(ctx)
 	defer done()
 	c.Networks.Know(ctx, netRef)
@@ -131,7 +131,7 @@ func (c *Controller) NetworkConnect(ctx context.Context, netRef string, req api.
 
 // NetworkDisconnect takes a sandbox off a network.
 func (c *Controller) NetworkDisconnect(ctx context.Context, netRef string, req api.NetworkDisconnect) (err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	ctx, done := c.operation(ctx)
 	defer done()
 	n, err := c.Networks.Table.Find(netRef)

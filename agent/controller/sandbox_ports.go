@@ -17,7 +17,7 @@ import (
 // that publishes once the sandbox exists (Docker's
 // ProgramExternalConnectivity) uses it.
 func (c *Controller) SandboxPublish(ctx context.Context, ref string, publish []string) (_ api.Sandbox, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	_, done := c.operation(ctx)
 	defer done()
 	s, err := c.Records.FindSandbox(ref)

@@ -17,7 +17,7 @@ import (
 // SandboxList lists this host's sandboxes matching filters: name
 // (substring), id (prefix), container-id and network (name or id).
 func (c *Controller) SandboxList(_ context.Context, filters map[string][]string) (_ []api.Sandbox, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	for k := range filters {
 		switch k {
 		case "name", "id", "container-id", "network":
@@ -59,7 +59,7 @@ func (v *views) matchSandbox(s *sandboxes.Sandbox, filters map[string][]string) 
 
 // SandboxInspect returns one sandbox.
 func (c *Controller) SandboxInspect(_ context.Context, ref string) (_ api.Sandbox, err error) {
-	defer func() { err = c.serviceError(err) }()
+	defer func() { err = serviceError(c.cfg.StoreURL, err) }()
 	s, err := c.Records.FindSandbox(ref)
 	if err != nil {
 		return api.Sandbox{}, err

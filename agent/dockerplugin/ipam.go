@@ -18,6 +18,10 @@ import (
 	"github.com/meshnet/meshnet/agent/service"
 )
 
+// ipamDriver is the plugin's IPAM face: its calls, over the state it
+// shares with the network driver.
+type ipamDriver struct{ *Plugin }
+
 // addressSpace is the one address space of the IPAM driver.
 const addressSpace = Name
 
@@ -56,7 +60,7 @@ func parsePoolID(id string) (pool, error) {
 	return pl, nil
 }
 
-func (p *Plugin) requestPool(ctx context.Context, req *ipam.RequestPoolRequest) (*ipam.RequestPoolResponse, error) {
+func (p ipamDriver) requestPool(ctx context.Context, req *ipam.RequestPoolRequest) (*ipam.RequestPoolResponse, error) {
 	if req.V6 {
 		return nil, errors.New("meshnet's Docker networks are IPv4 only for now: create the network without --ipv6")
 	}
@@ -105,7 +109,7 @@ func (p *Plugin) requestPool(ctx context.Context, req *ipam.RequestPoolRequest) 
 
 // checkPending refuses a subnet that overlaps one of a network that Docker
 // has made through this plugin and that is not in meshnet yet.
-func (p *Plugin) checkPending(s netip.Prefix) error {
+func (p ipamDriver) checkPending(s netip.Prefix) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for sub := range p.pending {
@@ -189,13 +193,13 @@ func (p *Plugin) networkOfPool(ctx context.Context, pl pool) (api.Network, error
 	return n, nil
 }
 
-func (p *Plugin) releasePool(context.Context, *ipam.ReleasePoolRequest) (*struct{}, error) {
+func (p ipamDriver) releasePool(context.Context, *ipam.ReleasePoolRequest) (*struct{}, error) {
 	// The subnet is the network's: it is given back when the network is
 	// removed (DeleteNetwork).
 	return &struct{}{}, nil
 }
 
-func (p *Plugin) requestAddress(ctx context.Context, req *ipam.RequestAddressRequest) (*ipam.RequestAddressResponse, error) {
+func (p ipamDriver) requestAddress(ctx context.Context, req *ipam.RequestAddressRequest) (*ipam.RequestAddressResponse, error) {
 	pl, err := parsePoolID(req.PoolID)
 	if err != nil {
 		return nil, err
@@ -240,7 +244,7 @@ func (p *Plugin) requestAddress(ctx context.Context, req *ipam.RequestAddressReq
 
 // gateway answers for the gateway of the pool's network: the existing
 // network's, or the one the new network will get.
-func (p *Plugin) gateway(ctx context.Context, pl pool, want netip.Addr) (*ipam.RequestAddressResponse, error) {
+func (p ipamDriver) gateway(ctx context.Context, pl pool, want netip.Addr) (*ipam.RequestAddressResponse, error) {
 	n, ok, err := p.networkBySubnet(ctx, pl.subnet)
 	if err != nil {
 		return nil, err
@@ -267,7 +271,7 @@ func (p *Plugin) gateway(ctx context.Context, pl pool, want netip.Addr) (*ipam.R
 	return &ipam.RequestAddressResponse{Address: netip.PrefixFrom(gw, pl.subnet.Bits()).String(), Data: map[string]string{}}, nil
 }
 
-func (p *Plugin) releaseAddress(ctx context.Context, req *ipam.ReleaseAddressRequest) (*struct{}, error) {
+func (p ipamDriver) releaseAddress(ctx context.Context, req *ipam.ReleaseAddressRequest) (*struct{}, error) {
 	pl, err := parsePoolID(req.PoolID)
 	if err != nil {
 		return nil, err

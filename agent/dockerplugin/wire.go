@@ -66,10 +66,11 @@ func (p *Plugin) Handler() http.Handler {
 	handle(mux, "IpamDriver.GetDefaultAddressSpaces", func(context.Context, *struct{}) (*ipam.AddressSpacesResponse, error) {
 		return &ipam.AddressSpacesResponse{LocalDefaultAddressSpace: addressSpace, GlobalDefaultAddressSpace: addressSpace}, nil
 	})
-	handle(mux, "IpamDriver.RequestPool", p.requestPool)
-	handle(mux, "IpamDriver.ReleasePool", p.releasePool)
-	handle(mux, "IpamDriver.RequestAddress", p.requestAddress)
-	handle(mux, "IpamDriver.ReleaseAddress", p.releaseAddress)
+	ip := ipamDriver{p}
+	handle(mux, "IpamDriver.RequestPool", ip.requestPool)
+	handle(mux, "IpamDriver.ReleasePool", ip.releasePool)
+	handle(mux, "IpamDriver.RequestAddress", ip.requestAddress)
+	handle(mux, "IpamDriver.ReleaseAddress", ip.releaseAddress)
 	return mux
 }
 

@@ -5,6 +5,7 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +38,8 @@ type host struct {
 	log   string // the agent's log
 	bin   string // meshagent
 	store string // its cluster-store
+	// gossipPort is the agents' gossip port (0: the default, 7946).
+	gossipPort int
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -109,7 +113,7 @@ func cluster(t *testing.T, ctx context.Context, engine dockerd.Engine, tag strin
 
 // newUnderlay makes the hosts' switch, removed with every namespace of
 // the tag's prefix at the end of the test.
-func newUnderlay(t *testing.T, tag string) *nshost.Underlay {
+func newUnderlay(t testing.TB, tag string) *nshost.Underlay {
 	t.Helper()
 	prefix := nshost.Prefix(tag)
 	u, err := nshost.NewUnderlay(prefix)
@@ -143,12 +147,12 @@ func createNetwork(t *testing.T, ctx context.Context, hosts []*host, args ...str
 	return time.Since(t0)
 }
 
-func (h *host) startAgent(t *testing.T, ctx context.Context) {
+func (h *host) startAgent(t testing.TB, ctx context.Context) {
 	t.Helper()
 	bin, store := h.bin, h.store
 	sock := filepath.Join(h.dir, "agent.sock")
 	args := []string{"--node-name", h.name, "--data-dir", filepath.Join(h.dir, "data"), "-H", "unix://" + sock,
-		"--bridge", "none", "--cluster-store", store, "--cluster-advertise", nshost.HostDev + ":7946",
+		"--bridge", "none", "--cluster-store", store, "--cluster-advertise", nshost.HostDev + ":" + strconv.Itoa(cmp.Or(h.gossipPort, 7946)),
 		"--docker-plugin", filepath.Join(h.d.PluginDir, "meshnet.sock"), "--docker-host", h.d.Socket, "--log-level", "debug"}
 	// In the host's network namespace and the test's mount namespace: the
 	// agent never opens Docker's sandboxes (Docker moves the interfaces),
@@ -183,7 +187,7 @@ func (h *host) startAgent(t *testing.T, ctx context.Context) {
 
 // close stops the daemon (removing its containers, which calls the
 // plugin), then the agent.
-func (h *host) close(t *testing.T) {
+func (h *host) close(t testing.TB) {
 	if t.Failed() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		h.dump(t, ctx, "")
@@ -216,7 +220,7 @@ func (h *host) tail(n int) string {
 
 // docker runs the docker CLI against h's daemon and fails the test on an
 // error.
-func (h *host) docker(t *testing.T, ctx context.Context, args ...string) string {
+func (h *host) docker(t testing.TB, ctx context.Context, args ...string) string {
 	t.Helper()
 	out, err := h.d.Docker(ctx, args...)
 	if err != nil {
@@ -226,7 +230,7 @@ func (h *host) docker(t *testing.T, ctx context.Context, args ...string) string 
 }
 
 // eventually retries fn every 100ms until it succeeds or d has passed.
-func eventually(t *testing.T, d time.Duration, what string, fn func() error) time.Duration {
+func eventually(t testing.TB, d time.Duration, what string, fn func() error) time.Duration {
 	t.Helper()
 	t0 := time.Now()
 	for {
@@ -242,7 +246,7 @@ func eventually(t *testing.T, d time.Duration, what string, fn func() error) tim
 }
 
 // networks lists the names of h's Docker networks of the meshnet driver.
-func (h *host) networks(t *testing.T, ctx context.Context) []string {
+func (h *host) networks(t testing.TB, ctx context.Context) []string {
 	out := h.docker(t, ctx, "network", "ls", "--filter", "driver=meshnet", "--format", "{{.Name}}")
 	if out == "" {
 		return nil
@@ -252,7 +256,7 @@ func (h *host) networks(t *testing.T, ctx context.Context) []string {
 
 // dump logs what the kernel of h (and of its container c, if not "")
 // holds, for the analysis of a failure.
-func (h *host) dump(t *testing.T, ctx context.Context, c string) {
+func (h *host) dump(t testing.TB, ctx context.Context, c string) {
 	t.Helper()
 	for _, args := range [][]string{{"ip", "-br", "link"}, {"ip", "-br", "addr"}, {"bridge", "fdb", "show"}, {"ip", "neigh"}, {"nft", "list", "ruleset"}} {
 		out, err := h.d.Command(ctx, args[0], args[1:]...).CombinedOutput()

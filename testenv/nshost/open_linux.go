@@ -50,3 +50,14 @@ func RemoveAll(prefix string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// OpenPath opens the network namespace at path (/proc/PID/ns/net of a
+// container, say), to run code in it; name is what messages call it. Its
+// Close releases the handle and leaves the namespace.
+func OpenPath(name, path string) (*NS, error) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening namespace %s at %s: %w", name, path, err)
+	}
+	return &NS{Name: name, handle: h, borrowed: true}, nil
+}
