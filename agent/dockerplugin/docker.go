@@ -115,6 +115,21 @@ func (d *dockerd) EndpointNames(ctx context.Context, networkID, endpointID strin
 	return "", nil, ErrNoSuchEndpoint
 }
 
+func (d *dockerd) Endpoints(ctx context.Context, networkID string) ([]string, error) {
+	res, err := d.c.NetworkInspect(ctx, networkID, client.NetworkInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return nil, ErrNoSuchNetwork
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(res.Network.Containers))
+	for _, ep := range res.Network.Containers {
+		out = append(out, ep.EndpointID)
+	}
+	return out, nil
+}
+
 func fromDocker(n network.Network) DockerNetwork {
 	out := DockerNetwork{ID: n.ID, Name: n.Name, Driver: n.Driver, Internal: n.Internal, Options: n.Options, Labels: n.Labels}
 	if len(n.IPAM.Config) > 0 {

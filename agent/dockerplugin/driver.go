@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/docker/go-plugins-helpers/network"
 
@@ -198,7 +199,8 @@ func (p *Plugin) createEndpoint(ctx context.Context, req *network.CreateEndpoint
 		return &network.CreateEndpointResponse{}, nil // told twice
 	}
 	key := addressKey(meshNet, addr.Addr().String())
-	id, ok := p.state.Addresses[key]
+	lease, ok := p.state.Addresses[key]
+	id := lease.Endpoint
 	if !ok {
 		return nil, fmt.Errorf("address %s was not leased by meshnet's IPAM", addr.Addr())
 	}
@@ -221,9 +223,9 @@ func (p *Plugin) createEndpoint(ctx context.Context, req *network.CreateEndpoint
 			return nil, errors.Join(err, p.state.save())
 		}
 		id = ep.ID
-		p.state.Addresses[key] = id
+		p.state.Addresses[key] = addressLease{Endpoint: id, Since: time.Now()}
 	}
-	p.state.Endpoints[req.EndpointID] = endpointBinding{Network: meshNet, Endpoint: id}
+	p.state.Endpoints[req.EndpointID] = endpointBinding{Network: meshNet, Endpoint: id, Since: time.Now()}
 	return &resp, p.state.save()
 }
 
@@ -261,7 +263,7 @@ func (p *Plugin) deleteEndpoint(ctx context.Context, req *network.DeleteEndpoint
 		return &struct{}{}, nil
 	}
 	// The lease stays until ReleaseAddress.
-	if err := p.svc.EndpointLeave(ctx, b.Endpoint); err != nil && !errors.Is(err, service.ErrNotFound) && !errors.Is(err, service.ErrConflict) {
+	if err := p.svc.EndpointLeave(ctx, b.Endpoint); err != nil && !isGone(err) {
 		return nil, err
 	}
 	delete(p.state.Endpoints, req.EndpointID)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/docker/go-plugins-helpers/ipam"
 
@@ -234,7 +235,7 @@ func (p ipamDriver) requestAddress(ctx context.Context, req *ipam.RequestAddress
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("endpoint %s has no IPv4 address", ep.ID), p.svc.EndpointDelete(ctx, ep.ID))
 	}
-	p.state.Addresses[addressKey(n.ID, addr.Addr().String())] = ep.ID
+	p.state.Addresses[addressKey(n.ID, addr.Addr().String())] = addressLease{Endpoint: ep.ID, Since: time.Now()}
 	if err := p.state.save(); err != nil {
 		delete(p.state.Addresses, addressKey(n.ID, addr.Addr().String()))
 		return nil, errors.Join(err, p.svc.EndpointDelete(ctx, ep.ID))
@@ -292,22 +293,27 @@ func (p ipamDriver) releaseAddress(ctx context.Context, req *ipam.ReleaseAddress
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := addressKey(n.ID, addr.String())
-	id, ok := p.state.Addresses[key]
+	lease, ok := p.state.Addresses[key]
 	if !ok {
 		return &struct{}{}, nil
 	}
-	if err := p.dropEndpoint(ctx, id); err != nil {
+	if err := p.dropEndpoint(ctx, lease.Endpoint); err != nil {
 		return nil, err
 	}
 	delete(p.state.Addresses, key)
 	return &struct{}{}, p.state.save()
 }
 
+// isGone reports an error of EndpointLeave that leaves nothing to do: the
+// endpoint is gone, or in no sandbox.
+func isGone(err error) bool {
+	return errors.Is(err, service.ErrNotFound) || errors.Is(err, service.ErrConflict)
+}
+
 // dropEndpoint takes a meshnet endpoint out of its sandbox if it is in one
 // and gives its leases back; one already gone is fine.
 func (p *Plugin) dropEndpoint(ctx context.Context, id string) error {
-	err := p.svc.EndpointLeave(ctx, id)
-	if err != nil && !errors.Is(err, service.ErrNotFound) && !errors.Is(err, service.ErrConflict) {
+	if err := p.svc.EndpointLeave(ctx, id); err != nil && !isGone(err) {
 		return err
 	}
 	if err := p.svc.EndpointDelete(ctx, id); err != nil && !errors.Is(err, service.ErrNotFound) {

@@ -149,8 +149,16 @@ func (p *Plugin) mirrorLoop() {
 	defer t.Stop()
 	failing := false
 	var seen string
-	var last time.Time
+	var last, swept time.Time
 	for {
+		if time.Since(swept) >= sweepEvery {
+			ctx, cancel := context.WithTimeout(p.ctx, callTimeout)
+			if err := p.sweep(ctx); err != nil {
+				p.log.Warn("releasing what dockerd forgot (retrying)", "err", err)
+			}
+			cancel()
+			swept = time.Now()
+		}
 		view := p.clusterView()
 		if view != seen || time.Since(last) >= p.every || failing {
 			err := p.mirror()

@@ -63,6 +63,9 @@ type Docker interface {
 	// endpoint on the network: its name and its aliases there;
 	// ErrNoSuchEndpoint while dockerd does not show it.
 	EndpointNames(ctx context.Context, networkID, endpointID string) (name string, aliases []string, err error)
+	// Endpoints lists the ids of the endpoints dockerd has on a network;
+	// ErrNoSuchNetwork if there is no such network.
+	Endpoints(ctx context.Context, networkID string) ([]string, error)
 }
 
 // DockerNetwork is a network as dockerd describes it.

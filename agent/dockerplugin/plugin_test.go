@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/agent/service"
@@ -180,3 +182,61 @@ func TestState(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// fakeDocker is a dockerd that has the endpoints listed in eps, on
+// network "ab".
+type fakeDocker struct {
+	Docker
+	eps []string
+}
+
+func (f *fakeDocker) Endpoints(_ context.Context, id string) ([]string, error) {
+	if id != "ab" {
+		return nil, ErrNoSuchNetwork
+	}
+	return f.eps, nil
+}
+
+func (f *fakeService) EndpointLeave(_ context.Context, id string) error {
+	f.calls = append(f.calls, "leave "+id)
+	return nil
+}
+
+func (f *fakeService) EndpointDelete(_ context.Context, id string) error {
+	f.calls = append(f.calls, "delete "+id)
+	return nil
+}
+
+// The sweep releases what dockerd forgot — an endpoint it no longer has,
+// an address no endpoint took — once older than the grace, and nothing
+// else.
+func TestSweep(t *testing.T) {
+	svc := &fakeService{}
+	p, err := New(svc, Options{StateFile: filepath.Join(t.TempDir(), "state.json"), Docker: &fakeDocker{eps: []string{"e-live"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	long := time.Now().Add(-2 * sweepGrace)
+	p.state.Networks["ab"] = networkBinding{Network: "m1", Subnet: "10.0.1.0/24"}
+	p.state.Endpoints["e-live"] = endpointBinding{Network: "m1", Endpoint: "m-live", Since: long}
+	p.state.Endpoints["e-gone"] = endpointBinding{Network: "m1", Endpoint: "m-gone", Since: long}
+	p.state.Endpoints["e-new"] = endpointBinding{Network: "m1", Endpoint: "m-new", Since: time.Now()}
+	p.state.Addresses["m1 10.0.1.2"] = addressLease{Endpoint: "m-live", Since: long}
+	p.state.Addresses["m1 10.0.1.3"] = addressLease{Endpoint: "m-gone", Since: long}
+	p.state.Addresses["m1 10.0.1.4"] = addressLease{Endpoint: "m-new", Since: time.Now()}
+	p.state.Addresses["m1 10.0.1.5"] = addressLease{Endpoint: "m-lost", Since: long}
+	p.state.Addresses["m1 10.0.1.6"] = addressLease{Endpoint: "m-young", Since: time.Now()}
+	if err := p.sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"leave m-gone", "delete m-gone", "leave m-lost", "delete m-lost"}
+	slices.Sort(want)
+	got := slices.Sorted(slices.Values(svc.calls))
+	if !slices.Equal(got, want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
+	if _, ok := p.state.Endpoints["e-gone"]; ok || len(p.state.Endpoints) != 2 || len(p.state.Addresses) != 3 {
+		t.Errorf("state after the sweep: %v %v", p.state.Endpoints, p.state.Addresses)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // maxStateBytes bounds the state file read at start.
@@ -23,7 +24,12 @@ type state struct {
 	Endpoints map[string]endpointBinding `json:"endpoints"`
 	// Addresses: addressKey(meshnet network, IP) → the meshnet endpoint
 	// that holds the lease (from RequestAddress to ReleaseAddress).
-	Addresses map[string]string `json:"addresses"`
+	Addresses map[string]addressLease `json:"addresses"`
+}
+
+type addressLease struct {
+	Endpoint string    `json:"endpoint"` // meshnet endpoint id
+	Since    time.Time `json:"since"`
 }
 
 type networkBinding struct {
@@ -32,15 +38,16 @@ type networkBinding struct {
 }
 
 type endpointBinding struct {
-	Network  string `json:"network"`  // meshnet network id
-	Endpoint string `json:"endpoint"` // meshnet endpoint id
+	Network  string    `json:"network"`  // meshnet network id
+	Endpoint string    `json:"endpoint"` // meshnet endpoint id
+	Since    time.Time `json:"since"`
 }
 
 func addressKey(networkID, ip string) string { return networkID + " " + ip }
 
 // loadState reads the state file; a missing one is an empty state.
 func loadState(path string) (*state, error) {
-	st := &state{path: path, Networks: map[string]networkBinding{}, Endpoints: map[string]endpointBinding{}, Addresses: map[string]string{}}
+	st := &state{path: path, Networks: map[string]networkBinding{}, Endpoints: map[string]endpointBinding{}, Addresses: map[string]addressLease{}}
 	if path == "" {
 		return st, nil
 	}
@@ -69,7 +76,7 @@ func loadState(path string) (*state, error) {
 		st.Endpoints = map[string]endpointBinding{}
 	}
 	if st.Addresses == nil {
-		st.Addresses = map[string]string{}
+		st.Addresses = map[string]addressLease{}
 	}
 	return st, nil
 }
