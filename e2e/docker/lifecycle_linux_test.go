@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +203,34 @@ func TestNoAgent(t *testing.T) {
 		}
 		h1.startAgent(t, ctx)
 		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "multi")
+	})
+}
+
+// A host's dockerd down while the cluster's networks change: once it is
+// back, the networks made meanwhile are in it, and one removed meanwhile
+// is gone from it.
+func TestDockerdDownMeanwhile(t *testing.T) {
+	ctx := testCtx(t)
+	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
+		hosts := cluster(t, ctx, engine, "dkw"+tag, 2)
+		h1, h2 := hosts[0], hosts[1]
+		createNetwork(t, ctx, hosts, "before")
+		if err := h2.d.Halt(); err != nil {
+			t.Fatal(err)
+		}
+		h1.docker(t, ctx, "network", "create", "-d", "meshnet", "--ipam-driver", "meshnet", "meanwhile")
+		h1.docker(t, ctx, "network", "rm", "before")
+		time.Sleep(2 * time.Second) // the agent on h2 tries, and fails
+		if err := h2.d.Resume(ctx); err != nil {
+			t.Fatal(err)
+		}
+		took := eventually(t, 30*time.Second, "h2's dockerd in step", func() error {
+			if got := h2.networks(t, ctx); !slices.Equal(got, []string{"meanwhile"}) {
+				return fmt.Errorf("h2 has %v", got)
+			}
+			return nil
+		})
+		t.Logf("h2's dockerd in step %s after it answered again", took.Round(time.Millisecond))
+		h2.docker(t, ctx, "run", "--rm", "--net", "meanwhile", dockerd.BusyboxImage, "true")
 	})
 }

@@ -197,8 +197,17 @@ func (d *Daemon) launch(ctx context.Context) error {
 // namespace with the same folders bound: containers with a restart
 // policy come back. Paths under Dir (PluginDir among them) stay.
 func (d *Daemon) Restart(ctx context.Context) error {
+	if err := d.Halt(); err != nil {
+		return err
+	}
+	return d.Resume(ctx)
+}
+
+// Halt stops dockerd as Restart does, and leaves it stopped until Resume:
+// its containers are kept (stopped), Dir too.
+func (d *Daemon) Halt() error {
 	if d.proc == nil {
-		return errors.New("dockerd: Restart of a stopped daemon")
+		return errors.New("dockerd: Halt of a stopped daemon")
 	}
 	graceful := d.proc.Stop(stopGrace)
 	d.proc = nil
@@ -209,6 +218,14 @@ func (d *Daemon) Restart(ctx context.Context) error {
 		return fmt.Errorf("%s on %s did not exit within %s of SIGTERM", d.Engine.Name, d.Hostname, stopGrace)
 	}
 	d.mntNS = ""
+	return nil
+}
+
+// Resume starts a halted daemon again.
+func (d *Daemon) Resume(ctx context.Context) error {
+	if d.proc != nil {
+		return errors.New("dockerd: Resume of a running daemon")
+	}
 	return d.launch(ctx)
 }
 
