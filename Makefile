@@ -75,6 +75,7 @@ bench: check-root consul
 	$(GO) test -run XXX -bench CNIAddDel -benchtime 200x ./e2e/
 	$(GO) test -run XXX -bench CNIScale -benchtime 1000x -timeout 30m ./e2e/
 	$(GO) test -run XXX -bench JoinVsFlannel -benchtime 30x -timeout 30m ./e2e/
+	$(GO) test -run XXX -bench DockerOverlay -benchtime 20x -timeout 30m ./e2e/docker/
 
 # Three namespace hosts, each running meshagent (the first serving the
 # embedded store), an overlay network, a sandbox per host, and real traffic
