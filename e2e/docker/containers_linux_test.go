@@ -57,6 +57,36 @@ func TestContainers(t *testing.T) {
 			return nil
 		})
 
+		// -P: the exposed port on a host port meshnet picks (docker port
+		// shows nothing for a remote driver's ports; the sandbox does).
+		h1.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c4", "--expose", "8081", "-P", dockerd.BusyboxImage,
+			"sh", "-c", "mkdir -p /www && echo hello-c4 > /www/index.html && exec httpd -f -p 8081 -h /www")
+		sbs, err := h1.api.SandboxList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hostPort := ""
+		for _, sb := range sbs {
+			if b := sb.Ports["8081/tcp"]; len(b) == 1 {
+				hostPort = b[0].HostPort
+			}
+		}
+		if hostPort == "" {
+			t.Fatalf("no sandbox publishes 8081/tcp after docker run -P: %+v", sbs)
+		}
+		eventually(t, 30*time.Second, "c4's -P port 192.0.2.1:"+hostPort+" from h2", func() error {
+			resp, err := hc.Get("http://192.0.2.1:" + hostPort + "/")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(b), "hello-c4") {
+				return fmt.Errorf("answer %q", b)
+			}
+			return nil
+		})
+
 		// Egress: c1 reaches h2's address, seen as h1's.
 		who, err := h2.h.NS.ServeWhoAmI("192.0.2.2:9090")
 		if err != nil {

@@ -84,18 +84,30 @@ func TestLifeCycle(t *testing.T) {
 		})
 		ping("c2 pings c1 after h1's dockerd restarted")
 
-		// A container killed gives its lease back.
+		// A container killed (SIGKILL to its process) gives its lease back,
+		// and one removed too. (c3, without a restart policy, was stopped
+		// with dockerd.)
+		endpoints := func(what string, want int) {
+			t.Helper()
+			eventually(t, 10*time.Second, what, func() error {
+				n, err := h2.api.NetworkInspect(ctx, "multi")
+				if err != nil {
+					return err
+				}
+				if len(n.Containers) != want {
+					return fmt.Errorf("endpoints: %v", n.Containers)
+				}
+				return nil
+			})
+		}
+		h1.docker(t, ctx, "start", "c3")
+		endpoints("c3 started again", 3)
+		h1.docker(t, ctx, "kill", "-s", "KILL", "c3")
+		endpoints("the killed c3's lease given back", 2)
+		h1.docker(t, ctx, "start", "c3")
+		endpoints("c3 started again", 3)
 		h1.docker(t, ctx, "rm", "-f", "c3")
-		eventually(t, 10*time.Second, "c3's lease given back", func() error {
-			n, err := h2.api.NetworkInspect(ctx, "multi")
-			if err != nil {
-				return err
-			}
-			if len(n.Containers) != 2 {
-				return fmt.Errorf("endpoints: %v", n.Containers)
-			}
-			return nil
-		})
+		endpoints("the removed c3's lease given back", 2)
 	})
 }
 

@@ -159,6 +159,12 @@ func TestBadInput(t *testing.T) {
 		if out, err := h1.d.Docker(ctx, "run", "-d", "--net", "taken", "--ip", "10.77.0.2", dockerd.BusyboxImage, "sleep", "600"); err == nil {
 			t.Errorf("docker run --ip of c1's address: %v, %q", err, out)
 		}
+		// An address outside the network's subnet: Docker itself refuses
+		// it (the container is created, not started).
+		if out, err := h1.d.Docker(ctx, "run", "-d", "--net", "taken", "--ip", "10.77.1.5", dockerd.BusyboxImage, "sleep", "600"); err == nil ||
+			!strings.Contains(err.Error(), "10.77.1.5") {
+			t.Errorf("docker run --ip outside the subnet: %v, %q", err, out)
+		}
 		time.Sleep(2 * time.Second) // the mirror's period, twice
 		for _, h := range hosts {
 			nets, err := h.api.NetworkList(ctx, map[string][]string{"scope": {"global"}})
