@@ -189,7 +189,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		fw = filter
 	}
 	a.dp = dataplane.New(dataplane.Config{NodeName: a.cfg.NodeName, IPTables: a.cfg.IPTables, DNS: a.cfg.DNS,
-		DNSOpts: a.cfg.DNSOpts, DNSSearch: a.cfg.DNSSearch, DockerDNS: a.cfg.DockerDNS}, a.nets, a.recs, a.members, kernel, fw, a.applyFailed, a.log)
+		DNSOpts: a.cfg.DNSOpts, DNSSearch: a.cfg.DNSSearch, DockerDNS: a.cfg.DockerDNS,
+		VXLANPort: uint16(a.cfg.VXLANPort)}, a.nets, a.recs, a.members, kernel, fw, a.applyFailed, a.log)
 	a.ctl = controller.New(controller.Config{NodeName: a.cfg.NodeName, VTEP: a.vtep, StoreURL: a.cfg.StoreURL,
 		DataDir: a.cfg.DataDir, Version: Version, GossipPort: a.cfg.GossipPort, VXLANPort: a.cfg.VXLANPort, IPTables: a.cfg.IPTables},
 		controller.Deps{Networks: a.nets, Records: a.recs, Store: a.conn, Members: a.members, Dataplane: a.dp, State: a.state,

@@ -215,6 +215,16 @@ func ruleExprs(ops []op, sets map[string]*nftables.Set) ([]expr.Any, error) {
 				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 10},
 				&expr.Payload{DestRegister: 11, Base: expr.PayloadBaseTransportHeader, Offset: port, Len: 2},
 				&expr.Lookup{SourceRegister: 8, SetName: s.Name, SetID: s.ID})
+		case "udp-dport":
+			port, err := strconv.ParseUint(o.arg, 10, 16)
+			if err != nil {
+				return nil, fmt.Errorf("udp-dport %q", o.arg)
+			}
+			out = append(out,
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(uint16(port))})
 		case "ct-dnat":
 			out = append(out,
 				&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},

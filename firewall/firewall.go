@@ -100,6 +100,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -114,6 +115,11 @@ type Ruleset struct {
 	Ports []Port
 	// Links are the exceptions to icc off.
 	Links []Link
+	// VXLANPort, if not 0, is the UDP port of the overlay's VXLAN devices:
+	// it is answered only from VTEPs (the cluster's members), so that no
+	// one else on the underlay can put frames into a network.
+	VXLANPort uint16
+	VTEPs     []netip.Addr
 }
 
 // Port publishes a sandbox's port on the host (IPv4).
@@ -326,7 +332,23 @@ func renderInet(rs Ruleset) *table {
 	input := chainSpec{name: "input", hook: "input", rules: []ruleSpec{
 		{comment: "sandboxes do not reach the host's loopback", ops: []op{{kind: "iifname@", arg: "bridges"}, {kind: "ip-daddr-loopback"}, {kind: "ct-established", inv: true}, {kind: "drop"}}},
 	}}
-	return &table{family: "inet", sets: []setSpec{bridges, internal, egress, anyAddr, oneAddr},
+	sets := []setSpec{bridges, internal, egress, anyAddr, oneAddr}
+	if rs.VXLANPort != 0 {
+		vteps := setSpec{name: "vteps", kind: "ipv4_addr", interval: true}
+		for _, a := range rs.VTEPs {
+			if a.Is4() {
+				vteps.elems = append(vteps.elems, netip.PrefixFrom(a, 32).String())
+			}
+		}
+		slices.Sort(vteps.elems)
+		vteps.elems = slices.Compact(vteps.elems)
+		sets = append(sets, vteps)
+		port := strconv.Itoa(int(rs.VXLANPort))
+		input.rules = append(input.rules,
+			ruleSpec{comment: "VXLAN from the cluster's members only", ops: []op{{kind: "udp-dport", arg: port}, {kind: "ip-saddr@", arg: "vteps", inv: true}, {kind: "drop"}}},
+			ruleSpec{comment: "no VXLAN over IPv6", ops: []op{{kind: "protocol", arg: "ip6"}, {kind: "udp-dport", arg: port}, {kind: "drop"}}})
+	}
+	return &table{family: "inet", sets: sets,
 		chains: []chainSpec{guard, pre, output, publish, input, forward, between, post}}
 }
 

@@ -108,7 +108,7 @@ func readTable(c *nftables.Conn, family nftables.TableFamily) (fp string, exists
 // The order sets and chains are declared in; anything else sorts last,
 // so a stray one makes the fingerprints differ.
 var (
-	setNames   = []string{"bridges", "internal", "egress4", "ports4", "ports4-addr", "noicc", "noicc4", "links"}
+	setNames   = []string{"bridges", "internal", "egress4", "ports4", "ports4-addr", "vteps", "noicc", "noicc4", "links"}
 	chainNames = []string{"loopback", "prerouting", "output", "publish", "input", "forward", "between", "postrouting", "noicc", "routed"}
 )
 

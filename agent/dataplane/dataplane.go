@@ -42,6 +42,9 @@ type Config struct {
 	// DockerDNS is where the agent answers for Docker's resolver (never
 	// an upstream of its own).
 	DockerDNS netip.Addr
+	// VXLANPort is the overlay's VXLAN port, which the packet filter
+	// opens to the cluster's VTEPs only.
+	VXLANPort uint16
 }
 
 // Remote is gossip's view as the dataplane reads it (agent/membership).
@@ -52,6 +55,8 @@ type Remote interface {
 	Remote(networkID string) []gossip.Endpoint
 	// Forget: this host no longer programs the network.
 	Forget(networkID string)
+	// Members are gossip's members, this node included.
+	Members() []gossip.Member
 }
 
 // Filter is the packet filter (a *firewall.Firewall).
