@@ -52,6 +52,9 @@ func (a *Agent) newMetrics() *prometheus.Registry {
 	gauge("gossip_members", "Members of the gossip cluster, this node included.", func() float64 {
 		return float64(len(a.members.Members()))
 	})
+	counter("gossip_clock_jumps_refused_total", "Gossip records and states refused because their Lamport time was implausibly far ahead (forged or corrupt).", func() float64 {
+		return float64(a.members.ClockJumpsRefused())
+	})
 	gauge("store_up", "1 when the cluster store answers, else 0.", func() float64 {
 		if _, ok := a.conn.Ready(); ok {
 			return 1

@@ -216,6 +216,11 @@ func (c *Cluster) stopping() bool {
 	}
 }
 
+// ClockJumpsRefused counts the received records and push/pull states
+// whose Lamport time was too far ahead of this node's clock to be true
+// (forged or corrupt): refused, so that no one can run the clock out.
+func (c *Cluster) ClockJumpsRefused() uint64 { return c.table.clockJumpsRefused() }
+
 // Name returns this node's name.
 func (c *Cluster) Name() string { return c.cfg.NodeName }
 

@@ -70,7 +70,16 @@ type table struct {
 	subs        map[string]map[*Subscription]struct{} // network → subscribers
 	absentSince map[string]time.Time                  // record owners missing from the member list
 	purged      map[string]time.Time                  // purged owners → when to forget them
+	clockJumps  uint64                                // Lamport times refused as too far ahead
 }
+
+// maxClockJump bounds how far ahead of this node's Lamport clock a
+// received time may be. A peer's clock is ahead by the writes this node
+// has not seen: for a node joining a long-running cluster, all of them
+// (far fewer than 2^32); a time beyond that is forged or corrupt, and
+// accepting it would let one record push the clock to its end, after
+// which it wraps and every later write loses.
+const maxClockJump = 1 << 32
 
 func newTable(self string, tombstoneTTL time.Duration) *table {
 	return &table{
@@ -93,6 +102,16 @@ func (t *table) witnessLocked(lt uint64) {
 	if lt > t.clock {
 		t.clock = lt
 	}
+}
+
+// plausibleLocked reports whether a received Lamport time is within
+// maxClockJump of the clock, counting those that are not.
+func (t *table) plausibleLocked(lt uint64) bool {
+	if lt > t.clock && lt-t.clock > maxClockJump {
+		t.clockJumps++
+		return false
+	}
+	return true
 }
 
 func (t *table) getLocked(k key) *entry {
@@ -203,11 +222,23 @@ func (t *table) applyAll(recs []wireRecord, rebroadcast bool) []wireRecord {
 func (t *table) witness(clock uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.witnessLocked(clock)
+	if t.plausibleLocked(clock) {
+		t.witnessLocked(clock)
+	}
+}
+
+// clockJumpsRefused counts the Lamport times refused as too far ahead.
+func (t *table) clockJumpsRefused() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.clockJumps
 }
 
 // applyLocked merges one record and returns what to broadcast, if anything.
 func (t *table) applyLocked(r *wireRecord, rebroadcast bool, now time.Time) (wireRecord, bool) {
+	if !t.plausibleLocked(r.Version.LTime) {
+		return wireRecord{}, false
+	}
 	t.witnessLocked(r.Version.LTime)
 	if _, ok := t.purged[r.Version.Writer]; ok {
 		return wireRecord{}, false // relayed by a peer that has not noticed yet

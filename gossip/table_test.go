@@ -91,3 +91,37 @@ func TestPurgedOwnerRecordsRefused(t *testing.T) {
 		t.Fatalf("net holds %v after c's purge expired, want k2 and k3", eps)
 	}
 }
+
+// Finding 5 of issue 19: a record (or a push/pull state) with a Lamport
+// time of MaxUint64 used to push the clock to its end, where the next
+// write wrapped it to 0 and lost to everything. A time that far ahead is
+// refused now, and counted; writes go on winning.
+func TestLamportJumpRefused(t *testing.T) {
+	tb := newTable("a", 20*time.Second)
+	tb.applyAll([]wireRecord{rec("k", 5, "b", "b", 1)}, true)
+	before := tb.clock
+	tb.witness(^uint64(0))
+	if out := tb.applyAll([]wireRecord{rec("k", ^uint64(0), "c", "c", 2)}, true); len(out) != 0 {
+		t.Errorf("a record at MaxUint64 was accepted: %+v", out)
+	}
+	if tb.clock != before || tb.clockJumpsRefused() != 2 {
+		t.Errorf("clock %d (was %d), %d refused; want it unmoved and 2 refused", tb.clock, before, tb.clockJumpsRefused())
+	}
+	if eps := tb.endpoints("net"); len(eps) != 1 || eps[0].Node != "b" {
+		t.Fatalf("net holds %v, want b's record", eps)
+	}
+	// This node's next write is newer than b's, as it should be.
+	mine := ep("net", "k", 3)
+	if _, ok := tb.put(mine); !ok {
+		t.Fatal("put stored nothing")
+	}
+	if eps := tb.endpoints("net"); len(eps) != 1 || !eps[0].Equal(&mine) {
+		t.Fatalf("after a's write, net holds %v", eps)
+	}
+	// A node joining a cluster far ahead of it takes its clock.
+	fresh := newTable("z", 20*time.Second)
+	fresh.witness(1 << 31)
+	if fresh.clock != 1<<31 {
+		t.Errorf("a fresh node witnessing 2^31 has clock %d", fresh.clock)
+	}
+}

@@ -146,6 +146,14 @@ func (m *Membership) Endpoints(networkID string) []gossip.Endpoint {
 	return m.cluster.Endpoints(networkID)
 }
 
+// ClockJumpsRefused counts gossip refused for a forged Lamport time.
+func (m *Membership) ClockJumpsRefused() uint64 {
+	if m.cluster == nil {
+		return 0
+	}
+	return m.cluster.ClockJumpsRefused()
+}
+
 // Members are the gossip members, this node included.
 func (m *Membership) Members() []gossip.Member { return m.cluster.Members() }
 
