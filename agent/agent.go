@@ -152,6 +152,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("starting meshagent", "version", Version, "node", a.cfg.NodeName,
 		"advertise", a.vtep, "store", a.cfg.StoreURL, "data-dir", a.cfg.DataDir)
 	defer a.state.Close()
+	warnings := securityWarnings(a.cfg)
+	for _, w := range warnings {
+		a.log.Warn("SECURITY: " + w)
+	}
 	if privateMountNamespace() {
 		a.log.Warn("meshagent runs in a private mount namespace, so the sandboxes it creates under /run/netns are invisible to the host; " +
 			"start it in the host's mount namespace (nsenter --net=PATH instead of ip netns exec; no PrivateMounts/PrivateTmp/ProtectSystem in its unit)")
@@ -192,7 +196,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		DNSOpts: a.cfg.DNSOpts, DNSSearch: a.cfg.DNSSearch, DockerDNS: a.cfg.DockerDNS,
 		VXLANPort: uint16(a.cfg.VXLANPort)}, a.nets, a.recs, a.members, kernel, fw, a.applyFailed, a.log)
 	a.ctl = controller.New(controller.Config{NodeName: a.cfg.NodeName, VTEP: a.vtep, StoreURL: a.cfg.StoreURL,
-		DataDir: a.cfg.DataDir, Version: Version, GossipPort: a.cfg.GossipPort, VXLANPort: a.cfg.VXLANPort, IPTables: a.cfg.IPTables},
+		DataDir: a.cfg.DataDir, Version: Version, GossipPort: a.cfg.GossipPort, VXLANPort: a.cfg.VXLANPort, IPTables: a.cfg.IPTables,
+		Warnings: warnings},
 		controller.Deps{Networks: a.nets, Records: a.recs, Store: a.conn, Members: a.members, Dataplane: a.dp, State: a.state,
 			Metrics: a.newMetrics()}, a.log)
 	a.ctl.Reaper().Recover()

@@ -452,6 +452,9 @@ type Info struct {
 	Networks         int    `json:"Networks"`
 	Sandboxes        int    `json:"Sandboxes"`
 	Nodes            int    `json:"Nodes"`
+	// Warnings say where the configuration leaves the cluster open (no
+	// gossip key, a store without TLS), one sentence each.
+	Warnings []string `json:"Warnings,omitempty"`
 }
 
 // VersionInfo answers GET /version.

@@ -62,6 +62,8 @@ type Config struct {
 	// IPTables: the agent owns a packet filter (published ports need
 	// it).
 	IPTables bool
+	// Warnings are the configuration's security warnings (Info).
+	Warnings []string
 }
 
 // Deps are the components the controller composes.

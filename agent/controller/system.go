@@ -109,7 +109,7 @@ func (c *Controller) Info(context.Context) (api.Info, error) {
 	return api.Info{Node: c.cfg.NodeName, Version: c.cfg.Version, ClusterStore: c.cfg.StoreURL,
 		ClusterAdvertise: c.cfg.VTEP.String() + ":" + strconv.Itoa(c.cfg.GossipPort), StoreStatus: c.Store.Status(),
 		DataDir: c.cfg.DataDir, Networks: c.Networks.Table.Len(), Sandboxes: nsb,
-		Nodes: len(c.Members.Members())}, nil
+		Nodes: len(c.Members.Members()), Warnings: c.cfg.Warnings}, nil
 }
 
 // Version describes the build.

@@ -98,6 +98,9 @@ func info(c *cli.Context) error {
 			{"Sandboxes", fmt.Sprint(in.Sandboxes)},
 			{"Nodes", fmt.Sprint(in.Nodes)},
 		})
+		for _, warning := range in.Warnings {
+			fmt.Fprintf(w, "WARNING: %s\n", warning)
+		}
 	})
 }
 

@@ -1,0 +1,40 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/meshnet/meshnet/kvstore"
+)
+
+func TestSecurityWarnings(t *testing.T) {
+	store := func(url string, opts ...string) kvstore.Config {
+		c, err := kvstore.ParseURL(url, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want []string // a word of each warning, in order
+	}{
+		{"defaults", Config{Store: store("embedded"), IPTables: true}, []string{"gossip", "embedded"}},
+		{"keyed, etcd in clear", Config{Store: store("etcd://192.0.2.9:2379"), GossipKey: make([]byte, 32), IPTables: true}, []string{"without TLS"}},
+		{"keyed, etcd on loopback", Config{Store: store("etcd://127.0.0.1:2379"), GossipKey: make([]byte, 32), IPTables: true}, nil},
+		{"keyed, etcd with TLS", Config{Store: store("etcd://192.0.2.9:2379", "ca=/x/ca.pem"), GossipKey: make([]byte, 32), IPTables: true}, nil},
+		{"no filter", Config{Store: store("etcd://127.0.0.1:2379"), GossipKey: make([]byte, 32)}, []string{"iptables: false"}},
+	} {
+		got := securityWarnings(c.cfg)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %q", c.name, got)
+			continue
+		}
+		for i, w := range c.want {
+			if !strings.Contains(got[i], w) || strings.Contains(got[i], "\n") {
+				t.Errorf("%s: warning %d is %q, want one line saying %q", c.name, i, got[i], w)
+			}
+		}
+	}
+}
