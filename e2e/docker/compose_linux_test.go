@@ -36,21 +36,21 @@ func compose(t *testing.T, ctx context.Context, d *dockerd.Daemon, dir string, e
 // them.
 func TestComposeTrial(t *testing.T) {
 	ctx := testCtx(t)
-	engine, err := dockerd.Legacy(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) { composeTrial(t, ctx, engine, tag) })
+}
+
+func composeTrial(t *testing.T, ctx context.Context, engine dockerd.Engine, tag string) {
 	bins, err := testenv.AgentBinaries(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := newUnderlay(t, "dkt")
+	u := newUnderlay(t, "dkt"+tag)
 	h, err := u.AddHost("h1", netip.MustParsePrefix("192.0.2.1/24"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	d, err := dockerd.Start(ctx, engine, h.NS, dockerd.Options{Hostname: "dkt-h1", Dir: filepath.Join(dir, "docker"), Bip: "172.31.1.1/24"})
+	d, err := dockerd.Start(ctx, engine, h.NS, dockerd.Options{Hostname: "dkt" + tag + "-h1", Dir: filepath.Join(dir, "docker"), Bip: "172.31.1.1/24"})
 	if err != nil {
 		t.Fatal(err)
 	}

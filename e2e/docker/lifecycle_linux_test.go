@@ -111,78 +111,87 @@ func TestLifeCycle(t *testing.T) {
 	})
 }
 
-// A dockerd with the classic overlay's --cluster-store gossips (serf) on
-// 7946, meshnet's default gossip port: the agent beside it stops at start
-// with one sentence that names the holder and the setting to change.
+// Docker's own clustering gossips on 7946, meshnet's default gossip port:
+// a dockerd with the classic overlay's --cluster-store (serf, Docker 20.10)
+// and a Swarm manager (memberlist, the current engine). The agent beside
+// either stops at start with one sentence that names the holder and the
+// setting to change.
 func TestGossipPortTaken(t *testing.T) {
 	ctx := testCtx(t)
-	engine, err := dockerd.Legacy(ctx) // the last engine with --cluster-store
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := newUnderlay(t, "dkg")
-	st, err := u.AddHost("st", netip.MustParsePrefix("192.0.2.100/24"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h1, err := u.AddHost("h1", netip.MustParsePrefix("192.0.2.1/24"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	store, err := dockerd.StartEtcdV2(ctx, st.NS, "192.0.2.100", filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := store.Close(); err != nil {
-			t.Error(err)
+	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
+		u := newUnderlay(t, "dkg"+tag)
+		h1, err := u.AddHost("h1", netip.MustParsePrefix("192.0.2.1/24"))
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
-	d, err := dockerd.Start(ctx, engine, h1.NS, dockerd.Options{Hostname: "dkg-h1", Dir: filepath.Join(dir, "docker"),
-		Bip: "172.31.1.1/24", Args: dockerd.ClusterStoreArgs(store.URL())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Error(err)
+		dir := t.TempDir()
+		var args []string
+		if tag == "l" {
+			st, err := u.AddHost("st", netip.MustParsePrefix("192.0.2.100/24"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			store, err := dockerd.StartEtcdV2(ctx, st.NS, "192.0.2.100", filepath.Join(dir, "store"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := store.Close(); err != nil {
+					t.Error(err)
+				}
+			})
+			args = dockerd.ClusterStoreArgs(store.URL())
 		}
-	})
-	bins, err := testenv.AgentBinaries(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// serf listens once the daemon has an overlay network.
-	if out, err := d.Docker(ctx, "network", "create", "-d", "overlay", "--subnet", "172.30.9.0/24", "classic"); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	eventually(t, 30*time.Second, "dockerd's serf on 7946", func() error {
-		if _, _, ok := findHolder(h1, 7946); !ok {
-			return errors.New("nothing listens on 7946 yet")
+		d, err := dockerd.Start(ctx, engine, h1.NS, dockerd.Options{Hostname: "dkg-h1", Dir: filepath.Join(dir, "docker"),
+			Bip: "172.31.1.1/24", Args: args})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
+		t.Cleanup(func() {
+			if err := d.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		bins, err := testenv.AgentBinaries(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// serf listens once the daemon has an overlay network; Swarm's
+		// memberlist once the node is a manager.
+		setup := []string{"network", "create", "-d", "overlay", "--subnet", "172.30.9.0/24", "classic"}
+		if tag != "l" {
+			setup = []string{"swarm", "init", "--advertise-addr", "192.0.2.1"}
+		}
+		if out, err := d.Docker(ctx, setup...); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		eventually(t, 30*time.Second, "Docker's gossip on 7946", func() error {
+			if _, _, ok := findHolder(h1, 7946); !ok {
+				return errors.New("nothing listens on 7946 yet")
+			}
+			return nil
+		})
+		log := filepath.Join(dir, "agent.log")
+		p, err := testenv.StartProcess(bins.Agent, []string{"--node-name", "h1", "--data-dir", filepath.Join(dir, "data"),
+			"-H", "unix://" + filepath.Join(dir, "agent.sock"), "--bridge", "none", "--cluster-advertise", nshost.HostDev,
+			"--docker-plugin", "", "--docker-host", ""}, testenv.ProcessOptions{Log: log, NS: h1.NS})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.Exited():
+		case <-time.After(30 * time.Second):
+			p.Kill()
+			t.Fatal("meshagent did not stop with Docker's gossip on its port")
+		}
+		b, _ := os.ReadFile(log)
+		out := strings.TrimSpace(string(b))
+		if p.ExitCode() == 0 || !strings.Contains(out, "gossip port 192.0.2.1:7946/tcp is taken (by dockerd, pid") ||
+			!strings.Contains(out, "cluster-advertise") {
+			t.Errorf("meshagent beside Docker's gossip: exit %d, said:\n%s", p.ExitCode(), out)
+		}
+		t.Logf("meshagent said: %s", out[strings.LastIndex(out, "\n")+1:])
 	})
-	log := filepath.Join(dir, "agent.log")
-	p, err := testenv.StartProcess(bins.Agent, []string{"--node-name", "h1", "--data-dir", filepath.Join(dir, "data"),
-		"-H", "unix://" + filepath.Join(dir, "agent.sock"), "--bridge", "none", "--cluster-advertise", nshost.HostDev,
-		"--docker-plugin", "", "--docker-host", ""}, testenv.ProcessOptions{Log: log, NS: h1.NS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.Exited():
-	case <-time.After(30 * time.Second):
-		p.Kill()
-		t.Fatal("meshagent did not stop with dockerd on its gossip port")
-	}
-	b, _ := os.ReadFile(log)
-	out := strings.TrimSpace(string(b))
-	if p.ExitCode() == 0 || !strings.Contains(out, "gossip port 192.0.2.1:7946/tcp is taken (by dockerd, pid") ||
-		!strings.Contains(out, "cluster-advertise") {
-		t.Errorf("meshagent beside a cluster-store dockerd: exit %d, said:\n%s", p.ExitCode(), out)
-	}
-	t.Logf("meshagent said: %s", out[strings.LastIndex(out, "\n")+1:])
 }
 
 // findHolder looks for the holder of a TCP port in h's namespace.
