@@ -255,3 +255,34 @@ func TestDockerdDownMeanwhile(t *testing.T) {
 		h2.docker(t, ctx, "run", "--rm", "--net", "meanwhile", dockerd.BusyboxImage, "true")
 	})
 }
+
+// dockerd's calls lost: a container removed while the agent is down
+// (dockerd tries the plugin for a minute, then removes it anyway) leaves
+// its lease taken; the agent, back, finds that dockerd no longer has the
+// endpoint and gives the lease back.
+func TestSweepAfterLostCalls(t *testing.T) {
+	ctx := testCtx(t)
+	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
+		hosts := cluster(t, ctx, engine, "dks"+tag, 1)
+		h1 := hosts[0]
+		createNetwork(t, ctx, hosts, "multi")
+		h1.docker(t, ctx, "run", "-d", "--net", "multi", "--name", "c1", dockerd.BusyboxImage, "sleep", "600")
+		h1.agent.Kill()
+		<-h1.agent.Exited()
+		t0 := time.Now()
+		h1.docker(t, ctx, "rm", "-f", "c1")
+		t.Logf("docker rm -f without the agent took %s", time.Since(t0).Round(time.Second))
+		h1.startAgent(t, ctx)
+		took := eventually(t, time.Minute, "c1's lease given back", func() error {
+			n, err := h1.api.NetworkInspect(ctx, "multi")
+			if err != nil {
+				return err
+			}
+			if len(n.Containers) != 0 {
+				return fmt.Errorf("endpoints: %v", n.Containers)
+			}
+			return nil
+		})
+		t.Logf("the agent gave c1's lease back %s after it started", took.Round(time.Millisecond))
+	})
+}
