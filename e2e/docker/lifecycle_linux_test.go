@@ -263,6 +263,7 @@ func TestDockerdDownMeanwhile(t *testing.T) {
 func TestSweepAfterLostCalls(t *testing.T) {
 	ctx := testCtx(t)
 	forEngine(t, ctx, func(t *testing.T, engine dockerd.Engine, tag string) {
+		t.Parallel() // most of it is dockerd's minute of waiting
 		hosts := cluster(t, ctx, engine, "dks"+tag, 1)
 		h1 := hosts[0]
 		createNetwork(t, ctx, hosts, "multi")
