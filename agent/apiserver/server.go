@@ -92,8 +92,11 @@ func Listen(svc service.Service, hosts []string, log *slog.Logger, opts Options)
 			return nil, err
 		}
 		// An idle keep-alive connection costs two buffers and a goroutine:
-		// clients that never close theirs must not add up.
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second,
+		// clients that never close theirs must not add up; nor may one
+		// that sends its request, or reads the answer, a byte at a time
+		// (operations end within the controller's 30 s bound).
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 2 * time.Minute, IdleTimeout: 30 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return s.ops }}
 		s.servers = append(s.servers, srv)
 		go func() { s.done <- srv.Serve(l) }()
