@@ -33,6 +33,7 @@ import (
 
 	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/ipam"
+	"github.com/meshnet/meshnet/internal/names"
 	"github.com/meshnet/meshnet/kvstore"
 )
 
@@ -229,8 +230,45 @@ func parse(key string, value []byte) (*driver.Network, error) {
 	if n.ID != strings.TrimPrefix(key, NetworksPrefix) {
 		return nil, fmt.Errorf("record %s holds network id %q", key, n.ID)
 	}
+	if err := checkRecord(&n); err != nil {
+		return nil, fmt.Errorf("record %s: %w", key, err)
+	}
 	n.Scope = driver.ScopeGlobal
 	return &n, nil
+}
+
+// minPrefixBits bounds how wide a network's subnet may be: a record with
+// a /0 or /1 would put a route to the whole address space on a bridge and
+// masquerade it.
+var minPrefixBits = map[bool]int{true: 8, false: 32} // by IPv4
+
+// checkRecord checks a record read from the store as strictly as a
+// user's request was checked when it was made: anyone who can write the
+// store could otherwise program this host's kernel with it.
+func checkRecord(n *driver.Network) error {
+	switch {
+	case !names.Valid(n.Name, 64):
+		return fmt.Errorf("invalid network name %q", n.Name)
+	case n.VNI > ipam.DefaultVNIMax:
+		return fmt.Errorf("VNI %d is out of range", n.VNI)
+	case n.MTU != 0 && (n.MTU < 576 || n.MTU > 65535):
+		return fmt.Errorf("MTU %d is out of range", n.MTU)
+	case len(n.Subnets) > 4:
+		return fmt.Errorf("%d subnets: a network has at most one per family (and a few configured)", len(n.Subnets))
+	}
+	for _, c := range n.Subnets {
+		norm, err := c.Normalize()
+		if err != nil {
+			return err
+		}
+		if norm.Subnet != c.Subnet || !c.Gateway.IsValid() || norm.Gateway != c.Gateway {
+			return fmt.Errorf("subnet %s with gateway %s is not as the agent writes it", c.Subnet, c.Gateway)
+		}
+		if c.Subnet.Bits() < minPrefixBits[c.Subnet.Addr().Is4()] {
+			return fmt.Errorf("subnet %s is wider than /%d", c.Subnet, minPrefixBits[c.Subnet.Addr().Is4()])
+		}
+	}
+	return nil
 }
 
 // fenceAttempts bounds how often LeaseAddress re-reads a record that

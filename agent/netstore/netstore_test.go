@@ -2,10 +2,12 @@ package netstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"sync"
 	"testing"
@@ -65,6 +67,7 @@ func TestNetstore(t *testing.T) {
 		t.Run(srv.Name(), func(t *testing.T) {
 			t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, srv) })
 			t.Run("remove races leases from two hosts", func(t *testing.T) { testRemoveRace(t, srv) })
+			t.Run("forged records refused", func(t *testing.T) { testForgedRecords(t, srv) })
 		})
 	}
 }
@@ -221,4 +224,58 @@ func testRemoveRace(t *testing.T, srv testenv.StoreServer) {
 		}
 	}
 	t.Logf("%d rounds: the removal won %d, the leases %d", rounds, removed, kept)
+}
+
+// Finding 2 of issue 19: records were only JSON-decoded, so anyone who
+// could write the store could have a host put a /0 gateway on a bridge (a
+// route to everything) and masquerade it. A record is now checked as
+// strictly as the request that made it: forged ones are left out of
+// listings, watches and reads; a good one beside them still comes through.
+func testForgedRecords(t *testing.T, srv testenv.StoreServer) {
+	ctx := testCtx(t)
+	a := newHost(t, srv, "n1")
+	good := newNetwork("good")
+	if err := a.ns.Create(ctx, good, true); err != nil {
+		t.Fatal(err)
+	}
+	forge := func(name string, change func(n *driver.Network)) string {
+		n := *good
+		n.ID, n.Name = fmt.Sprintf("%064x", rand.Uint64()), name
+		n.Subnets = append([]ipam.SubnetConfig(nil), good.Subnets...)
+		change(&n)
+		b, err := json.Marshal(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.kv.Put(ctx, netstore.NetworksPrefix+n.ID, b); err != nil {
+			t.Fatal(err)
+		}
+		return n.ID
+	}
+	forged := []string{
+		forge("wide", func(n *driver.Network) {
+			n.Subnets[0].Subnet, n.Subnets[0].Gateway = netip.MustParsePrefix("0.0.0.0/1"), netip.MustParseAddr("0.0.0.1")
+		}),
+		forge("outside", func(n *driver.Network) { n.Subnets[0].Gateway = netip.MustParseAddr("192.0.2.77") }),
+		forge("unmasked", func(n *driver.Network) { n.Subnets[0].Subnet = netip.MustParsePrefix("10.250.0.9/24") }),
+		forge("bad name\nx", func(*driver.Network) {}),
+		forge("vni", func(n *driver.Network) { n.VNI = 1 << 30 }),
+		forge("mtu", func(n *driver.Network) { n.MTU = 12 }),
+	}
+	recs, _, err := a.ns.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Network.ID != good.ID {
+		var names []string
+		for _, r := range recs {
+			names = append(names, r.Network.Name)
+		}
+		t.Errorf("listing holds %v, want the good network only", names)
+	}
+	for _, id := range forged {
+		if _, err := a.ns.Get(ctx, id); err == nil {
+			t.Errorf("forged record %s read as a network", id[:12])
+		}
+	}
 }
