@@ -160,7 +160,7 @@ func (p *Plugin) mirrorLoop() {
 			swept = time.Now()
 		}
 		view := p.clusterView()
-		if view != seen || time.Since(last) >= p.every || failing {
+		if view != seen || time.Since(last) >= p.every { // a failure is retried at p.every
 			err := p.mirror()
 			switch {
 			case err != nil && !failing:
