@@ -85,6 +85,10 @@ func (e *InUseError) Unwrap() error { return ErrInUse }
 type Record struct {
 	Network *driver.Network
 	Version uint64
+	// Malformed: the store holds a record under this network's key
+	// (Network.ID, nothing else set) that fails the checks. A mirror keeps
+	// what it had for it, rather than take the network for removed.
+	Malformed bool
 }
 
 // Store reads and writes network records. It is safe for concurrent use.
@@ -157,7 +161,7 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 }
 
 // List returns every network's record and the store version from which
-// Watch continues.
+// Watch continues; those that fail the checks are marked Malformed.
 func (s *Store) List(ctx context.Context) ([]Record, uint64, error) {
 	kvs, ver, err := s.kv.List(ctx, NetworksPrefix)
 	if err != nil {
@@ -215,6 +219,7 @@ func (s *Store) parseAll(kvs []kvstore.KVPair) []Record {
 		n, err := parse(kv.Key, kv.Value)
 		if err != nil {
 			s.log.Warn("ignoring a malformed network record", "key", kv.Key, "err", err)
+			out = append(out, Record{Network: &driver.Network{ID: strings.TrimPrefix(kv.Key, NetworksPrefix)}, Version: kv.Version, Malformed: true})
 			continue
 		}
 		out = append(out, Record{Network: n, Version: kv.Version})

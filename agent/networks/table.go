@@ -142,12 +142,20 @@ func (t *Table) putGlobal(r netstore.Record) bool {
 // (local ones stay) and returns the ids that changed.
 func (t *Table) replaceGlobal(recs []netstore.Record) []string {
 	fresh := map[string]netstore.Record{}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for _, r := range recs {
+		if r.Malformed {
+			// A record that went bad (forged, corrupt): keep what it
+			// said when it was good, if anything.
+			if old := t.nets[r.Network.ID]; old != nil && old.Global() {
+				fresh[old.ID] = netstore.Record{Network: old, Version: t.versions[old.ID]}
+			}
+			continue
+		}
 		fresh[r.Network.ID] = r
 	}
 	var changed []string
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	for id, n := range t.nets {
 		if n.Global() && fresh[id].Network == nil {
 			delete(t.nets, id)
