@@ -183,11 +183,15 @@ func (r *reactor) readUDP(s *sock, buf []byte) {
 			continue // not a DNS query from IPv4: nobody to answer
 		}
 		dest := *to
-		sandbox := s.sandbox
+		sandbox, client := s.sandbox, ""
 		if s.who != nil {
 			if sandbox, ok = s.who(netip.AddrFrom4(dest.Addr)); !ok {
 				continue
 			}
+			client = netip.AddrFrom4(dest.Addr).String()
+		}
+		if !s.a.allow(client) {
+			continue // over the rate: the stub asks again
 		}
 		s.a.done.Add(1)
 		go func() {
@@ -231,11 +235,12 @@ func (r *reactor) accept(s *sock) {
 		if err != nil {
 			return
 		}
-		sandbox := s.sandbox
+		sandbox, client := s.sandbox, ""
 		if s.who != nil {
 			to, ok := from.(*unix.SockaddrInet4)
 			if ok {
 				sandbox, ok = s.who(netip.AddrFrom4(to.Addr))
+				client = netip.AddrFrom4(to.Addr).String()
 			}
 			if !ok {
 				unix.Close(fd)
@@ -256,7 +261,7 @@ func (r *reactor) accept(s *sock) {
 		go func() {
 			defer s.a.done.Done()
 			defer s.a.untrack(c)
-			r.serveTCP(s, sandbox, c)
+			r.serveTCP(s, sandbox, client, c)
 		}()
 	}
 }
@@ -264,7 +269,7 @@ func (r *reactor) accept(s *sock) {
 // serveTCP answers the queries of one connection, each a two-byte length
 // and a message, until the client is done, idle for tcpIdle, or has asked
 // tcpQueries.
-func (r *reactor) serveTCP(s *sock, sandbox string, c net.Conn) {
+func (r *reactor) serveTCP(s *sock, sandbox, client string, c net.Conn) {
 	defer c.Close()
 	for range tcpQueries {
 		c.SetDeadline(time.Now().Add(tcpIdle))
@@ -277,7 +282,7 @@ func (r *reactor) serveTCP(s *sock, sandbox string, c net.Conn) {
 			return
 		}
 		q := new(dns.Msg)
-		if q.Unpack(msg) != nil {
+		if q.Unpack(msg) != nil || !s.a.allow(client) {
 			return
 		}
 		resp := r.handle(sandbox, s.a, q, true)

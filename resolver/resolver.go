@@ -40,6 +40,17 @@ const (
 	UpstreamTimeout = 2 * time.Second
 )
 
+// What one sandbox may ask of the server (and one client of ServeAddress):
+// QueryRate questions a second on average, QueryBurst at once, over UDP
+// and TCP together, on at most MaxTCPConns TCP connections at a time.
+// Questions beyond are not answered (a stub resolver asks again), so that
+// a flood from one sandbox does not slow the others'.
+const (
+	QueryRate   = 1000
+	QueryBurst  = 200
+	MaxTCPConns = 16
+)
+
 // Names answers for the cluster: the caller's view of the endpoints a
 // sandbox may see. Its methods are called from many goroutines and must
 // not block for long.

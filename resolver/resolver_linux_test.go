@@ -254,3 +254,100 @@ func FuzzAnswer(f *testing.F) {
 		}
 	})
 }
+
+// Finding 8 of issue 19: a flood from one sandbox stalled everyone's DNS.
+// Each sandbox now has its own rate (QueryRate, QueryBurst) and TCP
+// connections (MaxTCPConns): a burst far over it from sandbox a is mostly
+// not answered, while sandbox b, asking meanwhile, gets every answer; a's
+// TCP connections beyond the cap are closed at once.
+func TestFloodBounded(t *testing.T) {
+	prefix := nshost.Prefix("rsf")
+	var nss []*nshost.NS
+	for _, name := range []string{"a", "b"} {
+		ns, err := nshost.NewNS(prefix + "-" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		nss = append(nss, ns)
+	}
+	names := &table{stats: map[string]int{}, hosts: map[string][]netip.Addr{"web": {netip.MustParseAddr("10.0.0.2")}}}
+	s := New(names, redirect, firewall.UnredirectDNS, slog.New(slog.DiscardHandler))
+	defer s.Close()
+	for i, ns := range nss {
+		if err := s.Attach(fmt.Sprint(i), ns.Path()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := nss[0].Dial(ctx, "udp", "127.0.0.11:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const flood = 5 * QueryBurst
+	// Answers are read as they come, so that none is lost to a's socket
+	// buffer: the questions are paced a little for the same reason.
+	got := make(chan int)
+	go func() {
+		n, buf := 0, make([]byte, 512)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		for {
+			if _, err := c.Read(buf); err != nil {
+				got <- n
+				return
+			}
+			n++
+		}
+	}()
+	q, _ := new(dns.Msg).SetQuestion("web.", dns.TypeA).Pack()
+	for i := range flood {
+		if _, err := c.Write(q); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for i := range 50 { // b, meanwhile
+		if m := ask(t, nss[1], "udp", "web", dns.TypeA); len(m.Answer) != 1 {
+			t.Fatalf("b's question %d during a's flood: %v", i, m)
+		}
+	}
+	answered := <-got
+	if answered >= flood || answered < QueryBurst/2 {
+		t.Errorf("a flood of %d questions got %d answers; want the burst's %d and what the rate adds, not all", flood, answered, QueryBurst)
+	}
+	t.Logf("a's flood of %d: %d answered; b's 50 questions meanwhile: all answered", flood, answered)
+
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range MaxTCPConns + 4 {
+		c, err := nss[0].Dial(ctx, "tcp", "127.0.0.11:53")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// Every connection asks once: those past the cap get no answer.
+	answeredTCP := 0
+	deadline := time.Now().Add(time.Second)
+	for _, c := range conns {
+		c.SetDeadline(deadline)
+		co := &dns.Conn{Conn: c}
+		if co.WriteMsg(new(dns.Msg).SetQuestion("web.", dns.TypeA)) != nil {
+			continue
+		}
+		if m, err := co.ReadMsg(); err == nil && len(m.Answer) == 1 {
+			answeredTCP++
+		}
+	}
+	if answeredTCP != MaxTCPConns {
+		t.Errorf("%d TCP connections at once: %d answered, want the cap's %d", MaxTCPConns+4, answeredTCP, MaxTCPConns)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshnet/meshnet/internal/nsthread"
 	"github.com/miekg/dns"
+	"golang.org/x/time/rate"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -41,14 +42,45 @@ type attached struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]bool // TCP connections being served; guarded by mu
 	stopped bool              // guarded by mu: no more connections
+
+	limit   *rate.Limiter            // the sandbox's questions
+	clients map[string]*rate.Limiter // guarded by mu; per client of a shared socket (ServeAddress)
+}
+
+// maxClients bounds the per-client limiters of a shared socket.
+const maxClients = 4096
+
+func newAttached() *attached {
+	return &attached{inflight: make(chan struct{}, MaxInFlight), conns: map[net.Conn]bool{},
+		limit: rate.NewLimiter(QueryRate, QueryBurst), clients: map[string]*rate.Limiter{}}
+}
+
+// allow reports whether a question of client ("" on a sandbox's own
+// sockets) is within its rate.
+func (a *attached) allow(client string) bool {
+	if client == "" {
+		return a.limit.Allow()
+	}
+	a.mu.Lock()
+	l := a.clients[client]
+	if l == nil {
+		if len(a.clients) >= maxClients {
+			clear(a.clients)
+		}
+		l = rate.NewLimiter(QueryRate, QueryBurst)
+		a.clients[client] = l
+	}
+	a.mu.Unlock()
+	return l.Allow()
 }
 
 // track records a TCP connection being served, unless the sandbox is
-// being detached.
+// being detached or has MaxTCPConns already (per sandbox; on a shared
+// socket, for all its clients).
 func (a *attached) track(c net.Conn) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.stopped {
+	if a.stopped || len(a.conns) >= MaxTCPConns {
 		return false
 	}
 	a.conns[c] = true
@@ -97,7 +129,7 @@ func (s *Server) Attach(sandbox, path string) error {
 	if err != nil {
 		return fmt.Errorf("opening the DNS sockets in %s: %w", path, err)
 	}
-	a := &attached{inflight: make(chan struct{}, MaxInFlight), conns: map[net.Conn]bool{}}
+	a := newAttached()
 	a.udp = &sock{fd: udp, sandbox: sandbox, a: a}
 	a.tcp = &sock{fd: tcp, tcp: true, sandbox: sandbox, a: a}
 	if err := s.redirect(ns, udpPort, tcpPort); err != nil {
@@ -155,7 +187,7 @@ func (s *Server) ServeAddress(addr netip.Addr, who func(client netip.Addr) (sand
 	if err != nil {
 		return fmt.Errorf("serving DNS on %s:53: %w", addr, err)
 	}
-	a := &attached{inflight: make(chan struct{}, MaxInFlight), conns: map[net.Conn]bool{}}
+	a := newAttached()
 	a.udp = &sock{fd: udp, a: a, who: who}
 	a.tcp = &sock{fd: tcp, tcp: true, a: a, who: who}
 	if err := s.serve("address "+addr.String(), a); err != nil {
