@@ -14,9 +14,9 @@ import (
 
 	"github.com/meshnet/meshnet/internal/nsthread"
 	"github.com/miekg/dns"
-	"golang.org/x/time/rate"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 )
 
 // Server serves every attached sandbox. Its methods are safe for
