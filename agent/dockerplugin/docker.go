@@ -15,6 +15,10 @@ import (
 // ErrNoSuchNetwork is Docker.Network's answer for an unknown id.
 var ErrNoSuchNetwork = errors.New("no such Docker network")
 
+// ErrNoDockerd says that nothing answers at docker-host (no dockerd on
+// this host, or not yet).
+var ErrNoDockerd = errors.New("no dockerd answers")
+
 // ErrNoSuchEndpoint is Docker.EndpointNames's answer for an endpoint it
 // does not show (yet).
 var ErrNoSuchEndpoint = errors.New("no such Docker endpoint")
@@ -35,6 +39,9 @@ func NewDocker(host string) (Docker, error) {
 
 func (d *dockerd) Networks(ctx context.Context) ([]DockerNetwork, error) {
 	res, err := d.c.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("driver", Name)})
+	if client.IsErrConnectionFailed(err) {
+		return nil, fmt.Errorf("%w at %s", ErrNoDockerd, d.c.DaemonHost())
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -163,6 +163,8 @@ func (p *Plugin) mirrorLoop() {
 		if view != seen || time.Since(last) >= p.every { // a failure is retried at p.every
 			err := p.mirror()
 			switch {
+			case errors.Is(err, ErrNoDockerd) && !failing:
+				p.log.Info("no dockerd to keep in step yet; looking every second", "err", err)
 			case err != nil && !failing:
 				p.log.Warn("keeping dockerd's meshnet networks in step (retrying)", "err", err)
 			case err == nil && failing:

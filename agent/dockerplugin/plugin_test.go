@@ -7,6 +7,7 @@ package dockerplugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -238,5 +239,19 @@ func TestSweep(t *testing.T) {
 	}
 	if _, ok := p.state.Endpoints["e-gone"]; ok || len(p.state.Endpoints) != 2 || len(p.state.Addresses) != 3 {
 		t.Errorf("state after the sweep: %v %v", p.state.Endpoints, p.state.Addresses)
+	}
+}
+
+// A docker-host where nothing listens is told apart from a failing
+// dockerd: the mirror says so once, quietly.
+func TestNoDockerd(t *testing.T) {
+	d, err := NewDocker("unix://" + filepath.Join(t.TempDir(), "docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := d.Networks(ctx); !errors.Is(err, ErrNoDockerd) {
+		t.Errorf("no dockerd: %v, want ErrNoDockerd", err)
 	}
 }
