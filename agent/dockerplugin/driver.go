@@ -3,6 +3,7 @@ package dockerplugin
 // The network driver: networks, endpoints, joins.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -176,7 +177,7 @@ func (p *Plugin) deleteNetwork(ctx context.Context, req *network.DeleteNetworkRe
 }
 
 func (p *Plugin) createEndpoint(ctx context.Context, req *network.CreateEndpointRequest) (*network.CreateEndpointResponse, error) {
-	if err := errors.Join(checkID("network", req.NetworkID), checkID("endpoint", req.EndpointID)); err != nil {
+	if err := cmp.Or(checkID("network", req.NetworkID), checkID("endpoint", req.EndpointID)); err != nil {
 		return nil, err
 	}
 	if req.Interface == nil || req.Interface.Address == "" {
@@ -281,7 +282,7 @@ func (p *Plugin) endpointInfo(_ context.Context, req *network.InfoRequest) (*net
 }
 
 func (p *Plugin) join(ctx context.Context, req *network.JoinRequest) (*network.JoinResponse, error) {
-	if err := errors.Join(checkID("network", req.NetworkID), checkID("endpoint", req.EndpointID)); err != nil {
+	if err := cmp.Or(checkID("network", req.NetworkID), checkID("endpoint", req.EndpointID)); err != nil {
 		return nil, err
 	}
 	key := req.SandboxKey

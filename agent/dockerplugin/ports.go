@@ -17,6 +17,10 @@ import (
 	"github.com/meshnet/meshnet/agent/service"
 )
 
+// maxPortBindings bounds a container's published ports (the request
+// holding them is bounded too, by maxRequestBytes).
+const maxPortBindings = 1024
+
 // portBinding is one entry of Docker's portmap option.
 type portBinding struct {
 	Proto       int    // IANA protocol number
@@ -39,6 +43,9 @@ func publishSpecs(raw any) ([]string, error) {
 	var pbs []portBinding
 	if err := json.Unmarshal(b, &pbs); err != nil {
 		return nil, errors.New("invalid port bindings from dockerd")
+	}
+	if len(pbs) > maxPortBindings {
+		return nil, fmt.Errorf("%d port bindings: at most %d are published per container", len(pbs), maxPortBindings)
 	}
 	var specs []string
 	for _, pb := range pbs {

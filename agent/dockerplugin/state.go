@@ -69,6 +69,16 @@ func loadState(path string) (*state, error) {
 	if err := json.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("the Docker plugin's state %s is damaged (%v): move it away to start afresh", path, err)
 	}
+	for id := range st.Networks {
+		if checkID("network", id) != nil {
+			return nil, fmt.Errorf("the Docker plugin's state %s is damaged (network id %q): move it away to start afresh", path, id)
+		}
+	}
+	for id := range st.Endpoints {
+		if checkID("endpoint", id) != nil {
+			return nil, fmt.Errorf("the Docker plugin's state %s is damaged (endpoint id %q): move it away to start afresh", path, id)
+		}
+	}
 	if st.Networks == nil {
 		st.Networks = map[string]networkBinding{}
 	}
