@@ -20,6 +20,9 @@ import (
 // Its methods are safe for concurrent use; they are serialised, and each
 // blocks until the kernel has answered every request it made.
 type Datapath struct {
+	viaMu sync.Mutex      // guards via; taken before mu, never inside it
+	via   *netlink.Handle // ViaBridge's own handle, made on first use
+
 	mu     sync.Mutex       // serialises Apply, ApplyNetwork, RemoveNetwork, Close
 	h      *netlink.Handle  // guarded by mu; netlink socket in the host namespace
 	rt     *nl.SocketHandle // guarded by mu; rtnetlink socket there, for rule dumps
@@ -84,8 +87,14 @@ func identifyHost(hostNS netns.NsHandle) (sandbox.NSID, error) {
 // Close releases the netlink sockets. It leaves the kernel state alone and
 // is idempotent.
 func (d *Datapath) Close() error {
+	d.viaMu.Lock() // the lock order: viaMu, then mu
+	defer d.viaMu.Unlock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.via != nil {
+		d.via.Close()
+		d.via = nil
+	}
 	if !d.closed {
 		d.closed = true
 		d.h.Close()

@@ -55,8 +55,9 @@ type Remote interface {
 	Remote(networkID string) []gossip.Endpoint
 	// Forget: this host no longer programs the network.
 	Forget(networkID string)
-	// Members are gossip's members, this node included.
-	Members() []gossip.Member
+	// VTEPs are the hosts whose VXLAN packets this host takes: gossip's
+	// members (and, until gossip has caught up, the cached endpoints').
+	VTEPs() []netip.Addr
 }
 
 // Filter is the packet filter (a *firewall.Firewall).

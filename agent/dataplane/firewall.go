@@ -9,7 +9,6 @@ package dataplane
 
 import (
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/meshnet/meshnet/agent/driver"
@@ -59,29 +58,8 @@ func (d *Dataplane) ruleset() firewall.Ruleset {
 	}
 	rs.Ports = d.publishedPorts()
 	rs.Links = d.links()
-	rs.VXLANPort, rs.VTEPs = d.cfg.VXLANPort, d.vteps()
+	rs.VXLANPort, rs.VTEPs = d.cfg.VXLANPort, d.remote.VTEPs()
 	return rs
-}
-
-// vteps are the VTEPs VXLAN is accepted from: the gossip members', and
-// those of the remote endpoints this host programs (until gossip has
-// caught up after a restart, the cached ones).
-func (d *Dataplane) vteps() []netip.Addr {
-	var out []netip.Addr
-	for _, m := range d.remote.Members() {
-		if m.VTEP.IsValid() {
-			out = append(out, m.VTEP)
-		}
-	}
-	for _, n := range d.nets.Table.All() {
-		if n.Global() {
-			for _, ep := range d.remote.Remote(n.ID) {
-				out = append(out, ep.VTEP)
-			}
-		}
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return slices.Compact(out)
 }
 
 // links are the exceptions to icc off: each --link lets the linking

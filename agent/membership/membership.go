@@ -154,6 +154,29 @@ func (m *Membership) ClockJumpsRefused() uint64 {
 	return m.cluster.ClockJumpsRefused()
 }
 
+// VTEPs are the VTEPs of the gossip members and, until gossip has caught
+// up after a restart, of the cached remote endpoints: the hosts whose
+// VXLAN packets this host takes.
+func (m *Membership) VTEPs() []netip.Addr {
+	var out []netip.Addr
+	for _, mb := range m.cluster.Members() {
+		if mb.VTEP.IsValid() {
+			out = append(out, mb.VTEP)
+		}
+	}
+	m.mu.Lock()
+	if !m.synced {
+		for _, eps := range m.cache {
+			for _, ep := range eps {
+				out = append(out, ep.VTEP)
+			}
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
 // Members are the gossip members, this node included.
 func (m *Membership) Members() []gossip.Member { return m.cluster.Members() }
 
