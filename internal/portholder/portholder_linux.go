@@ -79,11 +79,3 @@ func socketInodes(path string, port int, state string) []string {
 	}
 	return out
 }
-
-// Describe is "(by NAME, pid PID)" for the holder of port, or "".
-func Describe(proto string, port int) string {
-	if pid, name, ok := Find(proto, port); ok {
-		return fmt.Sprintf(" (by %s, pid %d)", name, pid)
-	}
-	return ""
-}
