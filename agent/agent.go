@@ -39,6 +39,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -55,6 +56,7 @@ import (
 	"github.com/meshnet/meshnet/agent/sandboxes"
 	"github.com/meshnet/meshnet/agent/statefile"
 	"github.com/meshnet/meshnet/agent/storeconn"
+	"github.com/meshnet/meshnet/agent/trust"
 	"github.com/meshnet/meshnet/datapath"
 	"github.com/meshnet/meshnet/firewall"
 	"github.com/meshnet/meshnet/resolver"
@@ -111,18 +113,41 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("loading the data dir: %w", err)
 	}
 	a.recs = sandboxes.NewTable(st.Sandboxes, st.Endpoints)
+	keys, keySync := a.gossipKeys()
 	a.conn = storeconn.New(storeconn.Config{Store: cfg.Store, URL: cfg.StoreURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir,
-		VTEP: a.vtep, GossipPort: cfg.GossipPort, Version: Version, GlobalPools: cfg.GlobalPools, ReclaimAfter: cfg.NodeReclaimAfter}, log)
+		VTEP: a.vtep, GossipPort: cfg.GossipPort, Version: Version, GlobalPools: cfg.GlobalPools, ReclaimAfter: cfg.NodeReclaimAfter,
+		Trust: a.trustDir(), JoinToken: cfg.JoinToken, Keys: keySync}, log)
 	a.nets = networks.NewManager(networks.NewTable(st.Networks), a.drivers, a.conn,
 		networks.Config{LocalPools: cfg.LocalPools, HostRoutes: datapath.RoutedPrefixes}, a.networksChanged, log)
 	a.members = membership.New(membership.Config{NodeName: cfg.NodeName, VTEP: a.vtep, Port: cfg.GossipPort,
-		Version: Version, Key: cfg.GossipKey}, st.Remote, st.Peers, membership.Hooks{
+		Version: Version, Keys: keys}, st.Remote, st.Peers, membership.Hooks{
 		Dirty:    func(id string) { a.dp.MarkDirty(id) },
 		CaughtUp: func() { a.dp.MarkAllDirty() },
 		Save:     func() { a.state.SaveAll() },
 	}, log)
 	a.state.SetSources(statefile.Sources{Networks: a.nets.Table.All, Records: a.recs, Cache: a.members.Saved})
 	return a, nil
+}
+
+// trustDir holds the cluster CA and this host's certificates
+// (agent/trust).
+func (a *Agent) trustDir() trust.Dir { return trust.Dir(filepath.Join(a.cfg.DataDir, "tls")) }
+
+// gossipKeys is the keyring gossip starts with, and what keeps it equal
+// to the store's: gossip-key when set (fixed); else the keyring last
+// taken from the store, or — the first time — a key of this host alone,
+// so that gossip talks to no one until the store's keyring has come:
+// encrypted from the first packet.
+func (a *Agent) gossipKeys() ([][]byte, *trust.KeySync) {
+	if len(a.cfg.GossipKey) > 0 {
+		return [][]byte{a.cfg.GossipKey}, nil
+	}
+	cached := trust.CachedKeys(a.trustDir())
+	sync := trust.NewKeySync(a.trustDir(), cached, func(keys [][]byte) error { return a.members.SetKeys(keys) }, a.log)
+	if cached == nil {
+		return [][]byte{trust.NewGossipKey()}, sync
+	}
+	return cached, sync
 }
 
 // networksChanged follows a change of the networks: persist it, subscribe
@@ -152,7 +177,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("starting meshagent", "version", Version, "node", a.cfg.NodeName,
 		"advertise", a.vtep, "store", a.cfg.StoreURL, "data-dir", a.cfg.DataDir)
 	defer a.state.Close()
-	warnings := securityWarnings(a.cfg)
+	warnings := securityWarnings(a.cfg, trust.Joined(a.trustDir(), nil))
 	for _, w := range warnings {
 		a.log.Warn("SECURITY: " + w)
 	}
@@ -211,7 +236,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srv, err := apiserver.Listen(a.ctl, a.cfg.Hosts, a.log,
-		apiserver.Options{CNI: cniserver.New(a.ctl), Debug: a.cfg.LogLevel == "debug"})
+		apiserver.Options{CNI: cniserver.New(a.ctl), Debug: a.cfg.LogLevel == "debug",
+			Cluster: clusterAdmin{conn: a.conn, vtep: a.vtep.String(), fixedKeys: len(a.cfg.GossipKey) > 0}})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshnet/meshnet/agent/ipam"
+	"github.com/meshnet/meshnet/agent/trust"
 	"github.com/meshnet/meshnet/kvstore"
 )
 
@@ -52,8 +54,11 @@ type Config struct {
 	GlobalPools      []ipam.AddressPool // subnets of overlay networks
 	LocalPools       []ipam.AddressPool // subnets of bridge networks
 	GossipKey        []byte
-	LogLevel         string
-	LogFormat        string
+	// JoinToken joins a cluster whose store is another agent's embedded
+	// one (cluster-token or cluster-token-file).
+	JoinToken *trust.Token
+	LogLevel  string
+	LogFormat string
 	// DockerPlugin is the socket of Docker's network and IPAM plugin
 	// ("" for none); DockerHost the local dockerd whose meshnet networks
 	// the agent keeps equal to the cluster's ("" for none).
@@ -107,7 +112,9 @@ func Flags() []cli.Flag {
 		list("dns-search", nil, "default DNS search domain of every sandbox"),
 		num("vxlan-port", 4789, "VXLAN UDP port"),
 		list("default-address-pools", nil, "base=CIDR,size=N[,scope=global|local]: where automatic subnets come from"),
-		str("gossip-key", "", "base64 AES key (16, 24 or 32 bytes); gossip is encrypted when set"),
+		str("gossip-key", "", "base64 AES key (16, 24 or 32 bytes), the same on every host (default: the cluster store's keyring, made and rotated by the agents)"),
+		str("cluster-token", "", "join token of a cluster whose store is another agent's embedded one (agentctl cluster join-token there prints it)"),
+		str("cluster-token-file", "", "file holding the join token (instead of cluster-token, which other users can see in /proc)"),
 		str("node-reclaim-after", "10m", "how long a node must be gone (from the store's nodes and from gossip) before its address leases are reclaimed"),
 		str("docker-plugin", "/run/docker/plugins/meshnet.sock", "socket of the Docker network and IPAM plugin meshnet; empty turns it off"),
 		str("docker-host", "unix:///var/run/docker.sock", "the local dockerd, whose meshnet networks the agent keeps equal to the cluster's (unix:// only); empty turns it off"),
@@ -360,6 +367,9 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 		}
 		cfg.GossipKey = key
 	}
+	if err := cfg.parseJoinToken(c.String("cluster-token"), c.String("cluster-token-file"), c.StringSlice("cluster-store-opt")); err != nil {
+		errs = append(errs, err)
+	}
 	switch cfg.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -369,6 +379,61 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 		bad("log-format", "%q is not text or json", cfg.LogFormat)
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// parseJoinToken reads the join token, given or in a file, and checks it
+// goes with the store: another agent's embedded one, reached as etcd://.
+func (cfg *Config) parseJoinToken(token, file string, storeOpts []string) error {
+	if cfg.Store.Backend == kvstore.BackendEmbedded {
+		for _, o := range storeOpts {
+			if k, _, _ := strings.Cut(o, "="); strings.TrimSpace(k) != "timeout" {
+				return fmt.Errorf("invalid cluster-store-opt: %q does not apply to the embedded store, which makes its own certificates", o)
+			}
+		}
+	}
+	switch {
+	case token == "" && file == "":
+		return nil
+	case token != "" && file != "":
+		return errors.New("invalid cluster-token: give cluster-token or cluster-token-file, not both")
+	case file != "":
+		b, err := readSmallFile(file, 4096)
+		if err != nil {
+			return fmt.Errorf("invalid cluster-token-file: %w", err)
+		}
+		token = string(b)
+	}
+	switch {
+	case cfg.Store.Backend == kvstore.BackendEmbedded:
+		return errors.New("invalid cluster-token: this host serves the embedded store and needs no token; give it to the other hosts, with cluster-store etcd://THIS-HOST:2379")
+	case cfg.Store.Backend != kvstore.BackendEtcd:
+		return errors.New("invalid cluster-token: a join token is for etcd://HOST:2379, the embedded store of another agent")
+	case cfg.Store.CAFile != "" || cfg.Store.CertFile != "":
+		return errors.New("invalid cluster-token: give a join token or the store's ca, cert and key (cluster-store-opt), not both")
+	}
+	t, err := trust.ParseToken(token)
+	if err != nil {
+		return fmt.Errorf("invalid cluster-token: %w", err)
+	}
+	cfg.JoinToken = &t
+	return nil
+}
+
+// readSmallFile reads a file of at most limit bytes.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
 }
 
 // parseAdvertise reads IFACE[:PORT] or IP[:PORT]; the interface is

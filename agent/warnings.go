@@ -10,16 +10,19 @@ import (
 // securityWarnings says, one sentence each, where this agent's
 // configuration leaves the cluster open to a machine of the underlay: they
 // are logged at start and shown by `agentctl info`.
-func securityWarnings(cfg Config) []string {
+// Gossip is always encrypted (gossip-key, or the store's keyring), and
+// the embedded store always speaks TLS with client certificates; joined
+// says this host has its certificate for another agent's embedded store.
+func securityWarnings(cfg Config, joined bool) []string {
 	var out []string
-	if len(cfg.GossipKey) == 0 {
-		out = append(out, "gossip is neither encrypted nor authenticated: anyone on the underlay can read and forge endpoint records (set gossip-key, the same on every host)")
-	}
 	switch {
-	case cfg.Store.Backend == kvstore.BackendEmbedded:
-		out = append(out, "the embedded cluster store serves port 2379 without TLS or authentication: anyone who reaches it can read and change the cluster (keep it to the cluster's hosts)")
+	case cfg.Store.Backend == kvstore.BackendEmbedded, cfg.JoinToken != nil, joined && cfg.Store.Backend == kvstore.BackendEtcd:
 	case cfg.Store.CAFile == "" && !loopbackOnly(cfg.Store.Endpoints):
-		out = append(out, "the cluster store "+cfg.Store.String()+" is reached without TLS: records and credentials cross the network in clear (cluster-store-opt ca, cert, key)")
+		what := "records, credentials and the gossip key cross the network in clear"
+		if len(cfg.GossipKey) > 0 {
+			what = "records and credentials cross the network in clear"
+		}
+		out = append(out, "the cluster store "+cfg.Store.String()+" is reached without TLS: "+what+" (cluster-store-opt ca, cert, key)")
 	}
 	if !cfg.IPTables {
 		out = append(out, "iptables: false: networks are not isolated and the VXLAN port takes frames from anyone on the underlay")

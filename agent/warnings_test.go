@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshnet/meshnet/agent/trust"
 	"github.com/meshnet/meshnet/kvstore"
 )
 
@@ -16,17 +17,22 @@ func TestSecurityWarnings(t *testing.T) {
 		return c
 	}
 	for _, c := range []struct {
-		name string
-		cfg  Config
-		want []string // a word of each warning, in order
+		name   string
+		cfg    Config
+		joined bool
+		want   []string // a word of each warning, in order
 	}{
-		{"defaults", Config{Store: store("embedded"), IPTables: true}, []string{"gossip", "embedded"}},
-		{"keyed, etcd in clear", Config{Store: store("etcd://192.0.2.9:2379"), GossipKey: make([]byte, 32), IPTables: true}, []string{"without TLS"}},
-		{"keyed, etcd on loopback", Config{Store: store("etcd://127.0.0.1:2379"), GossipKey: make([]byte, 32), IPTables: true}, nil},
-		{"keyed, etcd with TLS", Config{Store: store("etcd://192.0.2.9:2379", "ca=/x/ca.pem"), GossipKey: make([]byte, 32), IPTables: true}, nil},
-		{"no filter", Config{Store: store("etcd://127.0.0.1:2379"), GossipKey: make([]byte, 32)}, []string{"iptables: false"}},
+		{"defaults", Config{Store: store("embedded"), IPTables: true}, false, nil},
+		{"etcd in clear", Config{Store: store("etcd://192.0.2.9:2379"), IPTables: true}, false, []string{"the gossip key"}},
+		{"joined another agent's embedded store", Config{Store: store("etcd://192.0.2.9:2379"), IPTables: true}, true, nil},
+		{"joining it", Config{Store: store("etcd://192.0.2.9:2379"), JoinToken: &trust.Token{}, IPTables: true}, false, nil},
+		{"consul in clear, a certificate of an earlier join", Config{Store: store("consul://192.0.2.9:8500"), IPTables: true}, true, []string{"without TLS"}},
+		{"keyed, etcd in clear", Config{Store: store("etcd://192.0.2.9:2379"), GossipKey: make([]byte, 32), IPTables: true}, false, []string{"without TLS"}},
+		{"keyed, etcd on loopback", Config{Store: store("etcd://127.0.0.1:2379"), GossipKey: make([]byte, 32), IPTables: true}, false, nil},
+		{"keyed, etcd with TLS", Config{Store: store("etcd://192.0.2.9:2379", "ca=/x/ca.pem"), GossipKey: make([]byte, 32), IPTables: true}, false, nil},
+		{"no filter", Config{Store: store("etcd://127.0.0.1:2379"), GossipKey: make([]byte, 32)}, false, []string{"iptables: false"}},
 	} {
-		got := securityWarnings(c.cfg)
+		got := securityWarnings(c.cfg, c.joined)
 		if len(got) != len(c.want) {
 			t.Errorf("%s: %q", c.name, got)
 			continue

@@ -28,11 +28,13 @@
 package gossip
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -58,6 +60,8 @@ type Cluster struct {
 	fanout       *fifo[wireRecord] // local writes to send to every member at once (fanout.go)
 
 	// done is closed by Close; every goroutine in wg watches it.
+	keyring *memberlist.Keyring // nil: gossip in clear
+
 	done      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -119,7 +123,9 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c.bcast = newBroadcastQueue(cfg.Timing.RetransmitMult,
 		func() int { return max(1, int(c.numMembers.Load())) }, c.log)
-	m, err := memberlist.Create(cfg.memberlistConfig(&delegate{c: c}))
+	mc := cfg.memberlistConfig(&delegate{c: c})
+	c.keyring = mc.Keyring
+	m, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("starting memberlist on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
@@ -130,6 +136,40 @@ func New(cfg Config) (*Cluster, error) {
 	c.goRun(c.maintainLoop)
 	c.goRun(c.reconnectLoop)
 	return c, nil
+}
+
+// SetKeys replaces the keyring with keys, the first the one gossip
+// encrypts with: every key is installed before the primary changes, and
+// keys no longer listed are removed last, so a peer that has either the
+// old or the new keyring still understands this node.
+func (c *Cluster) SetKeys(keys [][]byte) error {
+	if c.keyring == nil {
+		return errors.New("gossip was started in clear; it cannot be given keys later")
+	}
+	if len(keys) == 0 {
+		return errors.New("a keyring needs a key")
+	}
+	for _, k := range keys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return err
+		}
+	}
+	for _, k := range keys {
+		if err := c.keyring.AddKey(k); err != nil {
+			return err
+		}
+	}
+	if err := c.keyring.UseKey(keys[0]); err != nil {
+		return err
+	}
+	for _, have := range c.keyring.GetKeys() {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, have) }) {
+			if err := c.keyring.RemoveKey(have); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (c *Cluster) goRun(f func()) {

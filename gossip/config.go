@@ -42,6 +42,10 @@ type Config struct {
 	// (16, 24 or 32 bytes: AES-128/192/256). Nodes with another key, or none,
 	// cannot join.
 	SecretKey []byte
+	// Keys, if set instead, is a keyring: gossip is encrypted with the
+	// first and decrypted with any (for rotating a key without a
+	// partition; see Cluster.SetKeys).
+	Keys [][]byte
 
 	// Timing holds the failure detector and dissemination knobs.
 	Timing Timing
@@ -161,7 +165,13 @@ func (c Config) withDefaults() (Config, error) {
 			c.Version, n, memberlist.MetaMaxSize)
 	}
 	if len(c.SecretKey) > 0 {
-		if err := memberlist.ValidateKey(c.SecretKey); err != nil {
+		if len(c.Keys) > 0 {
+			return c, errors.New("give a secret key or a keyring, not both")
+		}
+		c.Keys = [][]byte{c.SecretKey}
+	}
+	for _, k := range c.Keys {
+		if err := memberlist.ValidateKey(k); err != nil {
 			return c, fmt.Errorf("checking secret key: %w", err)
 		}
 	}
@@ -211,7 +221,10 @@ func (c *Config) memberlistConfig(d *delegate) *memberlist.Config {
 		mc.AdvertisePort = c.BindPort
 	}
 	mc.Transport = c.Transport
-	mc.SecretKey = c.SecretKey
+	if len(c.Keys) > 0 {
+		// Checked by withDefaults: NewKeyring cannot fail.
+		mc.Keyring, _ = memberlist.NewKeyring(c.Keys[1:], c.Keys[0])
+	}
 	mc.Delegate = d
 	mc.Events = d
 

@@ -441,6 +441,14 @@ type Node struct {
 	Networks   []string `json:"Networks"` // names of networks with endpoints on the node
 }
 
+// JoinToken answers GET /cluster/join-token and POST
+// /cluster/join-token/rotate: what another host needs to join a cluster
+// whose store is this agent's embedded one.
+type JoinToken struct {
+	Token string `json:"Token"`
+	Store string `json:"Store"` // cluster-store the joining host gives, etcd://HOST:2379
+}
+
 // Info answers GET /info.
 type Info struct {
 	Node             string `json:"Node"`

@@ -45,6 +45,8 @@ type CNI interface {
 type Options struct {
 	// CNI, when set, is served under /cni/.
 	CNI CNI
+	// Cluster, when set, is served under /cluster/.
+	Cluster service.Cluster
 	// Debug serves Go's profiles under /debug/pprof/ (the agent's
 	// log-level debug), as Docker's daemon does in debug mode.
 	Debug bool
@@ -340,6 +342,19 @@ func (s *Server) routes() http.Handler {
 	handle("GET /version", func(r *http.Request) (int, any, error) {
 		return 200, svc.Version(), nil
 	})
+	if c := s.opts.Cluster; c != nil {
+		handle("GET /cluster/join-token", func(r *http.Request) (int, any, error) {
+			t, err := c.JoinToken(r.Context(), false)
+			return 200, t, err
+		})
+		handle("POST /cluster/join-token/rotate", func(r *http.Request) (int, any, error) {
+			t, err := c.JoinToken(r.Context(), true)
+			return 200, t, err
+		})
+		handle("POST /cluster/gossip-key/rotate", func(r *http.Request) (int, any, error) {
+			return 204, nil, c.RotateGossipKey(r.Context())
+		})
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(svc.Metrics(), promhttp.HandlerOpts{}))
 	if s.opts.Debug {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)

@@ -29,3 +29,20 @@ func (c *Client) Version(ctx context.Context) (api.VersionInfo, error) {
 	err := c.do(ctx, http.MethodGet, "/version", nil, nil, &v)
 	return v, err
 }
+
+// JoinToken returns the join token of the cluster whose embedded store the
+// agent serves; rotate replaces it first.
+func (c *Client) JoinToken(ctx context.Context, rotate bool) (api.JoinToken, error) {
+	var t api.JoinToken
+	if rotate {
+		err := c.do(ctx, http.MethodPost, "/cluster/join-token/rotate", nil, nil, &t)
+		return t, err
+	}
+	err := c.do(ctx, http.MethodGet, "/cluster/join-token", nil, nil, &t)
+	return t, err
+}
+
+// RotateGossipKey replaces the cluster's gossip key.
+func (c *Client) RotateGossipKey(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/cluster/gossip-key/rotate", nil, nil, nil)
+}

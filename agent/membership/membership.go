@@ -41,7 +41,9 @@ type Config struct {
 	VTEP     netip.Addr // gossip's bind address and this host's VTEP
 	Port     int
 	Version  string
-	Key      []byte // gossip encryption key; nil: none
+	// Keys is the gossip keyring, the key gossip encrypts with first;
+	// none: gossip in clear.
+	Keys [][]byte
 }
 
 // Hooks are how membership tells the rest of the agent; none may block.
@@ -92,7 +94,7 @@ func (m *Membership) Start(ctx context.Context) error {
 	for {
 		c, err := gossip.New(gossip.Config{
 			NodeName: m.cfg.NodeName, BindAddr: m.cfg.VTEP.String(), BindPort: m.cfg.Port,
-			VTEP: m.cfg.VTEP, Version: m.cfg.Version, SecretKey: m.cfg.Key, Logger: m.log,
+			VTEP: m.cfg.VTEP, Version: m.cfg.Version, Keys: m.cfg.Keys, Logger: m.log,
 		})
 		if err == nil {
 			m.cluster = c
@@ -110,6 +112,9 @@ func (m *Membership) Start(ctx context.Context) error {
 		}
 	}
 }
+
+// SetKeys replaces the gossip keyring (see gossip.Cluster.SetKeys).
+func (m *Membership) SetKeys(keys [][]byte) error { return m.cluster.SetKeys(keys) }
 
 // Quiesce ends the subscriptions (Run waits for their consumers) and
 // stops saving, while gossip goes on answering the peers: an agent

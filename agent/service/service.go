@@ -80,6 +80,18 @@ type Service interface {
 	Metrics() prometheus.Gatherer
 }
 
+// Cluster is the administration of the cluster's trust (agent/trust): the
+// join token of the embedded store's CA, and the gossip keyring.
+type Cluster interface {
+	// JoinToken returns the join token, a new one if rotate (the old one
+	// then joins no one). Only the agent serving the embedded store has
+	// one (ErrConflict elsewhere).
+	JoinToken(ctx context.Context, rotate bool) (api.JoinToken, error)
+	// RotateGossipKey replaces the cluster's gossip key without a
+	// partition, taking a few seconds.
+	RotateGossipKey(ctx context.Context) error
+}
+
 // The kinds of refusal.
 var (
 	// ErrInvalid: the request is malformed or asks for something the

@@ -26,6 +26,7 @@ import (
 
 	"github.com/meshnet/meshnet/agent/ipam"
 	"github.com/meshnet/meshnet/agent/netstore"
+	"github.com/meshnet/meshnet/agent/trust"
 	"github.com/meshnet/meshnet/internal/backoff"
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/kvstore/backends"
@@ -50,6 +51,17 @@ type Config struct {
 	Version      string
 	GlobalPools  []ipam.AddressPool
 	ReclaimAfter time.Duration // node-reclaim-after
+
+	// Trust is the trust directory (agent/trust): the embedded store's
+	// CA and certificates, or this host's certificate for another
+	// agent's embedded store.
+	Trust trust.Dir
+	// JoinToken, when set, joins the cluster whose store (etcd://) is
+	// another agent's embedded one.
+	JoinToken *trust.Token
+	// Keys, when set, keeps gossip's keyring equal to the store's; it
+	// is read before gossip first joins the registered nodes.
+	Keys *trust.KeySync
 }
 
 // Mirror receives networks/ as the store says it is (agent/networks).
@@ -79,6 +91,8 @@ type Conn struct {
 	err    error            // why the store is not usable, nil when it is
 	everUp bool             // the store has answered since start; firstUp is closed
 	embed  *embedded.Server // cluster-store: embedded
+	auth   *trust.Authority // cluster-store: embedded
+	joins  *trust.JoinServer
 
 	// firstUp is closed when the store answers for the first time.
 	firstUp chan struct{}
@@ -118,6 +132,12 @@ func (c *Conn) Run(ctx context.Context, mirror Mirror, holder Holder, present fu
 		c.answeredLocked()
 	}
 	c.mu.Unlock()
+	if c.cfg.Keys != nil {
+		if err := c.cfg.Keys.Sync(ctx, store); err != nil {
+			c.log.Warn("reading the gossip keyring from the cluster store", "err", err)
+		}
+		c.goRun(func() { c.cfg.Keys.Run(ctx, c.Ready) })
+	}
 	c.up <- struct{}{}
 
 	c.goRun(func() { c.registerLoop(ctx, store) })
@@ -138,8 +158,11 @@ func (c *Conn) goRun(f func()) {
 // have returned.
 func (c *Conn) Close() {
 	c.mu.Lock()
-	store, embed := c.store, c.embed
+	store, embed, joins := c.store, c.embed, c.joins
 	c.mu.Unlock()
+	if joins != nil {
+		joins.Close()
+	}
 	if store != nil {
 		store.Close()
 	}
@@ -253,27 +276,27 @@ func (c *Conn) connect(ctx context.Context) (kvstore.Store, error) {
 
 func (c *Conn) open(ctx context.Context) (kvstore.Store, error) {
 	cfg := c.cfg.Store
-	if cfg.Backend == kvstore.BackendEmbedded {
-		c.mu.Lock()
-		srv := c.embed
-		c.mu.Unlock()
-		if srv == nil {
-			var err error
-			srv, err = embedded.Start(ctx, embedded.Config{
-				Name:      c.cfg.NodeName,
-				Dir:       filepath.Join(c.cfg.DataDir, "etcd"),
-				ClientURL: "http://" + net.JoinHostPort(c.cfg.VTEP.String(), strconv.Itoa(EmbeddedClientPort)),
-				PeerURL:   "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(EmbeddedPeerPort)),
-			})
-			if err != nil {
+	var err error
+	switch {
+	case cfg.Backend == kvstore.BackendEmbedded:
+		if cfg, err = c.serveEmbedded(ctx, cfg); err != nil {
+			return nil, err
+		}
+	case cfg.Backend == kvstore.BackendEtcd && cfg.CAFile == "" && cfg.CertFile == "":
+		// Another agent's embedded store: join it with the token once;
+		// the certificate then serves every start.
+		dir := c.cfg.Trust
+		if tok := c.cfg.JoinToken; tok != nil && !trust.Joined(dir, tok) {
+			host, _, _ := net.SplitHostPort(cfg.Endpoints[0])
+			addr := net.JoinHostPort(host, strconv.Itoa(trust.JoinPort))
+			if err := trust.Join(ctx, dir, trust.JoinOptions{Addr: addr, Token: *tok, Node: c.cfg.NodeName, Dial: cfg.Dial}); err != nil {
 				return nil, err
 			}
-			c.mu.Lock()
-			c.embed = srv
-			c.mu.Unlock()
-			c.log.Info("embedded cluster store serving", "endpoints", srv.Endpoints())
+			c.log.Info("joined the cluster: this host has its certificate for the store", "via", addr)
 		}
-		cfg.Endpoints = srv.Endpoints()
+		if trust.Joined(dir, nil) {
+			cfg.CAFile, cfg.CertFile, cfg.KeyFile = dir.Path(trust.CAFile), dir.Path(trust.CertFile), dir.Path(trust.KeyFile)
+		}
 	}
 	s, err := backends.Open(cfg)
 	if err != nil {
@@ -292,6 +315,59 @@ func (c *Conn) open(ctx context.Context) (kvstore.Store, error) {
 		c.mu.Unlock()
 	}
 	return s, nil
+}
+
+// serveEmbedded starts the embedded store, TLS with client certificates
+// of the cluster's CA only, and the join service beside it, and returns
+// the client configuration of it.
+func (c *Conn) serveEmbedded(ctx context.Context, cfg kvstore.Config) (kvstore.Config, error) {
+	c.mu.Lock()
+	srv, auth := c.embed, c.auth
+	c.mu.Unlock()
+	dir := c.cfg.Trust
+	if auth == nil {
+		var err error
+		if auth, err = trust.OpenAuthority(dir, c.cfg.NodeName, c.cfg.VTEP); err != nil {
+			return cfg, err
+		}
+		joins, err := auth.ServeJoin(net.JoinHostPort(c.cfg.VTEP.String(), strconv.Itoa(trust.JoinPort)), c.log)
+		if err != nil {
+			return cfg, err
+		}
+		c.mu.Lock()
+		c.auth, c.joins = auth, joins
+		c.mu.Unlock()
+	}
+	if srv == nil {
+		cert, key := auth.ServerFiles()
+		var err error
+		srv, err = embedded.Start(ctx, embedded.Config{
+			Name:      c.cfg.NodeName,
+			Dir:       filepath.Join(c.cfg.DataDir, "etcd"),
+			ClientURL: "https://" + net.JoinHostPort(c.cfg.VTEP.String(), strconv.Itoa(EmbeddedClientPort)),
+			PeerURL:   "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(EmbeddedPeerPort)),
+			CertFile:  cert, KeyFile: key, ClientCAFile: dir.Path(trust.CAFile),
+		})
+		if err != nil {
+			return cfg, err
+		}
+		c.mu.Lock()
+		c.embed = srv
+		c.mu.Unlock()
+		c.log.Info("embedded cluster store serving (TLS, client certificates of the cluster CA)", "endpoints", srv.Endpoints(),
+			"joins", trust.JoinPort)
+	}
+	cfg.Endpoints = srv.Endpoints()
+	cfg.CAFile, cfg.CertFile, cfg.KeyFile = dir.Path(trust.CAFile), dir.Path(trust.CertFile), dir.Path(trust.KeyFile)
+	return cfg, nil
+}
+
+// Authority is the cluster's CA when this agent serves the embedded
+// store, else nil.
+func (c *Conn) Authority() *trust.Authority {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.auth
 }
 
 // DownError is returned by global operations while the store is not

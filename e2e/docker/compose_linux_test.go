@@ -91,7 +91,7 @@ func composeTrial(t *testing.T, ctx context.Context, engine dockerd.Engine, tag 
 	t0 := time.Now()
 	compose(t, ctx, d, proj, env, "up", "-d", "--build")
 	t.Cleanup(func() {
-		cmd := exec.Command("docker-compose", "down", "-t", "1")
+		cmd := exec.Command("docker-compose", "down", "-v", "-t", "1")
 		cmd.Dir, cmd.Env = proj, append(d.Env(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("docker-compose down: %v\n%s", err, out)

@@ -38,6 +38,8 @@ type host struct {
 	log   string // the agent's log
 	bin   string // meshagent
 	store string // its cluster-store
+	// tokenFile is its cluster-token-file (hosts but the first).
+	tokenFile string
 	// gossipPort is the agents' gossip port (0: the default, 7946).
 	gossipPort int
 }
@@ -102,7 +104,9 @@ func cluster(t *testing.T, ctx context.Context, engine dockerd.Engine, tag strin
 		}
 		store := "embedded"
 		if i > 0 {
+			// The other hosts join n1's store with its join token.
 			store = "etcd://192.0.2.1:2379"
+			hst.tokenFile = filepath.Join(hosts[0].dir, "data", "tls", "join-token")
 		}
 		hst.bin, hst.store = bins.Agent, store
 		hst.startAgent(t, ctx)
@@ -154,6 +158,9 @@ func (h *host) startAgent(t testing.TB, ctx context.Context) {
 	args := []string{"--node-name", h.name, "--data-dir", filepath.Join(h.dir, "data"), "-H", "unix://" + sock,
 		"--bridge", "none", "--cluster-store", store, "--cluster-advertise", nshost.HostDev + ":" + strconv.Itoa(cmp.Or(h.gossipPort, 7946)),
 		"--docker-plugin", filepath.Join(h.d.PluginDir, "meshnet.sock"), "--docker-host", h.d.Socket, "--log-level", "debug"}
+	if h.tokenFile != "" {
+		args = append(args, "--cluster-token-file", h.tokenFile)
+	}
 	// In the host's network namespace and the test's mount namespace: the
 	// agent never opens Docker's sandboxes (Docker moves the interfaces),
 	// so it needs none of dockerd's mounts, and outlives a restart of it.

@@ -40,7 +40,7 @@ func (c *Cluster) AddBareHost(name string) (*Host, error) {
 	h := &Host{Host: nh, Node: name, Dir: filepath.Join(c.dir, name), c: c}
 	h.Socket = "unix://" + filepath.Join(h.Dir, "agent.sock")
 	h.LogPath = filepath.Join(h.Dir, "agent.log")
-	if err := h.writeConfig(c.storeURL(n), c.storeOpts()); err != nil {
+	if err := h.writeConfig(c.storeURL(n), c.storeOpts(), c.joinTokenFile(n)); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()

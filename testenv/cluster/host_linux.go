@@ -48,7 +48,7 @@ type Host struct {
 // writeConfig writes the agent's configuration file: the cluster keys a
 // user puts in /etc/meshnet/agent.yaml. Host-local settings are flags
 // (see args), so both sources are exercised.
-func (h *Host) writeConfig(storeURL string, storeOpts []string) error {
+func (h *Host) writeConfig(storeURL string, storeOpts []string, tokenFile string) error {
 	if err := os.MkdirAll(filepath.Join(h.Dir, "data"), 0o700); err != nil {
 		return err
 	}
@@ -60,6 +60,9 @@ func (h *Host) writeConfig(storeURL string, storeOpts []string) error {
 		for _, o := range storeOpts {
 			fmt.Fprintf(&b, "  - %s\n", o)
 		}
+	}
+	if tokenFile != "" {
+		fmt.Fprintf(&b, "cluster-token-file: %s\n", tokenFile)
 	}
 	fmt.Fprintf(&b, "cluster-advertise: %s:7946\n", nshost.HostDev)
 	b.WriteString("log-level: debug\n")

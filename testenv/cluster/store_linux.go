@@ -72,6 +72,19 @@ func (c *Cluster) storeOpts() []string {
 	return nil
 }
 
+// joinTokenFile is the join token host n is given (a cluster-token-file):
+// with the embedded store, n1's token file, for every other host.
+func (c *Cluster) joinTokenFile(n int) string {
+	if c.opts.Store != StoreEmbedded || n == 1 {
+		return ""
+	}
+	return filepath.Join(c.trustDir(), "join-token")
+}
+
+// trustDir is n1's trust directory (agent/trust): with the embedded store,
+// the cluster CA and n1's client certificate.
+func (c *Cluster) trustDir() string { return filepath.Join(c.dir, "n1", "data", "tls") }
+
 func (c *Cluster) embeddedAddr() string {
 	return net.JoinHostPort("192.0.2.1", strconv.Itoa(embeddedPort))
 }
@@ -82,8 +95,10 @@ func (c *Cluster) storeConfig() kvstore.Config {
 	if c.server != nil {
 		return c.server.Config()
 	}
+	dir := c.trustDir()
 	return kvstore.Config{Backend: kvstore.BackendEtcd, Endpoints: []string{c.embeddedAddr()},
-		Prefix: kvstore.DefaultPrefix, Timeout: kvstore.DefaultTimeout, Dial: c.Host(0).Dial}
+		Prefix: kvstore.DefaultPrefix, Timeout: kvstore.DefaultTimeout, Dial: c.Host(0).Dial,
+		CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
 }
 
 // StopStore stops the cluster store, an outage: the etcd, Consul or
