@@ -236,7 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srv, err := apiserver.Listen(a.ctl, a.cfg.Hosts, a.log,
-		apiserver.Options{CNI: cniserver.New(a.ctl), Debug: a.cfg.LogLevel == "debug",
+		apiserver.Options{CNI: cniserver.New(a.ctl), Debug: a.cfg.LogLevel == "debug", TLS: a.cfg.APITLS,
 			Cluster: clusterAdmin{conn: a.conn, vtep: a.vtep.String(), fixedKeys: len(a.cfg.GossipKey) > 0}})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -54,6 +55,10 @@ type Config struct {
 	GlobalPools      []ipam.AddressPool // subnets of overlay networks
 	LocalPools       []ipam.AddressPool // subnets of bridge networks
 	GossipKey        []byte
+	// ConfigFile is the configuration file read, if any.
+	ConfigFile string
+	// APITLS is the mutual TLS of tcp:// API addresses (tlsverify).
+	APITLS *tls.Config
 	// JoinToken joins a cluster whose store is another agent's embedded
 	// one (cluster-token or cluster-token-file).
 	JoinToken *trust.Token
@@ -101,6 +106,10 @@ func Flags() []cli.Flag {
 		str("cluster-advertise", "", "IFACE[:PORT] or IP[:PORT]: this host's VTEP and gossip address (default: first non-loopback interface, port 7946)"),
 		str("data-dir", "/var/lib/meshnet", "local state directory"),
 		list("host", []string{"unix:///run/meshnet/agent.sock"}, "API listen address (unix:// or tcp:// with TLS)", "H"),
+		boolean("tlsverify", false, "serve tcp:// hosts with mutual TLS: clients need a certificate of tlscacert"),
+		str("tlscacert", "", "CA whose certificates clients of tcp:// hosts must show (PEM)"),
+		str("tlscert", "", "the API's TLS certificate for tcp:// hosts (PEM)"),
+		str("tlskey", "", "the key of tlscert (PEM)"),
 		str("bridge", "mesh0", "Linux bridge of the default bridge network; none disables it", "b"),
 		str("bip", "", "default bridge's gateway address in CIDR form (default: first free of 172.17.0.0/16…172.31.0.0/16)"),
 		boolean("icc", true, "allow traffic between sandboxes on the same bridge network"),
@@ -306,6 +315,11 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 		errs = append(errs, err)
 	}
 	cfg.Store = store
+	if path := c.String("config"); c.IsSet("config") {
+		cfg.ConfigFile = path
+	} else if _, err := os.Stat(DefaultConfigFile); err == nil {
+		cfg.ConfigFile = DefaultConfigFile
+	}
 	if err := cfg.parseAdvertise(c.String("cluster-advertise")); err != nil {
 		errs = append(errs, err)
 	}
@@ -331,6 +345,9 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 		if !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") {
 			bad("host", "%q must start with unix:// or tcp://", h)
 		}
+	}
+	if err := cfg.parseAPITLS(c); err != nil {
+		errs = append(errs, err)
 	}
 	if v := c.String("bip"); v != "" {
 		if cfg.BIP, err = netip.ParsePrefix(v); err != nil || !cfg.BIP.Addr().Is4() {

@@ -81,10 +81,12 @@ func TestDeployExampleDocumentsEveryKey(t *testing.T) {
 
 // TestDeployExampleUncommented: uncommenting every key of the example
 // gives a configuration the loader accepts, and the values shown as
-// defaults are the defaults. The join token keys stay commented: they go
-// with another host's store, not with the example's embedded one.
+// defaults are the defaults. Keys that go with settings the example does
+// not make stay commented: the join token (another host's store, not the
+// example's embedded one) and the API's TLS (a tcp:// host).
 func TestDeployExampleUncommented(t *testing.T) {
-	otherHosts := map[string]bool{"cluster-token": true, "cluster-token-file": true}
+	apart := map[string]bool{"cluster-token": true, "cluster-token-file": true,
+		"tlsverify": true, "tlscacert": true, "tlscert": true, "tlskey": true}
 	body, err := os.ReadFile(deployExample)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +94,7 @@ func TestDeployExampleUncommented(t *testing.T) {
 	names := flagNames()
 	lines := strings.Split(string(body), "\n")
 	for i, line := range lines {
-		if m := exampleKeyLine.FindStringSubmatch(line); m != nil && m[1] != "" && names[m[2]] && !otherHosts[m[2]] {
+		if m := exampleKeyLine.FindStringSubmatch(line); m != nil && m[1] != "" && names[m[2]] && !apart[m[2]] {
 			lines[i] = strings.TrimPrefix(line, "# ")
 		}
 	}

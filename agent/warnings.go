@@ -1,8 +1,13 @@
 package agent
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/meshnet/meshnet/kvstore"
 )
@@ -24,6 +29,9 @@ func securityWarnings(cfg Config, joined bool) []string {
 		}
 		out = append(out, "the cluster store "+cfg.Store.String()+" is reached without TLS: "+what+" (cluster-store-opt ca, cert, key)")
 	}
+	if w := configFileWarning(cfg.ConfigFile); w != "" {
+		out = append(out, w)
+	}
 	if !cfg.IPTables {
 		out = append(out, "iptables: false: networks are not isolated and the VXLAN port takes frames from anyone on the underlay")
 	}
@@ -43,4 +51,48 @@ func loopbackOnly(endpoints []string) bool {
 		}
 	}
 	return len(endpoints) > 0
+}
+
+// secretKeys are the configuration keys whose values are secrets, and
+// the cluster-store-opt options that are.
+var (
+	secretKeys     = []string{"gossip-key", "cluster-token"}
+	secretStoreOpt = []string{"password=", "token="}
+)
+
+// configFileWarning says when the configuration file holds secrets and
+// other users may read it; "" otherwise.
+func configFileWarning(path string) string {
+	if path == "" {
+		return ""
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var keys map[string]any
+	if yaml.Unmarshal(b, &keys) != nil {
+		return ""
+	}
+	var held []string
+	for _, k := range secretKeys {
+		if v, ok := keys[k]; ok && fmt.Sprint(v) != "" {
+			held = append(held, k)
+		}
+	}
+	opts := fmt.Sprint(keys["cluster-store-opt"])
+	for _, o := range secretStoreOpt {
+		if strings.Contains(opts, o) {
+			held = append(held, "cluster-store-opt "+strings.TrimSuffix(o, "="))
+		}
+	}
+	if len(held) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the configuration file %s holds secrets (%s) and other users can read it (mode %04o): chmod 600 %s",
+		path, strings.Join(held, ", "), st.Mode().Perm(), path)
 }

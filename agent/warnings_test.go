@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,6 +43,30 @@ func TestSecurityWarnings(t *testing.T) {
 			if !strings.Contains(got[i], w) || strings.Contains(got[i], "\n") {
 				t.Errorf("%s: warning %d is %q, want one line saying %q", c.name, i, got[i], w)
 			}
+		}
+	}
+}
+
+// TestConfigFileWarning: a configuration file with a secret that others
+// can read is warned about; one without secrets, or mode 0600, is not.
+func TestConfigFileWarning(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		body string
+		mode os.FileMode
+		want string // "" for no warning
+	}{
+		{"gossip-key: c2VjcmV0c2VjcmV0c2VjcmV0\n", 0o644, "(gossip-key)"},
+		{"cluster-store-opt: [username=u, password=p]\n", 0o640, "(cluster-store-opt password)"},
+		{"gossip-key: c2VjcmV0c2VjcmV0c2VjcmV0\n", 0o600, ""},
+		{"cluster-store: embedded\n", 0o644, ""},
+	} {
+		path := filepath.Join(dir, "agent.yaml")
+		os.WriteFile(path, []byte(c.body), 0o600)
+		os.Chmod(path, c.mode)
+		got := configFileWarning(path)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%q mode %04o: warning %q, want one with %q", c.body, c.mode, got, c.want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,9 @@ type CNI interface {
 type Options struct {
 	// CNI, when set, is served under /cni/.
 	CNI CNI
+	// TLS is the mutual TLS of tcp:// addresses; without it they are
+	// refused.
+	TLS *tls.Config
 	// Cluster, when set, is served under /cluster/.
 	Cluster service.Cluster
 	// Debug serves Go's profiles under /debug/pprof/ (the agent's
@@ -88,7 +92,7 @@ func Listen(svc service.Service, hosts []string, log *slog.Logger, opts Options)
 	s.ops, s.cancel = context.WithCancel(context.Background())
 	handler := s.routes()
 	for _, h := range hosts {
-		l, err := listen(h)
+		l, err := listen(h, opts.TLS)
 		if err != nil {
 			s.Shutdown(time.Second)
 			return nil, err
@@ -127,12 +131,22 @@ func (s *Server) Shutdown(grace time.Duration) {
 	s.handlers.Wait()
 }
 
-// listen opens a unix socket (replacing a stale one, mode 0660). tcp://
-// needs TLS, which the agent does not serve yet.
-func listen(host string) (net.Listener, error) {
+// listen opens a unix socket (replacing a stale one, mode 0660), or a
+// tcp:// address with mutual TLS.
+func listen(host string, tlsCfg *tls.Config) (net.Listener, error) {
+	if hp, ok := strings.CutPrefix(host, "tcp://"); ok {
+		if tlsCfg == nil || tlsCfg.ClientAuth != tls.RequireAndVerifyClientCert {
+			return nil, fmt.Errorf("invalid host %q: tcp:// is served only with mutual TLS (tlsverify)", host)
+		}
+		l, err := net.Listen("tcp", hp)
+		if err != nil {
+			return nil, fmt.Errorf("listening on %s: %w", host, err)
+		}
+		return tls.NewListener(l, tlsCfg), nil
+	}
 	path, ok := strings.CutPrefix(host, "unix://")
 	if !ok {
-		return nil, fmt.Errorf("invalid host %q: only unix:// sockets are served (tcp:// needs TLS, not supported yet)", host)
+		return nil, fmt.Errorf("invalid host %q: expected unix:///PATH or tcp://HOST:PORT", host)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("creating the socket's directory: %w", err)

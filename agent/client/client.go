@@ -12,6 +12,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +41,11 @@ type Client struct {
 
 // New returns a client of the agent at host: "unix:///PATH" or
 // "tcp://HOST:PORT"; "" means DefaultHost. It does not connect.
-func New(host string) (*Client, error) {
+func New(host string) (*Client, error) { return NewTLS(host, nil) }
+
+// NewTLS is New with TLS on tcp:// (the agent serves tcp:// with mutual
+// TLS only: tlsCfg holds the client's certificate and the agent's CA).
+func NewTLS(host string, tlsCfg *tls.Config) (*Client, error) {
 	if host == "" {
 		host = DefaultHost
 	}
@@ -68,6 +73,10 @@ func New(host string) (*Client, error) {
 			return nil, badHost(host)
 		}
 		base = "http://" + hostPort
+		if tlsCfg != nil {
+			transport.TLSClientConfig = tlsCfg
+			base = "https://" + hostPort
+		}
 	default:
 		return nil, badHost(host)
 	}

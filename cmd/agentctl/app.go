@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshnet/meshnet/agent/client"
+	"github.com/meshnet/meshnet/internal/mtls"
 )
 
 // callTimeout bounds each API call.
@@ -56,6 +59,11 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 				EnvVars: []string{"MESHNET_HOST"},
 				Usage:   "meshagent's API address: unix:///PATH or tcp://HOST:PORT",
 			},
+			&cli.BoolFlag{Name: "tlsverify", EnvVars: []string{"MESHNET_TLS_VERIFY"},
+				Usage: "mutual TLS with the agent on tcp:// (files from MESHNET_CERT_PATH, default ~/.meshnet, unless given)"},
+			&cli.StringFlag{Name: "tlscacert", Usage: "CA of the agent's certificate (default: MESHNET_CERT_PATH/ca.pem)"},
+			&cli.StringFlag{Name: "tlscert", Usage: "this client's certificate (default: MESHNET_CERT_PATH/cert.pem)"},
+			&cli.StringFlag{Name: "tlskey", Usage: "this client's key (default: MESHNET_CERT_PATH/key.pem)"},
 		},
 		Commands: []*cli.Command{
 			networkCommand(),
@@ -157,8 +165,33 @@ func arguments(n int) string {
 }
 
 // connect returns a client of the agent named by --host.
+// connect makes the client of -H: tcp:// with --tlsverify (mutual TLS,
+// the only way meshagent serves tcp://), its files from --tlscacert,
+// --tlscert and --tlskey, or MESHNET_CERT_PATH/{ca,cert,key}.pem.
 func connect(c *cli.Context) (*client.Client, error) {
-	return client.New(c.String("host"))
+	host := c.String("host")
+	if !c.Bool("tlsverify") {
+		if strings.HasPrefix(host, "tcp://") {
+			return nil, fmt.Errorf("%s needs --tlsverify (or MESHNET_TLS_VERIFY=1): meshagent serves tcp:// with mutual TLS only", host)
+		}
+		return client.New(host)
+	}
+	dir := os.Getenv("MESHNET_CERT_PATH")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".meshnet")
+	}
+	pick := func(flag, file string) string {
+		if v := c.String(flag); v != "" {
+			return v
+		}
+		return filepath.Join(dir, file)
+	}
+	t, err := mtls.Files{CA: pick("tlscacert", "ca.pem"), Cert: pick("tlscert", "cert.pem"), Key: pick("tlskey", "key.pem")}.Client()
+	if err != nil {
+		return nil, fmt.Errorf("--tlsverify: %w", err)
+	}
+	return client.NewTLS(host, t)
 }
 
 // callContext bounds one API call.
