@@ -40,6 +40,7 @@ func TestDeployExampleAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got.ConfigFile = want.ConfigFile // which file was read
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%s as shipped differs from the defaults:\n got %+v\nwant %+v", deployExample, got, want)
 	}
@@ -117,6 +118,7 @@ func TestDeployExampleUncommented(t *testing.T) {
 	}
 	got.NodeName, got.AdvertiseIface, got.BIP = want.NodeName, want.AdvertiseIface, want.BIP
 	got.DNS, got.DNSOpts, got.DNSSearch = want.DNS, want.DNSOpts, want.DNSSearch
+	got.ConfigFile = want.ConfigFile // which file was read
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("a value shown as the default is not the default:\n got %+v\nwant %+v", got, want)
 	}

@@ -55,6 +55,14 @@ func (a *Agent) newMetrics() *prometheus.Registry {
 	counter("gossip_clock_jumps_refused_total", "Gossip records and states refused because their Lamport time was implausibly far ahead (forged or corrupt).", func() float64 {
 		return float64(a.members.ClockJumpsRefused())
 	})
+	counter("gossip_table_full_refused_total", "Gossip records about new endpoints refused because the table held its limit (262,144).", func() float64 {
+		full, _ := a.members.Refusals()
+		return float64(full)
+	})
+	counter("gossip_queue_dropped_total", "Gossip events and broadcasts dropped because a queue held its limit (65,536); push/pull and snapshots repair them.", func() float64 {
+		_, drops := a.members.Refusals()
+		return float64(drops)
+	})
 	gauge("store_up", "1 when the cluster store answers, else 0.", func() float64 {
 		if _, ok := a.conn.Ready(); ok {
 			return 1

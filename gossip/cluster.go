@@ -81,7 +81,8 @@ type Cluster struct {
 	// Guarded by memMu:
 	members map[string]memberlist.Node // alive and suspect members, self included
 
-	numMembers atomic.Int64 // len(members), read by the broadcast queue
+	numMembers atomic.Int64  // len(members), read by the broadcast queue
+	dropped    atomic.Uint64 // items the queues dropped when full (fifo.go)
 
 	mu sync.Mutex
 	// Guarded by mu:
@@ -110,23 +111,26 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("configuring gossip: %w", err)
 	}
 	c := &Cluster{
-		cfg:          cfg,
-		log:          cfg.Logger.With("component", "gossip", "node", cfg.NodeName),
-		meta:         encodeMeta(cfg.VTEP, cfg.Version),
-		table:        newTable(cfg.NodeName, cfg.TombstoneTTL),
-		memberEvents: newFIFO[memberEvent](),
-		fanout:       newFIFO[wireRecord](),
-		done:         make(chan struct{}),
-		members:      make(map[string]memberlist.Node),
-		subs:         make(map[*Subscription]struct{}),
-		failed:       make(map[string]failedNode),
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "gossip", "node", cfg.NodeName),
+		meta:    encodeMeta(cfg.VTEP, cfg.Version),
+		table:   newTable(cfg.NodeName, cfg.TombstoneTTL),
+		done:    make(chan struct{}),
+		members: make(map[string]memberlist.Node),
+		subs:    make(map[*Subscription]struct{}),
+		failed:  make(map[string]failedNode),
 	}
+	c.memberEvents, c.fanout = newFIFO[memberEvent](&c.dropped), newFIFO[wireRecord](&c.dropped)
 	c.bcast = newBroadcastQueue(cfg.Timing.RetransmitMult,
 		func() int { return max(1, int(c.numMembers.Load())) }, c.log)
 	mc := cfg.memberlistConfig(&delegate{c: c})
 	c.keyring = mc.Keyring
+	if err := guard(mc); err != nil {
+		return nil, fmt.Errorf("starting memberlist on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
+	}
 	m, err := memberlist.Create(mc)
 	if err != nil {
+		mc.Transport.Shutdown()
 		return nil, fmt.Errorf("starting memberlist on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	c.ml = m
@@ -261,6 +265,12 @@ func (c *Cluster) stopping() bool {
 // (forged or corrupt): refused, so that no one can run the clock out.
 func (c *Cluster) ClockJumpsRefused() uint64 { return c.table.clockJumpsRefused() }
 
+// Refusals counts what bounds refused: records when the table was full
+// (maxEntries), and queued items dropped when a queue was (maxQueue).
+func (c *Cluster) Refusals() (tableFull, queueDrops uint64) {
+	return c.table.fullRefused(), c.dropped.Load()
+}
+
 // Name returns this node's name.
 func (c *Cluster) Name() string { return c.cfg.NodeName }
 
@@ -333,7 +343,7 @@ func (c *Cluster) Networks() []string { return c.table.networks() }
 
 // Subscribe starts a stream of one network's changes (see Subscription).
 func (c *Cluster) Subscribe(network string) (*Subscription, error) {
-	s := newSubscription(network)
+	s := newSubscription(network, &c.dropped)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.subs == nil {

@@ -285,11 +285,15 @@ func decodeState(buf []byte) (clock uint64, recs []wireRecord, err error) {
 	}
 	clock = d.uvarint()
 	n := d.uvarint()
-	if n > uint64(len(d.buf)) { // every record takes at least one byte
+	switch {
+	case n > maxEntries:
+		d.fail(fmt.Errorf("a state of %d records, more than a table holds (%d)", n, maxEntries))
+	case n > uint64(len(d.buf)): // every record takes at least one byte
 		d.fail(errShortBuffer)
 	}
 	if d.err == nil {
-		recs = make([]wireRecord, 0, n)
+		// Grown as records decode: a claimed count allocates nothing.
+		recs = make([]wireRecord, 0, min(n, 256))
 	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		recs = append(recs, d.record())

@@ -1,6 +1,9 @@
 package gossip
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Subscription is an ordered stream of one network's changes: first an
 // EventSnapshot with every endpoint, then one Add, Update or Delete per
@@ -8,9 +11,10 @@ import "sync"
 // to the snapshot always yields the node's current view of the network.
 //
 // The table never waits for a subscriber: events queue inside the
-// subscription (unbounded) and a goroutine owned by the Cluster feeds them to
-// C. A consumer that falls far behind therefore costs memory, not gossip
-// latency. C is closed when the subscription or the Cluster is closed.
+// subscription and a goroutine owned by the Cluster feeds them to C. A
+// consumer that falls maxQueue events behind finds them replaced by one
+// EventSnapshot, which it applies as it did the first: a flood costs
+// bounded memory, and never a wrong view. C is closed when the subscription or the Cluster is closed.
 type Subscription struct {
 	network string
 	c       chan Event
@@ -20,12 +24,12 @@ type Subscription struct {
 	once    sync.Once
 }
 
-func newSubscription(network string) *Subscription {
+func newSubscription(network string, dropped *atomic.Uint64) *Subscription {
 	return &Subscription{
 		network: network,
 		c:       make(chan Event),
 		done:    make(chan struct{}),
-		queue:   newFIFO[Event](),
+		queue:   newFIFO[Event](dropped),
 	}
 }
 

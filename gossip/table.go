@@ -71,7 +71,14 @@ type table struct {
 	absentSince map[string]time.Time                  // record owners missing from the member list
 	purged      map[string]time.Time                  // purged owners → when to forget them
 	clockJumps  uint64                                // Lamport times refused as too far ahead
+	size        int                                   // entries in nets
+	full        uint64                                // records refused as the table was full
 }
+
+// maxEntries bounds the table: endpoints and tombstones of the whole
+// cluster. A record about an endpoint not in a full table is refused
+// (counted in full): a peer that invents endpoints fills no memory.
+const maxEntries = 1 << 18
 
 // maxClockJump bounds how far ahead of this node's Lamport clock a
 // received time may be. A peer's clock is ahead by the writes this node
@@ -124,11 +131,18 @@ func (t *table) setLocked(k key, e *entry) {
 		n = make(map[string]*entry)
 		t.nets[k.Network] = n
 	}
+	if _, ok := n[k.ID]; !ok {
+		t.size++
+	}
 	n[k.ID] = e
 }
 
 func (t *table) emitLocked(kind EventKind, ep *Endpoint) {
 	for s := range t.subs[ep.Network] {
+		if s.queue.full() {
+			s.queue.reset(Event{Kind: EventSnapshot, Network: ep.Network, Snapshot: t.endpointsLocked(ep.Network)})
+			continue
+		}
 		s.push(Event{Kind: kind, Network: ep.Network, Endpoint: ep.clone()})
 	}
 }
@@ -137,6 +151,7 @@ func (t *table) emitLocked(kind EventKind, ep *Endpoint) {
 func (t *table) replaceLocked(k key, e *entry) {
 	old := t.getLocked(k)
 	wasLive := old != nil && old.state == stateLive
+	t.setLocked(k, e) // first: a snapshot an emit makes holds e
 	switch {
 	case e.state == stateLive && !wasLive:
 		t.emitLocked(EventAdd, &e.ep)
@@ -146,7 +161,6 @@ func (t *table) replaceLocked(k key, e *entry) {
 		e.ep = old.ep
 		t.emitLocked(EventDelete, &old.ep)
 	}
-	t.setLocked(k, e)
 }
 
 // wireLocked returns the record to send for e, and false if e is not to be
@@ -227,6 +241,13 @@ func (t *table) witness(clock uint64) {
 	}
 }
 
+// fullRefused counts the records refused as the table was full.
+func (t *table) fullRefused() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.full
+}
+
 // clockJumpsRefused counts the Lamport times refused as too far ahead.
 func (t *table) clockJumpsRefused() uint64 {
 	t.mu.Lock()
@@ -245,6 +266,10 @@ func (t *table) applyLocked(r *wireRecord, rebroadcast bool, now time.Time) (wir
 	}
 	k := r.Endpoint.key()
 	cur := t.getLocked(k)
+	if cur == nil && t.size >= maxEntries {
+		t.full++
+		return wireRecord{}, false
+	}
 	if cur != nil && !r.Version.newer(cur.ver) {
 		return wireRecord{}, false
 	}
@@ -344,6 +369,7 @@ func (t *table) forgetPurged(node string) bool {
 		for id, e := range m {
 			if e.state == statePurged && e.ver.Writer == node {
 				delete(m, id)
+				t.size--
 				found = true
 			}
 		}
@@ -395,6 +421,7 @@ func (t *table) reap() int {
 		for id, e := range m {
 			if e.state != stateLive && !now.Before(e.reapAt) {
 				delete(m, id)
+				t.size--
 				n++
 			}
 		}

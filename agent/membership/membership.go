@@ -159,6 +159,15 @@ func (m *Membership) ClockJumpsRefused() uint64 {
 	return m.cluster.ClockJumpsRefused()
 }
 
+// Refusals counts what gossip's bounds refused: records for a full table,
+// queued items dropped from a full queue.
+func (m *Membership) Refusals() (tableFull, queueDrops uint64) {
+	if m.cluster == nil {
+		return 0, 0
+	}
+	return m.cluster.Refusals()
+}
+
 // VTEPs are the VTEPs of the gossip members and, until gossip has caught
 // up after a restart, of the cached remote endpoints: the hosts whose
 // VXLAN packets this host takes.
