@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/meshnet/meshnet/datapath"
 	"github.com/meshnet/meshnet/testenv/cluster"
 	"github.com/meshnet/meshnet/testenv/nshost"
@@ -122,5 +124,54 @@ func TestVXLANFromOutsideDropped(t *testing.T) {
 	inject(n2.NS, "from-a-member")
 	if !received("from-a-member") {
 		t.Errorf("the same VXLAN frame from member n2 did not reach c1: the injected frame is wrong, or members' VXLAN is dropped")
+	}
+}
+
+// Finding 9: an outside `nft flush ruleset` (Debian's nftables.conf does
+// one) left isolation off until the next resync, 30 s later. The agent
+// watches nftables and restores its table at once: two bridge networks
+// are isolated again well before a resync could have done it (the bound
+// below tells the watch from the resync; the time it took is logged).
+func TestFlushedFilterRestored(t *testing.T) {
+	c := newCluster(t, cluster.StoreEmbedded, 1)
+	ctx := testCtx(t)
+	n1 := c.Host(0)
+	ctl(t, n1, "network", "create", "b1")
+	ctl(t, n1, "network", "create", "b2")
+	s1, s2 := c.Name("s1"), c.Name("s2")
+	createSandbox(t, n1, "b1", s1)
+	ip2 := createSandbox(t, n1, "b2", s2)
+	sb, err := nshost.OpenNS(s1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	isolated := func() bool {
+		_, err := sb.Ping(ctx, ip2, 1, 0, 500*time.Millisecond)
+		return err != nil
+	}
+	if !tableOn(t, n1) || !isolated() {
+		t.Fatal("before the flush: no table, or b1 reaches b2")
+	}
+	for round := range 3 {
+		nc, err := nftables.New(nftables.WithNetNSFd(int(n1.Handle())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.FlushRuleset() // nft flush ruleset
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		for !tableOn(t, n1) {
+			if time.Since(t0) > 15*time.Second {
+				t.Fatalf("round %d: meshnet's table is still gone %s after an outside flush", round, time.Since(t0).Round(time.Millisecond))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("round %d: table restored %s after the flush", round, time.Since(t0).Round(time.Millisecond))
+		if !isolated() {
+			t.Errorf("round %d: after the restore, b1 reaches b2", round)
+		}
 	}
 }

@@ -108,9 +108,9 @@ func (f *Firewall) apply(want map[string]*table) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fps := map[string]string{}
-	for name, t := range want {
-		if t != nil {
-			fps[name] = fingerprint(t)
+	for _, fam := range families {
+		if t := want[fam.name]; t != nil {
+			fps[fam.name] = fingerprint(fam.family, t)
 		}
 	}
 	if maps.Equal(fps, f.last) && time.Since(f.checked) < f.recheck {
@@ -129,7 +129,7 @@ func (f *Firewall) apply(want map[string]*table) error {
 		}
 		t := want[fam.name]
 		switch {
-		case t == nil && !exists, t != nil && exists && have == fingerprint(t):
+		case t == nil && !exists, t != nil && exists && have == fps[fam.name]:
 			continue
 		case exists:
 			c.DelTable(&nftables.Table{Family: fam.family, Name: TableName})

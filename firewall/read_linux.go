@@ -13,9 +13,14 @@ import (
 	"github.com/google/nftables/userdata"
 )
 
-// fingerprint renders a table for comparison: set definitions with their
-// encoded elements, chains with their hooks and rule comments.
-func fingerprint(t *table) string {
+// fingerprint renders a table of family for comparison: set definitions
+// with their encoded elements, chains with their hooks, rules with their
+// comments and their expressions (canonical_linux.go).
+func fingerprint(family nftables.TableFamily, t *table) string {
+	byName := map[string]*nftables.Set{}
+	for _, s := range t.sets {
+		byName[s.name] = &nftables.Set{Name: s.name}
+	}
 	var b []byte
 	for _, s := range t.sets {
 		b = fmt.Appendf(b, "set %s %s interval=%v:", s.name, s.kind, s.interval)
@@ -28,7 +33,12 @@ func fingerprint(t *table) string {
 	for _, c := range t.chains {
 		b = fmt.Appendf(b, "chain %s %s\n", c.name, c.hook)
 		for _, r := range c.rules {
-			b = fmt.Appendf(b, "\t%s\n", r.comment)
+			exprs, err := ruleExprs(r.ops, byName)
+			code := "unencodable"
+			if err == nil {
+				code = ruleCode(family, exprs)
+			}
+			b = fmt.Appendf(b, "\t%s %s\n", r.comment, code)
 		}
 	}
 	return string(b)
@@ -99,7 +109,7 @@ func readTable(c *nftables.Conn, family nftables.TableFamily) (fp string, exists
 		}
 		for _, r := range rules {
 			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-			b = fmt.Appendf(b, "\t%s\n", comment)
+			b = fmt.Appendf(b, "\t%s %s\n", comment, ruleCode(family, r.Exprs))
 		}
 	}
 	return string(b), true, nil

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/meshnet/meshnet/agent/driver"
 	"github.com/meshnet/meshnet/agent/networks"
@@ -66,6 +67,9 @@ type Filter interface {
 	// AllowInDockerUser lets forwarding through interfaces named
 	// PREFIX… pass dockerd's filter, where there is one (a *firewall.Firewall).
 	AllowInDockerUser(prefix string) (bool, error)
+	// Watch calls changed whenever meshnet's tables change in the
+	// kernel, until ctx ends (a *firewall.Firewall).
+	Watch(ctx context.Context, changed func()) error
 }
 
 // Dataplane programs this host's kernel from the agent's view.
@@ -98,8 +102,28 @@ func New(cfg Config, nets *networks.Manager, recs *sandboxes.Table, remote Remot
 	return d
 }
 
-// Run applies everything once, then what changes, until ctx ends.
-func (d *Dataplane) Run(ctx context.Context) { d.recon.Run(ctx) }
+// Run applies everything once, then what changes, until ctx ends. A
+// change of the packet filter made by anyone else (`nft flush ruleset`)
+// is seen at once and repaired in the next pass.
+func (d *Dataplane) Run(ctx context.Context) {
+	if d.fw != nil {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			for ctx.Err() == nil {
+				if err := d.fw.Watch(ctx, d.recon.MarkBeforeDue); err != nil {
+					d.log.Warn("watching the packet filter; the resync still repairs it", "err", err)
+					select {
+					case <-time.After(time.Second):
+					case <-ctx.Done():
+					}
+				}
+			}
+		}()
+	}
+	d.recon.Run(ctx)
+}
 
 // ApplyNow programs a network at once and returns its error (a join or
 // leave waits for its interface).

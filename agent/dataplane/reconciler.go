@@ -64,9 +64,10 @@ type reconciler struct {
 
 	kick chan struct{}
 
-	mu        sync.Mutex // guards dirty and resyncAll
+	mu        sync.Mutex // guards dirty, resyncAll and beforeDue
 	dirty     map[string]bool
 	resyncAll bool
+	beforeDue bool // before must run in the next pass, even with nothing dirty
 
 	applyMu sync.Mutex          // one kernel write at a time; guards the fields below
 	failing map[string]*failure // networks whose last apply failed
@@ -101,6 +102,15 @@ func (r *reconciler) MarkDirty(id string) {
 func (r *reconciler) MarkAllDirty() {
 	r.mu.Lock()
 	r.resyncAll = true
+	r.mu.Unlock()
+	r.wake()
+}
+
+// MarkBeforeDue asks for before (the packet filter) to run in the next
+// pass, whatever is dirty.
+func (r *reconciler) MarkBeforeDue() {
+	r.mu.Lock()
+	r.beforeDue = true
 	r.mu.Unlock()
 	r.wake()
 }
@@ -179,8 +189,8 @@ func (r *reconciler) pass() (next time.Time, pending bool) {
 	r.mu.Lock()
 	ids := r.dirty
 	r.dirty = map[string]bool{}
-	all := r.resyncAll
-	r.resyncAll = false
+	all, before := r.resyncAll, r.beforeDue
+	r.resyncAll, r.beforeDue = false, false
 	r.mu.Unlock()
 
 	r.applyMu.Lock()
@@ -200,7 +210,7 @@ func (r *reconciler) pass() (next time.Time, pending bool) {
 			ids[id], full[id] = true, true
 		}
 	}
-	if len(ids) > 0 {
+	if len(ids) > 0 || before {
 		r.runBefore()
 	}
 	var later []string
