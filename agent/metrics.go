@@ -55,13 +55,17 @@ func (a *Agent) newMetrics() *prometheus.Registry {
 	counter("gossip_clock_jumps_refused_total", "Gossip records and states refused because their Lamport time was implausibly far ahead (forged or corrupt).", func() float64 {
 		return float64(a.members.ClockJumpsRefused())
 	})
+	counter("gossip_records_invalid_total", "Gossip records refused as malformed or not bound to their writer (an endpoint on another node, a VTEP its node does not announce).", func() float64 {
+		return float64(a.members.Refusals().Invalid)
+	})
+	counter("gossip_takeovers_refused_total", "Gossip records refused because they change or delete a live endpoint another node wrote.", func() float64 {
+		return float64(a.members.Refusals().Takeovers)
+	})
 	counter("gossip_table_full_refused_total", "Gossip records about new endpoints refused because the table held its limit (262,144).", func() float64 {
-		full, _ := a.members.Refusals()
-		return float64(full)
+		return float64(a.members.Refusals().TableFull)
 	})
 	counter("gossip_queue_dropped_total", "Gossip events and broadcasts dropped because a queue held its limit (65,536); push/pull and snapshots repair them.", func() float64 {
-		_, drops := a.members.Refusals()
-		return float64(drops)
+		return float64(a.members.Refusals().QueueDrops)
 	})
 	gauge("store_up", "1 when the cluster store answers, else 0.", func() float64 {
 		if _, ok := a.conn.Ready(); ok {

@@ -48,7 +48,7 @@ func TestTableBounded(t *testing.T) {
 		t.Fatalf("table holds %d, want %d", got, maxEntries)
 	}
 	tb.applyAll([]wireRecord{rec("one-more", maxEntries+5, "b", "b", 1)}, false)
-	if got := tb.fullRefused(); got != 1 {
+	if got, _ := tb.refused(); got != 1 {
 		t.Errorf("refused %d records of a full table, want 1", got)
 	}
 	tb.applyAll([]wireRecord{rec("e0", maxEntries+6, "b", "b", 7)}, false)

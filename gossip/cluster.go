@@ -46,6 +46,10 @@ import (
 // ErrClosed is returned by methods called after Close.
 var ErrClosed = errors.New("gossip cluster is closed")
 
+// ErrNotOwner is returned by a write of another node's endpoint: only the
+// node that holds an endpoint writes or deletes its record.
+var ErrNotOwner = errors.New("the endpoint is another node's")
+
 // Cluster is this node's membership in the gossip cluster and its replica of
 // the endpoint table. Its methods are safe for concurrent use and never wait
 // on the network, except Join and Leave.
@@ -83,6 +87,7 @@ type Cluster struct {
 
 	numMembers atomic.Int64  // len(members), read by the broadcast queue
 	dropped    atomic.Uint64 // items the queues dropped when full (fifo.go)
+	invalid    atomic.Uint64 // received records refused (admit.go)
 
 	mu sync.Mutex
 	// Guarded by mu:
@@ -265,10 +270,18 @@ func (c *Cluster) stopping() bool {
 // (forged or corrupt): refused, so that no one can run the clock out.
 func (c *Cluster) ClockJumpsRefused() uint64 { return c.table.clockJumpsRefused() }
 
-// Refusals counts what bounds refused: records when the table was full
-// (maxEntries), and queued items dropped when a queue was (maxQueue).
-func (c *Cluster) Refusals() (tableFull, queueDrops uint64) {
-	return c.table.fullRefused(), c.dropped.Load()
+// Refusals counts what this node refused to take.
+type Refusals struct {
+	Invalid    uint64 // received records malformed or not bound to their writer (admit.go)
+	Takeovers  uint64 // records about another writer's endpoint (table.go)
+	TableFull  uint64 // records about new endpoints while the table was full (maxEntries)
+	QueueDrops uint64 // queued items dropped from full queues (maxQueue)
+}
+
+// Refusals counts what this node refused to take.
+func (c *Cluster) Refusals() Refusals {
+	full, takeovers := c.table.refused()
+	return Refusals{Invalid: c.invalid.Load(), Takeovers: takeovers, TableFull: full, QueueDrops: c.dropped.Load()}
 }
 
 // Name returns this node's name.
@@ -303,13 +316,20 @@ func (c *Cluster) Put(ep Endpoint) error {
 	if ep.Node == "" {
 		ep.Node = c.cfg.NodeName
 	}
+	if ep.Node != c.cfg.NodeName {
+		return fmt.Errorf("%w: it is on node %s", ErrNotOwner, ep.Node)
+	}
 	if !ep.VTEP.IsValid() {
 		ep.VTEP = c.cfg.VTEP
 	}
 	if err := ep.validate(c.cfg.NodeName); err != nil {
 		return err
 	}
-	if r, changed := c.table.put(ep); changed {
+	r, changed, err := c.table.put(ep)
+	if err != nil {
+		return err
+	}
+	if changed {
 		c.queueBroadcasts([]wireRecord{r})
 		c.fanout.push(r)
 	}
@@ -329,7 +349,10 @@ func (c *Cluster) Delete(network, id string) error {
 	if err := checkTombstoneSize(network, id, c.cfg.NodeName); err != nil {
 		return fmt.Errorf("deleting endpoint %s/%s: %w", network, id, err)
 	}
-	r := c.table.del(network, id)
+	r, err := c.table.del(network, id)
+	if err != nil {
+		return err
+	}
 	c.queueBroadcasts([]wireRecord{r})
 	c.fanout.push(r)
 	return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,14 +53,19 @@ func TestConvergence(t *testing.T) {
 			}
 			waitConverged(t, nodes, 60*time.Second, expectIDs(want))
 
-			// Delete every other record, from a node that does not own it.
+			// Delete every other record, from its node (only it may).
+			owner := map[string]*testNode{}
+			for _, n := range nodes {
+				owner[n.Name()] = n
+			}
 			i := 0
 			for k := range want {
 				if i++; i%2 == 0 {
 					continue
 				}
 				network, id, _ := strings.Cut(k, "/")
-				if err := nodes[i%size].Delete(network, id); err != nil {
+				node, _, _ := strings.Cut(id, "-")
+				if err := owner[node].Delete(network, id); err != nil {
 					t.Fatal(err)
 				}
 				delete(want, k)
@@ -97,17 +101,10 @@ func TestPartitionHeal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := left[0].Delete("net", "before-"+left[1].Name()); err != nil {
+	if err := left[1].Delete("net", "before-"+left[1].Name()); err != nil {
 		t.Fatal(err)
 	}
-	if err := right[0].Delete("net", "before-"+right[1].Name()); err != nil {
-		t.Fatal(err)
-	}
-	// Both sides write the same key; after the heal one version wins.
-	if err := left[2].Put(ep("net", "contested", 200)); err != nil {
-		t.Fatal(err)
-	}
-	if err := right[2].Put(ep("net", "contested", 201)); err != nil {
+	if err := right[1].Delete("net", "before-"+right[1].Name()); err != nil {
 		t.Fatal(err)
 	}
 	waitConverged(t, left, 30*time.Second, nil)
@@ -115,7 +112,7 @@ func TestPartitionHeal(t *testing.T) {
 
 	h.net.heal()
 	h.waitMembers(nodes, 6)
-	want := map[string]bool{"net/contested": true}
+	want := map[string]bool{}
 	for _, n := range nodes {
 		want["net/during-"+n.Name()] = true
 		if n != left[1] && n != right[1] {
@@ -165,20 +162,57 @@ func TestLeaveRemovesRecords(t *testing.T) {
 	}
 }
 
-func TestConcurrentWritesSameKey(t *testing.T) {
+// TestEndpointKeepsItsWriter: only the node that holds an endpoint
+// writes or deletes its record (finding 4: any member could delete or
+// move anyone's). Another node's Put and Delete of it are refused at
+// once, and a record forged by another member — a takeover, a tombstone,
+// an endpoint placed on another node — is refused by every node, while
+// the owner's own record stays everywhere.
+func TestEndpointKeepsItsWriter(t *testing.T) {
 	h := newHarness(t)
-	nodes := h.startCluster(5)
-	a, b := nodes[1], nodes[3]
-	for round := range 20 {
-		var wg sync.WaitGroup
-		wg.Go(func() { _ = a.Put(ep("net", "k", 2*round)) })
-		wg.Go(func() { _ = b.Put(ep("net", "k", 2*round+1)) })
-		if round%5 == 4 {
-			wg.Go(func() { _ = a.Delete("net", "k") })
-		}
-		wg.Wait()
+	nodes := h.startCluster(4)
+	owner, other := nodes[1], nodes[3]
+	if err := owner.Put(ep("net", "k", 1)); err != nil {
+		t.Fatal(err)
 	}
-	waitConverged(t, nodes, 30*time.Second, nil)
+	waitConverged(t, nodes, 30*time.Second, expectIDs(map[string]bool{"net/k": true}))
+	if err := other.Put(ep("net", "k", 2)); !errors.Is(err, ErrNotOwner) {
+		t.Errorf("another node's Put of the endpoint: %v, want ErrNotOwner", err)
+	}
+	if err := other.Delete("net", "k"); !errors.Is(err, ErrNotOwner) {
+		t.Errorf("another node's Delete of the endpoint: %v, want ErrNotOwner", err)
+	}
+	moved := ep("net", "k", 2)
+	moved.Node, moved.VTEP = other.Name(), other.cfg.VTEP
+	elsewhere := ep("net", "fresh", 3)
+	elsewhere.Node, elsewhere.VTEP = owner.Name(), owner.cfg.VTEP
+	forged := []wireRecord{
+		{Version: version{LTime: 1 << 30, Writer: other.Name()}, Endpoint: moved},                                    // takeover
+		{Version: version{LTime: 1 << 30, Writer: other.Name()}, Deleted: true, Endpoint: Endpoint{Network: "net", ID: "k"}}, // someone else's tombstone
+		{Version: version{LTime: 1 << 30, Writer: other.Name()}, Endpoint: elsewhere},                               // on another node
+	}
+	other.queueBroadcasts(forged)
+	for _, r := range forged {
+		other.fanout.push(r)
+	}
+	time.Sleep(time.Second) // the forgeries have been everywhere
+	for _, n := range nodes {
+		if n == other {
+			continue
+		}
+		eps := n.Endpoints("net")
+		if len(eps) != 1 || eps[0].ID != "k" || eps[0].Node != owner.Name() {
+			t.Errorf("%s holds %v, want only k on %s", n.Name(), eps, owner.Name())
+		}
+	}
+	var refused uint64
+	for _, n := range nodes {
+		r := n.Refusals()
+		refused += r.Invalid + r.Takeovers
+	}
+	if refused == 0 {
+		t.Error("no node counted a refusal")
+	}
 }
 
 func TestLateJoinerGetsEverything(t *testing.T) {
@@ -194,11 +228,9 @@ func TestLateJoinerGetsEverything(t *testing.T) {
 			want["net/"+id] = true
 		}
 	}
-	// Node 0 deletes a record once it has seen it: a delete of a record
-	// not seen yet is concurrent with its write, and the later of the two
-	// by Lamport time wins, whichever it is.
+	// Node 1 deletes one of its records.
 	waitConverged(t, nodes, 30*time.Second, expectIDs(want))
-	if err := nodes[0].Delete("net", "n01-3"); err != nil {
+	if err := nodes[1].Delete("net", "n01-3"); err != nil {
 		t.Fatal(err)
 	}
 	delete(want, "net/n01-3")

@@ -43,7 +43,7 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		d.c.log.Debug("dropping gossip message", "err", err)
 		return
 	}
-	d.c.queueBroadcasts(d.c.table.applyAll(recs, kind == msgRecords))
+	d.c.queueBroadcasts(d.c.table.applyAll(d.c.admit(recs), kind == msgRecords))
 }
 
 // GetBroadcasts hands memberlist the records waiting to piggyback on its
@@ -70,7 +70,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		return
 	}
 	d.c.table.witness(clock)
-	d.c.queueBroadcasts(d.c.table.applyAll(recs, false))
+	d.c.queueBroadcasts(d.c.table.applyAll(d.c.admit(recs), false))
 }
 
 // NotifyJoin, NotifyLeave and NotifyUpdate are called in order, one at a

@@ -34,6 +34,7 @@ package gossip
 // record outlive its writer.
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -73,6 +74,7 @@ type table struct {
 	clockJumps  uint64                                // Lamport times refused as too far ahead
 	size        int                                   // entries in nets
 	full        uint64                                // records refused as the table was full
+	takeovers   uint64                                // records refused about another writer's endpoint
 }
 
 // maxEntries bounds the table: endpoints and tombstones of the whole
@@ -195,21 +197,36 @@ func (t *table) writeLocked(ep Endpoint, deleted bool) wireRecord {
 
 // put stores a local write. It reports false, and nothing to broadcast, when
 // this node already holds exactly this record as its own write.
-func (t *table) put(ep Endpoint) (wireRecord, bool) {
+func (t *table) put(ep Endpoint) (wireRecord, bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if cur := t.getLocked(ep.key()); cur != nil && cur.state == stateLive &&
-		cur.ver.Writer == t.self && cur.ep.Equal(&ep) {
-		return wireRecord{}, false
+	cur := t.getLocked(ep.key())
+	if err := t.ownedLocked(cur); err != nil {
+		return wireRecord{}, false, err
 	}
-	return t.writeLocked(ep.clone(), false), true
+	if cur != nil && cur.state == stateLive && cur.ep.Equal(&ep) {
+		return wireRecord{}, false, nil
+	}
+	return t.writeLocked(ep.clone(), false), true, nil
+}
+
+// ownedLocked refuses a write over another writer's live endpoint: peers
+// would refuse it (applyLocked).
+func (t *table) ownedLocked(cur *entry) error {
+	if cur != nil && cur.state == stateLive && cur.ver.Writer != t.self {
+		return fmt.Errorf("%w: %s/%s is %s's", ErrNotOwner, cur.ep.Network, cur.ep.ID, cur.ver.Writer)
+	}
+	return nil
 }
 
 // del stores a local delete.
-func (t *table) del(network, id string) wireRecord {
+func (t *table) del(network, id string) (wireRecord, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.writeLocked(Endpoint{Network: network, ID: id}, true)
+	if err := t.ownedLocked(t.getLocked(key{Network: network, ID: id})); err != nil {
+		return wireRecord{}, err
+	}
+	return t.writeLocked(Endpoint{Network: network, ID: id}, true), nil
 }
 
 // applyAll merges records received from a peer: a gossip message
@@ -241,11 +258,12 @@ func (t *table) witness(clock uint64) {
 	}
 }
 
-// fullRefused counts the records refused as the table was full.
-func (t *table) fullRefused() uint64 {
+// refused counts the records refused as the table was full, and those
+// about another writer's live endpoint.
+func (t *table) refused() (full, takeovers uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.full
+	return t.full, t.takeovers
 }
 
 // clockJumpsRefused counts the Lamport times refused as too far ahead.
@@ -271,6 +289,16 @@ func (t *table) applyLocked(r *wireRecord, rebroadcast bool, now time.Time) (wir
 		return wireRecord{}, false
 	}
 	if cur != nil && !r.Version.newer(cur.ver) {
+		return wireRecord{}, false
+	}
+	if cur != nil && cur.state == stateLive && cur.ver.Writer != r.Version.Writer {
+		// Only the writer of a live endpoint changes or deletes it: a
+		// record of another's is forged (or a stale relay of a purged
+		// writer's). The owner answers with its own, newer.
+		t.takeovers++
+		if cur.ver.Writer == t.self {
+			return t.writeLocked(cur.ep, false), true
+		}
 		return wireRecord{}, false
 	}
 	if r.Version.Writer == t.self {

@@ -45,7 +45,7 @@ func TestStaleOwnWriteNeverAdoptsOthersRecord(t *testing.T) {
 func TestStaleOwnWriteReassertsOwnRecord(t *testing.T) {
 	tb := newTable("a", 20*time.Second)
 	mine := ep("net", "k", 1)
-	if _, ok := tb.put(mine); !ok {
+	if _, ok, _ := tb.put(mine); !ok {
 		t.Fatal("put stored nothing")
 	}
 	out := tb.applyAll([]wireRecord{rec("k", 7, "a", "a", 2)}, true)
@@ -111,12 +111,13 @@ func TestLamportJumpRefused(t *testing.T) {
 		t.Fatalf("net holds %v, want b's record", eps)
 	}
 	// This node's next write is newer than b's, as it should be.
-	mine := ep("net", "k", 3)
-	if _, ok := tb.put(mine); !ok {
-		t.Fatal("put stored nothing")
+	mine := ep("net", "m", 3)
+	r, ok, err := tb.put(mine)
+	if !ok || err != nil {
+		t.Fatalf("put stored nothing: %v", err)
 	}
-	if eps := tb.endpoints("net"); len(eps) != 1 || !eps[0].Equal(&mine) {
-		t.Fatalf("after a's write, net holds %v", eps)
+	if r.Version.LTime <= 5 {
+		t.Errorf("a's write at %d, not after b's at 5", r.Version.LTime)
 	}
 	// A node joining a cluster far ahead of it takes its clock.
 	fresh := newTable("z", 20*time.Second)

@@ -159,11 +159,10 @@ func (m *Membership) ClockJumpsRefused() uint64 {
 	return m.cluster.ClockJumpsRefused()
 }
 
-// Refusals counts what gossip's bounds refused: records for a full table,
-// queued items dropped from a full queue.
-func (m *Membership) Refusals() (tableFull, queueDrops uint64) {
+// Refusals counts what gossip refused to take (gossip.Refusals).
+func (m *Membership) Refusals() gossip.Refusals {
 	if m.cluster == nil {
-		return 0, 0
+		return gossip.Refusals{}
 	}
 	return m.cluster.Refusals()
 }
