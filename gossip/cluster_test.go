@@ -187,9 +187,9 @@ func TestEndpointKeepsItsWriter(t *testing.T) {
 	elsewhere := ep("net", "fresh", 3)
 	elsewhere.Node, elsewhere.VTEP = owner.Name(), owner.cfg.VTEP
 	forged := []wireRecord{
-		{Version: version{LTime: 1 << 30, Writer: other.Name()}, Endpoint: moved},                                    // takeover
+		{Version: version{LTime: 1 << 30, Writer: other.Name()}, Endpoint: moved},                                            // takeover
 		{Version: version{LTime: 1 << 30, Writer: other.Name()}, Deleted: true, Endpoint: Endpoint{Network: "net", ID: "k"}}, // someone else's tombstone
-		{Version: version{LTime: 1 << 30, Writer: other.Name()}, Endpoint: elsewhere},                               // on another node
+		{Version: version{LTime: 1 << 30, Writer: other.Name()}, Endpoint: elsewhere},                                        // on another node
 	}
 	other.queueBroadcasts(forged)
 	for _, r := range forged {
