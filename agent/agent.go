@@ -59,6 +59,7 @@ import (
 	"github.com/meshnet/meshnet/agent/trust"
 	"github.com/meshnet/meshnet/datapath"
 	"github.com/meshnet/meshnet/firewall"
+	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/resolver"
 )
 
@@ -184,6 +185,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if privateMountNamespace() {
 		a.log.Warn("meshagent runs in a private mount namespace, so the sandboxes it creates under /run/netns are invisible to the host; " +
 			"start it in the host's mount namespace (nsenter --net=PATH instead of ip netns exec; no PrivateMounts/PrivateTmp/ProtectSystem in its unit)")
+	}
+	if err := kvstore.CheckTLS(ctx, a.cfg.Store); err != nil {
+		return err // a certificate mistake, said now rather than as a store that does not answer
 	}
 	kernel, filter, err := a.openKernel()
 	if err != nil {

@@ -315,6 +315,9 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 		errs = append(errs, err)
 	}
 	cfg.Store = store
+	if _, err := store.TLSConfig(); err != nil && store.Backend != kvstore.BackendEmbedded {
+		errs = append(errs, fmt.Errorf("invalid %w", err))
+	}
 	if path := c.String("config"); c.IsSet("config") {
 		cfg.ConfigFile = path
 	} else if _, err := os.Stat(DefaultConfigFile); err == nil {

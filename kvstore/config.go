@@ -180,7 +180,8 @@ func (c *Config) applyOptions(opts []string) error {
 }
 
 // TLSConfig loads the configured CA and client certificate. It returns nil
-// when no TLS option is set.
+// when no TLS option is set. Every error names the option and its file:
+// missing, not PEM, not a pair, expired.
 func (c Config) TLSConfig() (*tls.Config, error) {
 	if c.CAFile == "" && c.CertFile == "" {
 		return nil, nil
@@ -189,19 +190,40 @@ func (c Config) TLSConfig() (*tls.Config, error) {
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading CA file: %w", err)
+			return nil, fmt.Errorf("cluster-store-opt ca: cannot read %s: %w", c.CAFile, unwrapPath(err))
 		}
 		t.RootCAs = x509.NewCertPool()
 		if !t.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+			return nil, fmt.Errorf("cluster-store-opt ca: %s holds no PEM certificate", c.CAFile)
 		}
 	}
 	if c.CertFile != "" {
+		for _, f := range []struct{ opt, path string }{{"cert", c.CertFile}, {"key", c.KeyFile}} {
+			if _, err := os.Stat(f.path); err != nil {
+				return nil, fmt.Errorf("cluster-store-opt %s: cannot read %s: %w", f.opt, f.path, unwrapPath(err))
+			}
+		}
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("loading client certificate: %w", err)
+			return nil, fmt.Errorf("cluster-store-opt cert and key: %s and %s are not a certificate and its key", c.CertFile, c.KeyFile)
+		}
+		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+			if now := time.Now(); now.After(leaf.NotAfter) {
+				return nil, fmt.Errorf("cluster-store-opt cert: %s expired on %s", c.CertFile, leaf.NotAfter.Format(time.DateOnly))
+			} else if now.Before(leaf.NotBefore) {
+				return nil, fmt.Errorf("cluster-store-opt cert: %s is not valid before %s", c.CertFile, leaf.NotBefore.Format(time.DateOnly))
+			}
 		}
 		t.Certificates = []tls.Certificate{cert}
 	}
 	return t, nil
+}
+
+// unwrapPath drops the path from a file error, which the message names
+// already.
+func unwrapPath(err error) error {
+	if e := errors.Unwrap(err); e != nil {
+		return e
+	}
+	return err
 }

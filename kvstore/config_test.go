@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshnet/meshnet/kvstore"
+	"github.com/meshnet/meshnet/testenv"
 )
 
 func TestParseURL(t *testing.T) {
@@ -85,13 +86,36 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
+// TestTLSConfigErrors: a missing file, a file that is not PEM, a
+// certificate with another's key and an expired certificate are each one
+// sentence naming the option and the file.
 func TestTLSConfigErrors(t *testing.T) {
-	cfg, err := kvstore.ParseURL("etcd://h:1", []string{"ca=/nonexistent/ca.pem"})
+	p, err := testenv.NewPKI(t.TempDir(), "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cfg.TLSConfig(); err == nil || !strings.Contains(err.Error(), "reading CA file") {
-		t.Fatalf("TLSConfig with a missing CA: %v", err)
+	f := p.File
+	for _, c := range []struct {
+		opts []string
+		msg  string
+	}{
+		{[]string{"ca=/nonexistent/ca.pem"}, "cluster-store-opt ca: cannot read /nonexistent/ca.pem"},
+		{[]string{"ca=" + f("client-key.pem")}, "cluster-store-opt ca: " + f("client-key.pem") + " holds no PEM certificate"},
+		{[]string{"ca=" + f("ca.pem"), "cert=" + f("client.pem"), "key=/nonexistent/key.pem"}, "cluster-store-opt key: cannot read /nonexistent/key.pem"},
+		{[]string{"ca=" + f("ca.pem"), "cert=" + f("client.pem"), "key=" + f("other-key.pem")}, "are not a certificate and its key"},
+		{[]string{"ca=" + f("ca.pem"), "cert=" + f("expired.pem"), "key=" + f("expired-key.pem")}, "cluster-store-opt cert: " + f("expired.pem") + " expired on"},
+	} {
+		cfg, err := kvstore.ParseURL("etcd://h:1", c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cfg.TLSConfig(); err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: %v, want one line with %q", c.opts, err, c.msg)
+		}
+	}
+	cfg, _ := kvstore.ParseURL("etcd://h:1", []string{"ca=" + f("ca.pem"), "cert=" + f("client.pem"), "key=" + f("client-key.pem")})
+	if tc, err := cfg.TLSConfig(); err != nil || tc == nil || len(tc.Certificates) != 1 {
+		t.Errorf("good files: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -50,9 +51,9 @@ func (s *ConsulServer) Name() string { return "consul" }
 func (s *ConsulServer) Addr() string { return hostPort(s.opts.addr(), s.ports[0]) }
 
 func (s *ConsulServer) Config() kvstore.Config {
-	return kvstore.Config{Backend: kvstore.BackendConsul, Endpoints: []string{s.Addr()},
+	return s.opts.clientTLS(kvstore.Config{Backend: kvstore.BackendConsul, Endpoints: []string{s.Addr()},
 		Prefix: kvstore.DefaultPrefix, Token: ConsulToken, Timeout: kvstore.DefaultTimeout,
-		Dial: s.opts.dial()}
+		Dial: s.opts.dial()})
 }
 
 // Every test client connects from one address, so Consul's per-client
@@ -85,6 +86,14 @@ func (s *ConsulServer) Start(ctx context.Context) (err error) {
 		"-http-port", p(0), "-server-port", p(1), "-serf-lan-port", p(2), "-serf-wan-port", p(3),
 		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-hcl", consulHCL)
+	if t := s.opts.TLS; t != nil {
+		// HTTPS on the HTTP port, plain HTTP off, client certificates of
+		// the CA only.
+		args[slices.Index(args, "-http-port")+1] = "-1"
+		args = append(args, "-https-port", p(0), "-hcl", fmt.Sprintf(
+			`tls { defaults { ca_file = %q cert_file = %q key_file = %q verify_incoming = true } }`,
+			t.File("ca.pem"), t.File("server.pem"), t.File("server-key.pem")))
+	}
 	s.proc, err = StartProcess(s.bin, args,
 		ProcessOptions{Log: filepath.Join(s.dir, "consul.log"), NS: s.opts.NS})
 	if err != nil {

@@ -49,13 +49,17 @@ func (s *EtcdProcess) Name() string { return "etcd" }
 func (s *EtcdProcess) Addr() string { return s.client }
 
 func (s *EtcdProcess) Config() kvstore.Config {
-	return kvstore.Config{Backend: kvstore.BackendEtcd, Endpoints: []string{s.client},
-		Prefix: kvstore.DefaultPrefix, Timeout: kvstore.DefaultTimeout, Dial: s.opts.dial()}
+	return s.opts.clientTLS(kvstore.Config{Backend: kvstore.BackendEtcd, Endpoints: []string{s.client},
+		Prefix: kvstore.DefaultPrefix, Timeout: kvstore.DefaultTimeout, Dial: s.opts.dial()})
 }
 
 func (s *EtcdProcess) Start(ctx context.Context) (err error) {
-	s.proc, err = StartProcess(s.bin, []string{"-data-dir", filepath.Join(s.dir, "etcd"),
-		"-client-url", "http://" + s.client, "-peer-url", "http://" + s.peerAddr},
+	args := []string{"-data-dir", filepath.Join(s.dir, "etcd"), "-client-url", "http://" + s.client, "-peer-url", "http://" + s.peerAddr}
+	if p := s.opts.TLS; p != nil {
+		args = append(args, "-client-url", "https://"+s.client, "-cert", p.File("server.pem"), "-key", p.File("server-key.pem"),
+			"-client-ca", p.File("ca.pem"))
+	}
+	s.proc, err = StartProcess(s.bin, args,
 		ProcessOptions{Log: filepath.Join(s.dir, "etcd.log"), NS: s.opts.NS})
 	if err != nil {
 		return err

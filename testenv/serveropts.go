@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/testenv/nshost"
 )
 
@@ -26,6 +27,18 @@ type ServerOptions struct {
 	// a single server that elects itself leader (a few seconds longer to
 	// start). It does not apply to etcd.
 	Persistent bool
+	// TLS, for etcd and Consul, serves clients with TLS only, with the
+	// PKI's server certificate, taking only client certificates of its
+	// CA; Config then carries the PKI's client certificate.
+	TLS *PKI
+}
+
+// clientTLS puts the PKI's client files into cfg.
+func (o ServerOptions) clientTLS(cfg kvstore.Config) kvstore.Config {
+	if o.TLS != nil {
+		cfg.CAFile, cfg.CertFile, cfg.KeyFile = o.TLS.File("ca.pem"), o.TLS.File("client.pem"), o.TLS.File("client-key.pem")
+	}
+	return cfg
 }
 
 func (o ServerOptions) addr() string {

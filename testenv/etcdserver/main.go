@@ -27,6 +27,9 @@ func run() error {
 	flag.StringVar(&cfg.Dir, "data-dir", "", "data directory")
 	flag.StringVar(&cfg.ClientURL, "client-url", "http://127.0.0.1:2379", "URL to serve clients on")
 	flag.StringVar(&cfg.PeerURL, "peer-url", "http://127.0.0.1:2380", "URL to serve peers on")
+	flag.StringVar(&cfg.CertFile, "cert", "", "server certificate (with -key and -client-ca: https:// client URL, client certificates only)")
+	flag.StringVar(&cfg.KeyFile, "key", "", "server key")
+	flag.StringVar(&cfg.ClientCAFile, "client-ca", "", "CA of the client certificates taken")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
