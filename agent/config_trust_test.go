@@ -1,21 +1,13 @@
 package agent
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/meshnet/meshnet/agent/trust"
+	"github.com/meshnet/meshnet/testenv"
 )
 
 // TestConfigTrust: join tokens and the API's mutual TLS are checked at
@@ -30,7 +22,11 @@ func TestConfigTrust(t *testing.T) {
 	token := auth.Token().String()
 	tokenFile := writeFile(t, token+"\n")
 	ca, cert, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	expired, expiredKey := expiredCert(t)
+	pki, err := testenv.NewPKI(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, expiredKey := pki.File("expired.pem"), pki.File("expired-key.pem")
 	etcd := []string{"--config", empty, "--cluster-store", "etcd://192.0.2.1:2379"}
 	tcp := []string{"--config", empty, "-H", "tcp://127.0.0.1:2376"}
 	for _, c := range []struct {
@@ -70,25 +66,4 @@ func TestConfigTrust(t *testing.T) {
 	if err != nil || cfg.APITLS == nil {
 		t.Errorf("tcp:// with mutual TLS: %v", err)
 	}
-}
-
-// expiredCert writes a self-signed certificate that expired yesterday, and
-// its key.
-func expiredCert(t *testing.T) (cert, key string) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "old"},
-		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(k)
-	dir := t.TempDir()
-	cert, key = filepath.Join(dir, "old.pem"), filepath.Join(dir, "old-key.pem")
-	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
-	return cert, key
 }
