@@ -57,6 +57,8 @@ type Config struct {
 	GossipKey        []byte
 	// ConfigFile is the configuration file read, if any.
 	ConfigFile string
+	// Args is the command line, for the warning about secrets in flags.
+	Args []string
 	// APITLS is the mutual TLS of tcp:// API addresses (tlsverify).
 	APITLS *tls.Config
 	// JoinToken joins a cluster whose store is another agent's embedded
@@ -318,6 +320,7 @@ func ConfigFromCLI(c *cli.Context) (Config, error) {
 	if _, err := store.TLSConfig(); err != nil && store.Backend != kvstore.BackendEmbedded {
 		errs = append(errs, fmt.Errorf("invalid %w", err))
 	}
+	cfg.Args = os.Args[1:]
 	if path := c.String("config"); c.IsSet("config") {
 		cfg.ConfigFile = path
 	} else if _, err := os.Stat(DefaultConfigFile); err == nil {

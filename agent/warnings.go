@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -31,6 +32,9 @@ func securityWarnings(cfg Config, joined bool) []string {
 	}
 	if w := configFileWarning(cfg.ConfigFile); w != "" {
 		out = append(out, w)
+	}
+	if flags := secretFlags(cfg.Args); len(flags) > 0 {
+		out = append(out, "secrets given as flags ("+strings.Join(flags, ", ")+") show in the process list to every user: put them in the configuration file (mode 0600), a file (cluster-token-file) or MESHNET_ variables")
 	}
 	if !cfg.IPTables {
 		out = append(out, "iptables: false: networks are not isolated and the VXLAN port takes frames from anyone on the underlay")
@@ -95,4 +99,30 @@ func configFileWarning(path string) string {
 	}
 	return fmt.Sprintf("the configuration file %s holds secrets (%s) and other users can read it (mode %04o): chmod 600 %s",
 		path, strings.Join(held, ", "), st.Mode().Perm(), path)
+}
+
+// secretFlags lists the flags on the command line args that carry a
+// secret.
+func secretFlags(args []string) []string {
+	var out []string
+	for i, a := range args {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		if slices.Contains(secretKeys, name) && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+		if name == "cluster-store-opt" {
+			if !hasValue && i+1 < len(args) {
+				value = args[i+1]
+			}
+			for _, o := range secretStoreOpt {
+				if strings.HasPrefix(value, o) && !slices.Contains(out, "cluster-store-opt "+strings.TrimSuffix(o, "=")) {
+					out = append(out, "cluster-store-opt "+strings.TrimSuffix(o, "="))
+				}
+			}
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,5 +69,16 @@ func TestConfigFileWarning(t *testing.T) {
 		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
 			t.Errorf("%q mode %04o: warning %q, want one with %q", c.body, c.mode, got, c.want)
 		}
+	}
+}
+
+func TestSecretFlags(t *testing.T) {
+	got := secretFlags([]string{"--gossip-key", "x", "--cluster-store-opt", "password=p", "-cluster-token=t", "--node-name", "gossip-key", "--cluster-store-opt=token=abc"})
+	want := []string{"gossip-key", "cluster-store-opt password", "cluster-token", "cluster-store-opt token"}
+	if !slices.Equal(got, want) {
+		t.Errorf("secretFlags = %q, want %q", got, want)
+	}
+	if got := secretFlags([]string{"--cluster-store-opt", "ca=/x", "--cluster-token-file", "/f"}); len(got) != 0 {
+		t.Errorf("no secrets: %q", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -371,6 +372,79 @@ func BenchmarkDNSLookup(b *testing.B) {
 	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "queries/s")
+}
+
+// BenchmarkDNSLookupUnderFlood: issue 19's bound on a DNS flood. Sandbox
+// a asks for t's name one question at a time, first alone (2,000
+// questions), then while sandbox f floods the embedded DNS as fast as it
+// can write (its questions go unread); a's p99 in both, and their ratio
+// (the target: at most 1.2). The API's p99 (GET /info) is measured the
+// same way.
+func BenchmarkDNSLookupUnderFlood(b *testing.B) {
+	c := newBenchCluster(b, cluster.StoreEmbedded, 1)
+	ctx := context.Background()
+	n1 := c.Host(0)
+	createNetwork(ctx, b, n1, "multi", "")
+	a, t, f := c.Name("a"), c.Name("t"), c.Name("f")
+	for _, s := range []string{a, t, f} {
+		if _, err := createSandboxAPI(ctx, n1, "multi", s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	asker := newDNSAsker(b, a)
+	api := n1.HTTPClient()
+	measure := func(n int) (dnsP99, apiP99 time.Duration) {
+		var lat, apiLat []time.Duration
+		for i := range n {
+			t0 := time.Now()
+			if _, err := asker.ask(t); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(t0))
+			if i%10 == 0 {
+				t0 = time.Now()
+				resp, err := api.Get("http://meshagent/info")
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				apiLat = append(apiLat, time.Since(t0))
+			}
+		}
+		return percentile(lat, 0.99), percentile(apiLat, 0.99)
+	}
+	baseDNS, baseAPI := measure(2000)
+
+	flooder := newDNSAsker(b, f)
+	q, _ := new(dns.Msg).SetQuestion(dns.Fqdn(t), dns.TypeA).Pack()
+	stop := make(chan struct{})
+	flooded := make(chan int)
+	go func() {
+		n := 0
+		for ; n < 50_000_000; n++ { // bounded; stopped long before
+			select {
+			case <-stop:
+				flooded <- n
+				return
+			default:
+			}
+			flooder.co.Conn.Write(q)
+		}
+		flooded <- n
+	}()
+	var floodDNS, floodAPI time.Duration
+	start := time.Now()
+	for b.Loop() {
+		floodDNS, floodAPI = measure(2000)
+	}
+	close(stop)
+	sent := <-flooded
+	b.ReportMetric(float64(baseDNS.Microseconds()), "alone-p99-µs")
+	b.ReportMetric(float64(floodDNS.Microseconds()), "flooded-p99-µs")
+	b.ReportMetric(float64(floodDNS)/float64(baseDNS), "p99-ratio")
+	b.ReportMetric(float64(floodAPI)/float64(baseAPI), "api-p99-ratio")
+	b.ReportMetric(float64(sent)/time.Since(start).Seconds(), "flood-questions/s")
 }
 
 // BenchmarkDNSConvergence: from `sandbox create` returning on n2 until

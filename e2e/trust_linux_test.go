@@ -133,6 +133,21 @@ func TestStrangerCannotUseTheCluster(t *testing.T) {
 			t.Errorf("gossip from outside, %s: %v", name, err)
 		}
 	}
+	// A crafted push/pull (finding 6: node count -1 panicked memberlist),
+	// in clear and framed as encrypted with a length of 4 GB.
+	pushPull := []byte{6, 0x83, 0xa5, 'N', 'o', 'd', 'e', 's', 0xff,
+		0xac, 'U', 's', 'e', 'r', 'S', 't', 'a', 't', 'e', 'L', 'e', 'n', 0x00, 0xa4, 'J', 'o', 'i', 'n', 0xc2}
+	for _, msg := range [][]byte{pushPull, {10, 0xff, 0xff, 0xff, 0xff, 1}} {
+		conn, err := out.Dial(ctx, "tcp", "192.0.2.1:7946")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn.Write(msg)
+		conn.Read(make([]byte, 64))
+		conn.Close()
+	}
+	ctl(t, n1, "info") // still there
 	if names := nodeNames(t, n1); !slices.Equal(names, []string{"n1", "n2"}) {
 		t.Errorf("n1's members after the strangers' tries: %v", names)
 	}

@@ -358,6 +358,10 @@ func (c *Cluster) Delete(network, id string) error {
 	return nil
 }
 
+// Generation changes whenever the network's endpoints do: a cache of
+// Endpoints(network) is good while it stays the same.
+func (c *Cluster) Generation(network string) uint64 { return c.table.generation(network) }
+
 // Endpoints returns the live endpoints of a network, sorted by ID.
 func (c *Cluster) Endpoints(network string) []Endpoint { return c.table.endpoints(network) }
 

@@ -75,6 +75,7 @@ type table struct {
 	size        int                                   // entries in nets
 	full        uint64                                // records refused as the table was full
 	takeovers   uint64                                // records refused about another writer's endpoint
+	gens        map[string]uint64                     // network → changes so far (generation)
 }
 
 // maxEntries bounds the table: endpoints and tombstones of the whole
@@ -99,7 +100,16 @@ func newTable(self string, tombstoneTTL time.Duration) *table {
 		subs:         make(map[string]map[*Subscription]struct{}),
 		absentSince:  make(map[string]time.Time),
 		purged:       make(map[string]time.Time),
+		gens:         make(map[string]uint64),
 	}
+}
+
+// generation counts the changes of a network's records: equal
+// generations, equal endpoints (for caches of what endpoints says).
+func (t *table) generation(network string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.gens[network]
 }
 
 func (t *table) tickLocked() uint64 {
@@ -154,6 +164,7 @@ func (t *table) replaceLocked(k key, e *entry) {
 	old := t.getLocked(k)
 	wasLive := old != nil && old.state == stateLive
 	t.setLocked(k, e) // first: a snapshot an emit makes holds e
+	t.gens[k.Network]++
 	switch {
 	case e.state == stateLive && !wasLive:
 		t.emitLocked(EventAdd, &e.ep)

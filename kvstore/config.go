@@ -40,6 +40,12 @@ type Config struct {
 	Prefix    string   // root prefix, always ending in "/"
 
 	CAFile, CertFile, KeyFile string // TLS
+	// PrivateCA says the CA is the cluster's own (an agent's embedded
+	// store): the store's certificate is checked against it, but not
+	// against the name the store is reached by — hosts reach it by
+	// whatever name or address their network gives it. Never parsed
+	// from a URL.
+	PrivateCA bool
 	Token                     string // Consul ACL token
 	Username, Password        string // etcd authentication, ZooKeeper digest
 	Timeout                   time.Duration
@@ -195,6 +201,22 @@ func (c Config) TLSConfig() (*tls.Config, error) {
 		t.RootCAs = x509.NewCertPool()
 		if !t.RootCAs.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("cluster-store-opt ca: %s holds no PEM certificate", c.CAFile)
+		}
+		if c.PrivateCA {
+			roots := t.RootCAs
+			t.InsecureSkipVerify = true // the chain is verified below, the name is not
+			t.VerifyConnection = func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 {
+					return errors.New("the store shows no certificate")
+				}
+				inter := x509.NewCertPool()
+				for _, c := range cs.PeerCertificates[1:] {
+					inter.AddCert(c)
+				}
+				_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+					KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+				return err
+			}
 		}
 	}
 	if c.CertFile != "" {

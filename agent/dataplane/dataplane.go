@@ -52,6 +52,8 @@ type Config struct {
 type Remote interface {
 	// Endpoints are gossip's endpoints of a network, this host's too.
 	Endpoints(networkID string) []gossip.Endpoint
+	// Generation changes whenever Endpoints(networkID) does.
+	Generation(networkID string) uint64
 	// Remote are a network's endpoints on other hosts, for programming.
 	Remote(networkID string) []gossip.Endpoint
 	// Forget: this host no longer programs the network.

@@ -15,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/meshnet/meshnet/agent/api"
@@ -167,6 +168,9 @@ func (d *Dataplane) DetachDNS(sandboxID, path string) {
 type names struct {
 	d                          *Dataplane
 	local, forwarded, failures atomic.Int64
+
+	mu  sync.Mutex           // guards idx; a leaf
+	idx map[string]*netIndex // global network id → its names
 }
 
 var _ resolver.Names = (*names)(nil)
@@ -177,45 +181,94 @@ type record struct {
 	addrs []netip.Addr
 }
 
-// recordsFor lists what the sandbox may resolve.
-func (r *names) recordsFor(sandboxID string) []record {
+// netIndex is a global network's names and addresses, as gossip's
+// endpoints give them at generation gen: a lookup reads two maps instead
+// of walking every endpoint (a sandbox asking a thousand times a second
+// costs the others little).
+type netIndex struct {
+	gen    uint64
+	name   string // the network's, for NAME.NETWORK
+	byName map[string][]netip.Addr
+	byAddr map[netip.Addr][]string
+}
+
+// index returns the global network's index, built again when gossip's
+// endpoints have changed since.
+func (r *names) index(n *driver.Network) *netIndex {
+	gen := r.d.remote.Generation(n.ID) // before reading: a change meanwhile makes the next call rebuild
+	r.mu.Lock()
+	x := r.idx[n.ID]
+	r.mu.Unlock()
+	if x != nil && x.gen == gen && x.name == n.Name {
+		return x
+	}
+	x = &netIndex{gen: gen, name: n.Name, byName: map[string][]netip.Addr{}, byAddr: map[netip.Addr][]string{}}
+	for _, ep := range r.d.remote.Endpoints(n.ID) {
+		for _, rec := range namedRecords(n.Name, append([]string{ep.Name}, ep.Aliases...), ep.IP, ep.IPv6) {
+			for _, nm := range rec.names {
+				if _, ok := x.byName[nm]; !ok {
+					x.byName[nm] = nil // known, if with no address
+				}
+				for _, ad := range rec.addrs {
+					if !slices.Contains(x.byName[nm], ad) {
+						x.byName[nm] = append(x.byName[nm], ad)
+					}
+				}
+			}
+			for _, ad := range rec.addrs {
+				x.byAddr[ad] = append(x.byAddr[ad], rec.names...)
+			}
+		}
+	}
+	r.mu.Lock()
+	if r.idx == nil {
+		r.idx = map[string]*netIndex{}
+	}
+	r.idx[n.ID] = x
+	r.mu.Unlock()
+	return x
+}
+
+// namedRecords is one record: the names, lower case, bare and with the
+// network's name appended, and the valid addresses.
+func namedRecords(network string, names []string, addrs ...netip.Addr) []record {
+	var all []string
+	for _, nm := range names {
+		if nm == "" {
+			continue
+		}
+		nm = strings.ToLower(nm)
+		all = append(all, nm, nm+"."+strings.ToLower(network))
+	}
+	return []record{{names: all, addrs: slices.DeleteFunc(addrs, func(x netip.Addr) bool { return !x.IsValid() })}}
+}
+
+// networks calls fn for every network of the sandbox whose names it may
+// resolve, with the records not in the network's index: a local
+// network's endpoints, and the sandbox's own link aliases.
+func (r *names) networks(sandboxID string, fn func(n *driver.Network, records []record)) {
 	d := r.d
-	var out []record
 	for _, mine := range d.recs.Joined(sandboxID) {
 		n := d.nets.Table.Get(mine.NetworkID)
 		if n == nil || !d.Discoverable(n) {
 			continue
 		}
-		add := func(names []string, addrs ...netip.Addr) {
-			var all []string
-			for _, nm := range names {
-				if nm == "" {
-					continue
-				}
-				nm = strings.ToLower(nm)
-				all = append(all, nm, nm+"."+strings.ToLower(n.Name))
-			}
-			out = append(out, record{names: all, addrs: slices.DeleteFunc(addrs, func(x netip.Addr) bool { return !x.IsValid() })})
-		}
-		if n.Global() {
-			for _, ep := range d.remote.Endpoints(n.ID) {
-				add(append([]string{ep.Name}, ep.Aliases...), ep.IP, ep.IPv6)
-			}
-		} else {
+		var out []record
+		if !n.Global() {
 			for _, e := range d.recs.OnNetwork(n.ID, -1) {
 				if e.Joined() {
-					add(d.EndpointNames(e), e.Addr.Addr(), e.Addr6.Addr())
+					out = append(out, namedRecords(n.Name, d.EndpointNames(e), e.Addr.Addr(), e.Addr6.Addr())...)
 				}
 			}
 		}
 		for _, l := range mine.Links { // this sandbox's own link aliases (IPv4: what icc off lets through)
 			name, alias, _ := strings.Cut(l, ":")
 			if t, err := d.recs.LinkTarget(name, n.ID); err == nil {
-				add([]string{alias}, t.Addr.Addr())
+				out = append(out, namedRecords(n.Name, []string{alias}, t.Addr.Addr())...)
 			}
 		}
+		fn(n, out)
 	}
-	return out
 }
 
 // EndpointNames are the names an endpoint answers to: its sandbox's name
@@ -235,27 +288,41 @@ func (d *Dataplane) EndpointNames(e *sandboxes.Endpoint) []string {
 func (r *names) LookupHost(sandboxID, name string, v6 bool) ([]netip.Addr, bool) {
 	var out []netip.Addr
 	known := false
-	for _, rec := range r.recordsFor(sandboxID) {
-		if !slices.Contains(rec.names, name) {
-			continue
-		}
+	take := func(addrs []netip.Addr) {
 		known = true
-		for _, ad := range rec.addrs {
+		for _, ad := range addrs {
 			if ad.Is6() == v6 && !slices.Contains(out, ad) {
 				out = append(out, ad)
 			}
 		}
 	}
+	r.networks(sandboxID, func(n *driver.Network, records []record) {
+		if n.Global() {
+			if addrs, ok := r.index(n).byName[name]; ok {
+				take(addrs)
+			}
+		}
+		for _, rec := range records {
+			if slices.Contains(rec.names, name) {
+				take(rec.addrs)
+			}
+		}
+	})
 	return out, known
 }
 
 func (r *names) LookupAddr(sandboxID string, addr netip.Addr) ([]string, bool) {
 	var out []string
-	for _, rec := range r.recordsFor(sandboxID) {
-		if slices.Contains(rec.addrs, addr) {
-			out = append(out, rec.names...)
+	r.networks(sandboxID, func(n *driver.Network, records []record) {
+		if n.Global() {
+			out = append(out, r.index(n).byAddr[addr]...)
 		}
-	}
+		for _, rec := range records {
+			if slices.Contains(rec.addrs, addr) {
+				out = append(out, rec.names...)
+			}
+		}
+	})
 	slices.Sort(out)
 	out = slices.Compact(out)
 	return out, len(out) > 0

@@ -151,6 +151,9 @@ func (m *Membership) Endpoints(networkID string) []gossip.Endpoint {
 	return m.cluster.Endpoints(networkID)
 }
 
+// Generation changes whenever Endpoints(networkID) does.
+func (m *Membership) Generation(networkID string) uint64 { return m.cluster.Generation(networkID) }
+
 // ClockJumpsRefused counts gossip refused for a forged Lamport time.
 func (m *Membership) ClockJumpsRefused() uint64 {
 	if m.cluster == nil {

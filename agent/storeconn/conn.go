@@ -296,6 +296,7 @@ func (c *Conn) open(ctx context.Context) (kvstore.Store, error) {
 		}
 		if trust.Joined(dir, nil) {
 			cfg.CAFile, cfg.CertFile, cfg.KeyFile = dir.Path(trust.CAFile), dir.Path(trust.CertFile), dir.Path(trust.KeyFile)
+			cfg.PrivateCA = true
 		}
 	}
 	s, err := backends.Open(cfg)
@@ -359,6 +360,7 @@ func (c *Conn) serveEmbedded(ctx context.Context, cfg kvstore.Config) (kvstore.C
 	}
 	cfg.Endpoints = srv.Endpoints()
 	cfg.CAFile, cfg.CertFile, cfg.KeyFile = dir.Path(trust.CAFile), dir.Path(trust.CertFile), dir.Path(trust.KeyFile)
+	cfg.PrivateCA = true
 	return cfg, nil
 }
 

@@ -93,7 +93,7 @@ func OpenAuthority(dir Dir, node string, vtep netip.Addr) (*Authority, error) {
 	if a.token, err = a.loadToken(); err != nil {
 		return nil, err
 	}
-	if err := a.issueServer(vtep); err != nil {
+	if err := a.issueServer(node, vtep); err != nil {
 		return nil, err
 	}
 	if !a.validHere(dir.Path(CertFile), dir.Path(KeyFile)) {
@@ -199,8 +199,9 @@ func (a *Authority) loadToken() (Token, error) {
 }
 
 // issueServer issues the store's server certificate at every start, so
-// that it names the current advertise address.
-func (a *Authority) issueServer(vtep netip.Addr) error {
+// that it names the current advertise address, the node and the host
+// (for tools such as etcdctl; agents check the chain, not the name).
+func (a *Authority) issueServer(node string, vtep netip.Addr) error {
 	key, err := newKey()
 	if err != nil {
 		return err
@@ -209,7 +210,11 @@ func (a *Authority) issueServer(vtep netip.Addr) error {
 	if vtep.IsValid() {
 		ips = append(ips, vtep.AsSlice())
 	}
-	der, err := a.sign("meshnet store", &key.PublicKey, true, ips)
+	dns := []string{"localhost", node}
+	if h, err := os.Hostname(); err == nil && h != node {
+		dns = append(dns, h)
+	}
+	der, err := a.sign("meshnet store", &key.PublicKey, true, ips, dns...)
 	if err != nil {
 		return err
 	}
@@ -228,7 +233,7 @@ func (a *Authority) validHere(certPath, keyPath string) bool {
 
 // sign issues a certificate for pub: a server's (for ips) or a client's
 // (CN name).
-func (a *Authority) sign(name string, pub *ecdsa.PublicKey, server bool, ips []net.IP) ([]byte, error) {
+func (a *Authority) sign(name string, pub *ecdsa.PublicKey, server bool, ips []net.IP, dns ...string) ([]byte, error) {
 	serial, err := newSerial()
 	if err != nil {
 		return nil, err
@@ -245,7 +250,7 @@ func (a *Authority) sign(name string, pub *ecdsa.PublicKey, server bool, ips []n
 	if server {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 		tmpl.IPAddresses = ips
-		tmpl.DNSNames = []string{"localhost"}
+		tmpl.DNSNames = dns
 	}
 	return x509.CreateCertificate(rand.Reader, tmpl, a.ca, pub, a.caKey)
 }

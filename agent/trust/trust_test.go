@@ -3,6 +3,7 @@ package trust
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -127,6 +128,30 @@ func TestJoin(t *testing.T) {
 	}
 	if err := open(kvstore.Config{CAFile: joined.Path(CAFile)}); err == nil {
 		t.Error("a TLS client without a certificate writes the store")
+	}
+	// Reached by a name its certificate does not carry (compose's service
+	// name, a DNS alias): the chain is checked, not the name.
+	byName := func(cfg kvstore.Config) error {
+		cfg.Backend, cfg.Endpoints, cfg.Prefix, cfg.Timeout = kvstore.BackendEtcd, []string{"store.invalid:23791"}, "t/", 2*time.Second
+		cfg.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, "127.0.0.1:23791")
+		}
+		s, err := etcd.New(cfg)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		_, err = s.Put(ctx, "k", []byte("v"))
+		return err
+	}
+	files := kvstore.Config{CAFile: joined.Path(CAFile), CertFile: joined.Path(CertFile), KeyFile: joined.Path(KeyFile)}
+	if err := byName(files); err == nil {
+		t.Error("by another name, without PrivateCA, the name was not checked")
+	}
+	files.PrivateCA = true
+	if err := byName(files); err != nil {
+		t.Errorf("by another name, with PrivateCA: %v", err)
 	}
 	stranger := other.dir
 	if err := open(kvstore.Config{CAFile: joined.Path(CAFile), CertFile: stranger.Path(CertFile), KeyFile: stranger.Path(KeyFile)}); err == nil {

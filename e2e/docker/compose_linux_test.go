@@ -81,7 +81,7 @@ func composeTrial(t *testing.T, ctx context.Context, engine dockerd.Engine, tag 
 			t.Fatal(err)
 		}
 	}
-	for _, a := range []string{"sh", "ip", "ping", "wget", "nc", "cat", "ls", "mount"} {
+	for _, a := range []string{"sh", "ip", "ping", "wget", "nc", "cat", "ls", "mount", "sleep", "mv"} {
 		if err := os.Symlink("busybox", filepath.Join(img, "bin", a)); err != nil {
 			t.Fatal(err)
 		}
@@ -95,6 +95,14 @@ func composeTrial(t *testing.T, ctx context.Context, engine dockerd.Engine, tag 
 		cmd.Dir, cmd.Env = proj, append(d.Env(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("docker-compose down: %v\n%s", err, out)
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			cmd := exec.Command("docker-compose", "logs", "--tail", "40")
+			cmd.Dir, cmd.Env = proj, append(d.Env(), env...)
+			out, _ := cmd.CombinedOutput()
+			t.Logf("docker-compose logs:\n%s", out)
 		}
 	})
 	exec := func(args ...string) (string, error) {
