@@ -45,10 +45,10 @@ type Config struct {
 	// against the name the store is reached by — hosts reach it by
 	// whatever name or address their network gives it. Never parsed
 	// from a URL.
-	PrivateCA bool
-	Token                     string // Consul ACL token
-	Username, Password        string // etcd authentication, ZooKeeper digest
-	Timeout                   time.Duration
+	PrivateCA          bool
+	Token              string // Consul ACL token
+	Username, Password string // etcd authentication, ZooKeeper digest
+	Timeout            time.Duration
 
 	// Dial opens the connections to the store; nil means the default
 	// dialer — tests set it to dial from inside a network namespace. It is
