@@ -165,7 +165,9 @@ func (r *reactor) run() {
 }
 
 // readUDP takes the queries waiting on a UDP socket and answers each on a
-// goroutine of its own.
+// goroutine of its own. A sandbox over its rate is not read at all for a
+// while (pause): its socket's buffer fills and the kernel drops the rest
+// of a flood, which then costs the agent nothing.
 func (r *reactor) readUDP(s *sock, buf []byte) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -173,14 +175,17 @@ func (r *reactor) readUDP(s *sock, buf []byte) {
 		return
 	}
 	for range readBatch {
+		if s.who == nil && s.a.limit.Tokens() < 1 {
+			r.pause(s)
+			return
+		}
 		n, from, err := unix.Recvfrom(s.fd, buf, unix.MSG_DONTWAIT)
 		if err != nil {
 			return // EAGAIN: nothing left
 		}
 		to, ok := from.(*unix.SockaddrInet4)
-		q := new(dns.Msg)
-		if !ok || q.Unpack(buf[:n]) != nil {
-			continue // not a DNS query from IPv4: nobody to answer
+		if !ok {
+			continue // not from IPv4: nobody to answer
 		}
 		dest := *to
 		sandbox, client := s.sandbox, ""
@@ -192,6 +197,10 @@ func (r *reactor) readUDP(s *sock, buf []byte) {
 		}
 		if !s.a.allow(client) {
 			continue // over the rate: the stub asks again
+		}
+		q := new(dns.Msg)
+		if q.Unpack(buf[:n]) != nil {
+			continue // not a DNS query
 		}
 		s.a.done.Add(1)
 		go func() {
@@ -220,6 +229,28 @@ func (r *reactor) replyUDP(s *sock, sandbox string, q *dns.Msg, to *unix.Sockadd
 	if !s.closed {
 		unix.Sendto(s.fd, b, unix.MSG_DONTWAIT, to)
 	}
+}
+
+// pauseFor is how long a sandbox over its rate is not read: about the
+// time its limiter takes to allow a few questions again.
+const pauseFor = 5 * time.Millisecond
+
+// pause stops watching a UDP socket for pauseFor. It runs on the reactor
+// with s.mu read-held.
+func (r *reactor) pause(s *sock) {
+	off := unix.EpollEvent{Events: 0, Fd: int32(s.fd)}
+	if unix.EpollCtl(r.epfd, unix.EPOLL_CTL_MOD, s.fd, &off) != nil {
+		return
+	}
+	time.AfterFunc(pauseFor, func() {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.closed {
+			return // its descriptor may be another socket's by now
+		}
+		on := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}
+		unix.EpollCtl(r.epfd, unix.EPOLL_CTL_MOD, s.fd, &on)
+	})
 }
 
 // accept takes the connections waiting on a TCP listener and serves each
