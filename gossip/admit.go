@@ -106,3 +106,17 @@ func (c *Cluster) admit(recs []wireRecord) []wireRecord {
 	}
 	return out
 }
+
+// Refusals counts what this node refused to take.
+type Refusals struct {
+	Invalid    uint64 // received records malformed or not bound to their writer (admit.go)
+	Takeovers  uint64 // records about another writer's endpoint (table.go)
+	TableFull  uint64 // records about new endpoints while the table was full (maxEntries)
+	QueueDrops uint64 // queued items dropped from full queues (maxQueue)
+}
+
+// Refusals counts what this node refused to take.
+func (c *Cluster) Refusals() Refusals {
+	full, takeovers := c.table.refused()
+	return Refusals{Invalid: c.invalid.Load(), Takeovers: takeovers, TableFull: full, QueueDrops: c.dropped.Load()}
+}

@@ -28,13 +28,11 @@
 package gossip
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -147,40 +145,6 @@ func New(cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-// SetKeys replaces the keyring with keys, the first the one gossip
-// encrypts with: every key is installed before the primary changes, and
-// keys no longer listed are removed last, so a peer that has either the
-// old or the new keyring still understands this node.
-func (c *Cluster) SetKeys(keys [][]byte) error {
-	if c.keyring == nil {
-		return errors.New("gossip was started in clear; it cannot be given keys later")
-	}
-	if len(keys) == 0 {
-		return errors.New("a keyring needs a key")
-	}
-	for _, k := range keys {
-		if err := memberlist.ValidateKey(k); err != nil {
-			return err
-		}
-	}
-	for _, k := range keys {
-		if err := c.keyring.AddKey(k); err != nil {
-			return err
-		}
-	}
-	if err := c.keyring.UseKey(keys[0]); err != nil {
-		return err
-	}
-	for _, have := range c.keyring.GetKeys() {
-		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, have) }) {
-			if err := c.keyring.RemoveKey(have); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 func (c *Cluster) goRun(f func()) {
 	c.wg.Add(1)
 	go func() {
@@ -269,20 +233,6 @@ func (c *Cluster) stopping() bool {
 // whose Lamport time was too far ahead of this node's clock to be true
 // (forged or corrupt): refused, so that no one can run the clock out.
 func (c *Cluster) ClockJumpsRefused() uint64 { return c.table.clockJumpsRefused() }
-
-// Refusals counts what this node refused to take.
-type Refusals struct {
-	Invalid    uint64 // received records malformed or not bound to their writer (admit.go)
-	Takeovers  uint64 // records about another writer's endpoint (table.go)
-	TableFull  uint64 // records about new endpoints while the table was full (maxEntries)
-	QueueDrops uint64 // queued items dropped from full queues (maxQueue)
-}
-
-// Refusals counts what this node refused to take.
-func (c *Cluster) Refusals() Refusals {
-	full, takeovers := c.table.refused()
-	return Refusals{Invalid: c.invalid.Load(), Takeovers: takeovers, TableFull: full, QueueDrops: c.dropped.Load()}
-}
 
 // Name returns this node's name.
 func (c *Cluster) Name() string { return c.cfg.NodeName }

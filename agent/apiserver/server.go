@@ -357,17 +357,7 @@ func (s *Server) routes() http.Handler {
 		return 200, svc.Version(), nil
 	})
 	if c := s.opts.Cluster; c != nil {
-		handle("GET /cluster/join-token", func(r *http.Request) (int, any, error) {
-			t, err := c.JoinToken(r.Context(), false)
-			return 200, t, err
-		})
-		handle("POST /cluster/join-token/rotate", func(r *http.Request) (int, any, error) {
-			t, err := c.JoinToken(r.Context(), true)
-			return 200, t, err
-		})
-		handle("POST /cluster/gossip-key/rotate", func(r *http.Request) (int, any, error) {
-			return 204, nil, c.RotateGossipKey(r.Context())
-		})
+		clusterRoutes(c, handle)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(svc.Metrics(), promhttp.HandlerOpts{}))
 	if s.opts.Debug {
