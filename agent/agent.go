@@ -117,7 +117,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	keys, keySync := a.gossipKeys()
 	a.conn = storeconn.New(storeconn.Config{Store: cfg.Store, URL: cfg.StoreURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir,
 		VTEP: a.vtep, GossipPort: cfg.GossipPort, Version: Version, GlobalPools: cfg.GlobalPools, ReclaimAfter: cfg.NodeReclaimAfter,
-		Trust: a.trustDir(), JoinToken: cfg.JoinToken, Keys: keySync}, log)
+		Trust: a.trustDir(), JoinToken: cfg.JoinToken, Keys: keySync, LeasesChanged: a.leasesChanged}, log)
 	a.nets = networks.NewManager(networks.NewTable(st.Networks), a.drivers, a.conn,
 		networks.Config{LocalPools: cfg.LocalPools, HostRoutes: datapath.RoutedPrefixes}, a.networksChanged, log)
 	a.members = membership.New(membership.Config{NodeName: cfg.NodeName, VTEP: a.vtep, Port: cfg.GossipPort,
@@ -157,6 +157,14 @@ func (a *Agent) networksChanged(ids ...string) {
 	a.state.SaveAll()
 	a.subscribe()
 	for _, id := range ids {
+		a.dp.MarkDirty(id)
+	}
+}
+
+// leasesChanged: a network's address leases were listed; what it
+// programs (and answers) may change.
+func (a *Agent) leasesChanged(id string) {
+	if a.dp != nil {
 		a.dp.MarkDirty(id)
 	}
 }
@@ -223,7 +231,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.dp = dataplane.New(dataplane.Config{NodeName: a.cfg.NodeName, IPTables: a.cfg.IPTables, DNS: a.cfg.DNS,
 		DNSOpts: a.cfg.DNSOpts, DNSSearch: a.cfg.DNSSearch, DockerDNS: a.cfg.DockerDNS,
-		VXLANPort: uint16(a.cfg.VXLANPort)}, a.nets, a.recs, a.members, kernel, fw, a.applyFailed, a.log)
+		VXLANPort: uint16(a.cfg.VXLANPort)}, a.nets, a.recs, verifiedRemote{a.members, a.conn, a.cfg.NodeName}, kernel, fw, a.applyFailed, a.log)
 	a.ctl = controller.New(controller.Config{NodeName: a.cfg.NodeName, VTEP: a.vtep, StoreURL: a.cfg.StoreURL,
 		DataDir: a.cfg.DataDir, Version: Version, GossipPort: a.cfg.GossipPort, VXLANPort: a.cfg.VXLANPort, IPTables: a.cfg.IPTables,
 		Warnings: warnings},

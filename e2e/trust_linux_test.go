@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/meshnet/meshnet/agent/api"
 	"github.com/meshnet/meshnet/agent/trust"
@@ -210,4 +214,87 @@ func nodeNames(t *testing.T, h *cluster.Host) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// Finding 4: a member could announce someone else's address as an
+// endpoint of its own, drawing its traffic (FDB) and its names (DNS). A
+// member holding the cluster's gossip key — "mallory", a namespace of the
+// underlay that read the key from the store as any member can — announces
+// an endpoint with c2's address under its own name. The record reaches n1
+// (network inspect lists it), but n1 neither points an FDB entry at
+// mallory nor answers the endpoint's names: the store's lease of that
+// address names c2's endpoint on n2.
+func TestForgedEndpointIgnored(t *testing.T) {
+	ctx := testCtx(t)
+	c := newCluster(t, "embedded", 2)
+	n1, n2 := c.Host(0), c.Host(1)
+	out, err := c.AddOutside()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl(t, n1, "network", "create", "-d", "overlay", "multi")
+	waitListed(t, n2, "multi")
+	c1, c2 := c.Name("c1"), c.Name("c2")
+	createSandbox(t, n1, "multi", c1)
+	ip2 := createSandbox(t, n2, "multi", c2)
+	netID := inspectNetwork(t, n1, "multi").ID
+
+	kv, err := c.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := kv.Get(ctx, trust.KeyringKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ring struct{ Keys []string }
+	if err := json.Unmarshal(rec.Value, &ring); err != nil || len(ring.Keys) == 0 {
+		t.Fatalf("keyring %s: %v", rec.Value, err)
+	}
+	var keys [][]byte
+	for _, k := range ring.Keys {
+		b, _ := base64.StdEncoding.DecodeString(k)
+		keys = append(keys, b)
+	}
+	var mallory *gossip.Cluster
+	err = out.Do(func() error {
+		var err error
+		mallory, err = gossip.New(gossip.Config{NodeName: "mallory", BindAddr: cluster.OutsideAddr.String(), BindPort: 7946,
+			VTEP: cluster.OutsideAddr, Keys: keys, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return err
+		}
+		if _, err := mallory.Join([]string{"192.0.2.1:7946"}); err != nil {
+			return err
+		}
+		return mallory.Put(gossip.Endpoint{Network: netID, ID: strings.Repeat("f", 64), Name: "hijack", IP: ip2, Aliases: []string{"hijack-alias"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mallory.Close()
+
+	if err := eventually(ctx, func() error {
+		if nodes := nodesIn(t, n1, "multi"); !slices.Contains(nodes, "mallory") {
+			return fmt.Errorf("n1's inspect lists endpoints on %v", nodes)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the forged record never reached n1: %v", err)
+	}
+	for range 10 { // a while after it arrived
+		if slices.Contains(fdbDestinations(t, n1), cluster.OutsideAddr) {
+			t.Fatalf("n1 points an FDB entry at mallory (%s)", cluster.OutsideAddr)
+		}
+		for _, name := range []string{"hijack", "hijack-alias", "hijack.multi"} {
+			if _, ans, err := lookup(ctx, c1, name, dns.TypeA); err != nil || len(ans) != 0 {
+				t.Fatalf("c1 resolves %s to %v (%v)", name, ans, err)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// c2 itself still resolves and answers.
+	if _, ans, err := lookup(ctx, c1, c2, dns.TypeA); err != nil || !slices.Contains(ans, ip2.String()) {
+		t.Errorf("c1 resolves %s to %v (%v), want %s", c2, ans, err, ip2)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshnet/meshnet/agent/ipam"
@@ -62,6 +63,9 @@ type Config struct {
 	// Keys, when set, keeps gossip's keyring equal to the store's; it
 	// is read before gossip first joins the registered nodes.
 	Keys *trust.KeySync
+	// LeasesChanged hears that a network's address leases were listed
+	// (Holds may answer otherwise now). It must not block.
+	LeasesChanged func(networkID string)
 }
 
 // Mirror receives networks/ as the store says it is (agent/networks).
@@ -93,6 +97,11 @@ type Conn struct {
 	embed  *embedded.Server // cluster-store: embedded
 	auth   *trust.Authority // cluster-store: embedded
 	joins  *trust.JoinServer
+
+	leaseMu  sync.Mutex            // guards leases; a leaf
+	leases   map[string]*netLeases // network id → its leases (leases.go)
+	leaseGen atomic.Uint64
+	leaseWG  sync.WaitGroup // listings in flight
 
 	// firstUp is closed when the store answers for the first time.
 	firstUp chan struct{}
@@ -160,6 +169,7 @@ func (c *Conn) Close() {
 	c.mu.Lock()
 	store, embed, joins := c.store, c.embed, c.joins
 	c.mu.Unlock()
+	c.leaseWG.Wait() // bounded by the store timeout
 	if joins != nil {
 		joins.Close()
 	}

@@ -329,7 +329,10 @@ func storeLine(h *cluster.Host) string {
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, "cluster-store: "); ok {
 			if v == "embedded" {
-				return "embedded (serves etcd to the others on " + h.Addr.Addr().String() + ":2379)"
+				return "embedded (serves etcd to the others on " + h.Addr.Addr().String() + ":2379, TLS with the cluster's own CA)"
+			}
+			if strings.Contains(string(b), "cluster-token-file:") {
+				return v + " (joined with n1's join token)"
 			}
 			return v
 		}
