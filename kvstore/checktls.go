@@ -31,18 +31,19 @@ func CheckTLS(ctx context.Context, c Config) error {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	ctx, cancel := context.WithTimeout(ctx, timeout) // all endpoints together: start waits no longer
+	defer cancel()
 	for _, ep := range c.Endpoints {
 		host, _, err := net.SplitHostPort(ep)
 		if err != nil {
 			continue
 		}
-		dctx, cancel := context.WithTimeout(ctx, timeout)
-		raw, err := dial(dctx, "tcp", ep)
-		cancel()
+		raw, err := dial(ctx, "tcp", ep)
 		if err != nil {
 			continue // down: not a certificate matter
 		}
-		err = handshake(raw, tc, host, timeout)
+		deadline, _ := ctx.Deadline()
+		err = handshake(raw, tc, host, time.Until(deadline))
 		raw.Close()
 		return describeTLS(err, ep, c)
 	}

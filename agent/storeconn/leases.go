@@ -31,6 +31,7 @@ type netLeases struct {
 // an outage, from gossip's word) and false otherwise, until the listing
 // it starts has come in.
 func (c *Conn) Holds(networkID string, ip netip.Addr, endpointID, node string) bool {
+	_, up := c.Ready() // mu before leaseMu, never inside it: both are leaves
 	c.leaseMu.Lock()
 	defer c.leaseMu.Unlock()
 	if c.leases == nil {
@@ -44,7 +45,6 @@ func (c *Conn) Holds(networkID string, ip netip.Addr, endpointID, node string) b
 	if o, ok := nl.owners[ip]; ok && o.EndpointID == endpointID && o.Node == node {
 		return true
 	}
-	_, up := c.Ready()
 	if up {
 		c.listLeasesLocked(networkID, nl)
 	}

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/meshnet/meshnet/agent/api"
+	"github.com/meshnet/meshnet/agent/client"
 )
 
 func clusterCommand() *cli.Command {
@@ -29,7 +33,8 @@ func clusterCommand() *cli.Command {
 	}
 }
 
-func joinToken(c *cli.Context) error {
+// callAgent runs one call of a command that takes no arguments.
+func callAgent(c *cli.Context, call func(context.Context, *client.Client) error) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
@@ -39,7 +44,15 @@ func joinToken(c *cli.Context) error {
 	}
 	ctx, cancel := callContext(c)
 	defer cancel()
-	t, err := cl.JoinToken(ctx, c.Bool("rotate"))
+	return call(ctx, cl)
+}
+
+func joinToken(c *cli.Context) error {
+	var t api.JoinToken
+	err := callAgent(c, func(ctx context.Context, cl *client.Client) (err error) {
+		t, err = cl.JoinToken(ctx, c.Bool("rotate"))
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -57,16 +70,8 @@ func joinToken(c *cli.Context) error {
 }
 
 func rotateGossipKey(c *cli.Context) error {
-	if err := noArgs(c); err != nil {
-		return err
-	}
-	cl, err := connect(c)
+	err := callAgent(c, func(ctx context.Context, cl *client.Client) error { return cl.RotateGossipKey(ctx) })
 	if err != nil {
-		return err
-	}
-	ctx, cancel := callContext(c)
-	defer cancel()
-	if err := cl.RotateGossipKey(ctx); err != nil {
 		return err
 	}
 	fmt.Fprintln(c.App.Writer, "The gossip key has been replaced on every host that reads the cluster store.")
