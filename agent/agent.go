@@ -59,6 +59,7 @@ import (
 	"github.com/meshnet/meshnet/agent/trust"
 	"github.com/meshnet/meshnet/datapath"
 	"github.com/meshnet/meshnet/firewall"
+	"github.com/meshnet/meshnet/gossip"
 	"github.com/meshnet/meshnet/kvstore"
 	"github.com/meshnet/meshnet/resolver"
 )
@@ -117,11 +118,15 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	keys, keySync := a.gossipKeys()
 	a.conn = storeconn.New(storeconn.Config{Store: cfg.Store, URL: cfg.StoreURL, NodeName: cfg.NodeName, DataDir: cfg.DataDir,
 		VTEP: a.vtep, GossipPort: cfg.GossipPort, Version: Version, GlobalPools: cfg.GlobalPools, ReclaimAfter: cfg.NodeReclaimAfter,
-		Trust: a.trustDir(), JoinToken: cfg.JoinToken, Keys: keySync, LeasesChanged: a.leasesChanged}, log)
+		Trust: a.trustDir(), JoinToken: cfg.JoinToken, Keys: keySync, LeasesChanged: a.leasesChanged, Trusted: a.trusted}, log)
 	a.nets = networks.NewManager(networks.NewTable(st.Networks), a.drivers, a.conn,
 		networks.Config{LocalPools: cfg.LocalPools, HostRoutes: datapath.RoutedPrefixes}, a.networksChanged, log)
+	id, err := a.identity()
+	if err != nil {
+		return nil, err
+	}
 	a.members = membership.New(membership.Config{NodeName: cfg.NodeName, VTEP: a.vtep, Port: cfg.GossipPort,
-		Version: Version, Keys: keys}, st.Remote, st.Peers, membership.Hooks{
+		Version: Version, Keys: keys, Identity: id}, st.Remote, st.Peers, membership.Hooks{
 		Dirty:    func(id string) { a.dp.MarkDirty(id) },
 		CaughtUp: func() { a.dp.MarkAllDirty() },
 		Save:     func() { a.state.SaveAll() },
@@ -133,6 +138,32 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 // trustDir holds the cluster CA and this host's certificates
 // (agent/trust).
 func (a *Agent) trustDir() trust.Dir { return trust.Dir(filepath.Join(a.cfg.DataDir, "tls")) }
+
+// identity is what signs this host's gossip records when the cluster's
+// store is the embedded one and this host has joined (agent/trust); nil
+// otherwise, or before it has joined.
+func (a *Agent) identity() (*gossip.Identity, error) {
+	if !storeconn.UsesClusterTrust(a.cfg.Store) || !trust.Joined(a.trustDir(), nil) {
+		return nil, nil
+	}
+	cert, key, roots, err := trust.NodeIdentity(a.trustDir(), a.cfg.NodeName)
+	if err != nil {
+		return nil, err
+	}
+	return &gossip.Identity{Cert: cert, Key: key, Roots: roots}, nil
+}
+
+// trusted: this host has just joined (or made) the cluster's CA; its
+// records are signed from now on.
+func (a *Agent) trusted() {
+	id, err := a.identity()
+	if err == nil && id != nil {
+		err = a.members.SetIdentity(id)
+	}
+	if err != nil {
+		a.log.Error("this host's gossip records cannot be signed, so its peers refuse them", "err", err)
+	}
+}
 
 // gossipKeys is the keyring gossip starts with, and what keeps it equal
 // to the store's: gossip-key when set (fixed); else the keyring last

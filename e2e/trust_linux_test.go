@@ -218,12 +218,16 @@ func nodeNames(t *testing.T, h *cluster.Host) []string {
 
 // Finding 4: a member could announce someone else's address as an
 // endpoint of its own, drawing its traffic (FDB) and its names (DNS). A
-// member holding the cluster's gossip key — "mallory", a namespace of the
-// underlay that read the key from the store as any member can — announces
-// an endpoint with c2's address under its own name. The record reaches n1
-// (network inspect lists it), but n1 neither points an FDB entry at
-// mallory nor answers the endpoint's names: the store's lease of that
-// address names c2's endpoint on n2.
+// member — "mallory", a namespace of the underlay that joined with the
+// token, so it has a certificate of the cluster's CA and can read the
+// gossip key from the store — announces an endpoint with c2's address
+// under its own name. The record reaches n1 (network inspect lists it),
+// but n1 neither points an FDB entry at mallory nor answers the
+// endpoint's names: the store's lease of that address names c2's
+// endpoint on n2. "eve", with the gossip key but no certificate, is not
+// heard at all: n1 takes only records signed by their writer's
+// certificate (records in another member's name are the gossip
+// package's TestForgedInAnothersName).
 func TestForgedEndpointIgnored(t *testing.T) {
 	ctx := testCtx(t)
 	c := newCluster(t, "embedded", 2)
@@ -256,23 +260,51 @@ func TestForgedEndpointIgnored(t *testing.T) {
 		b, _ := base64.StdEncoding.DecodeString(k)
 		keys = append(keys, b)
 	}
-	var mallory *gossip.Cluster
+	tok, err := trust.ParseToken(strings.TrimSpace(ctl(t, n1, "cluster", "join-token", "-q")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := trust.Dir(t.TempDir())
+	if err := trust.Join(ctx, dir, trust.JoinOptions{Addr: "192.0.2.1:2378", Token: tok, Node: "mallory", Dial: out.Dial}); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, roots, err := trust.NodeIdentity(dir, "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mallory, eve *gossip.Cluster
 	err = out.Do(func() error {
 		var err error
 		mallory, err = gossip.New(gossip.Config{NodeName: "mallory", BindAddr: cluster.OutsideAddr.String(), BindPort: 7946,
+			VTEP: cluster.OutsideAddr, Keys: keys, Logger: slog.New(slog.DiscardHandler),
+			Identity: &gossip.Identity{Cert: cert, Key: key, Roots: roots}})
+		if err != nil {
+			return err
+		}
+		eve, err = gossip.New(gossip.Config{NodeName: "eve", BindAddr: cluster.OutsideAddr.String(), BindPort: 7947,
 			VTEP: cluster.OutsideAddr, Keys: keys, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return err
 		}
-		if _, err := mallory.Join([]string{"192.0.2.1:7946"}); err != nil {
+		for _, g := range []*gossip.Cluster{mallory, eve} {
+			if _, err := g.Join([]string{"192.0.2.1:7946"}); err != nil {
+				return err
+			}
+		}
+		if err := eve.Put(gossip.Endpoint{Network: netID, ID: strings.Repeat("e", 64), Name: "eve", IP: ip2}); err != nil {
 			return err
 		}
 		return mallory.Put(gossip.Endpoint{Network: netID, ID: strings.Repeat("f", 64), Name: "hijack", IP: ip2, Aliases: []string{"hijack-alias"}})
 	})
+	if mallory != nil {
+		defer mallory.Close()
+	}
+	if eve != nil {
+		defer eve.Close()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mallory.Close()
 
 	if err := eventually(ctx, func() error {
 		if nodes := nodesIn(t, n1, "multi"); !slices.Contains(nodes, "mallory") {
@@ -283,6 +315,9 @@ func TestForgedEndpointIgnored(t *testing.T) {
 		t.Fatalf("the forged record never reached n1: %v", err)
 	}
 	for range 10 { // a while after it arrived
+		if slices.Contains(nodesIn(t, n1, "multi"), "eve") {
+			t.Fatal("n1 took a record of eve's, which has no certificate")
+		}
 		if slices.Contains(fdbDestinations(t, n1), cluster.OutsideAddr) {
 			t.Fatalf("n1 points an FDB entry at mallory (%s)", cluster.OutsideAddr)
 		}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/meshnet/meshnet/internal/names"
 )
@@ -79,17 +80,25 @@ func unicast(a netip.Addr) bool {
 		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
-// admit keeps the records that pass checkReceived and whose VTEP is the
-// one their node announces (when it is a member), counting the others.
-func (c *Cluster) admit(recs []wireRecord) []wireRecord {
+// admit keeps the records that pass checkReceived, whose VTEP is the one
+// their node announces (when it is a member) and, with an Identity, that
+// are news and signed by their writer (sign.go), counting the others.
+// Records whose writer's certificate has not come yet wait for it
+// (retryPending); rebroadcast is how they are to be applied then.
+func (c *Cluster) admit(recs []wireRecord, rebroadcast bool) []wireRecord {
 	c.memMu.Lock()
 	vteps := make(map[string]netip.Addr, len(c.members))
 	for name, n := range c.members {
-		if v, _ := decodeMeta(n.Meta); v.IsValid() {
+		if v := decodeMeta(n.Meta).VTEP; v.IsValid() {
 			vteps[name] = v
 		}
 	}
 	c.memMu.Unlock()
+	id := c.sig.identity()
+	if id != nil {
+		recs = c.table.news(recs)
+	}
+	var wait []pendingRecord
 	out := recs[:0]
 	for i := range recs {
 		r := &recs[i]
@@ -97,14 +106,63 @@ func (c *Cluster) admit(recs []wireRecord) []wireRecord {
 		if v, ok := vteps[r.Endpoint.Node]; err == nil && !r.Deleted && ok && v != r.Endpoint.VTEP {
 			err = fmt.Errorf("VTEP %s, but node %s announces %s", r.Endpoint.VTEP, r.Endpoint.Node, v)
 		}
+		// A record in this node's own name needs no signature: the table
+		// answers one it does not hold with what this node holds.
+		if err == nil && id != nil && r.Version.Writer != c.cfg.NodeName {
+			var tried []byte
+			if tried, err = c.sig.verify(id, r); errors.Is(err, errNoCert) {
+				wait = append(wait, pendingRecord{rec: *r, rebroadcast: rebroadcast})
+				continue
+			} else if err != nil {
+				// Refused; but a writer may have a new certificate
+				// that has not reached this node yet: try again then.
+				wait = append(wait, pendingRecord{rec: *r, rebroadcast: rebroadcast, tried: tried})
+			}
+		}
 		if err != nil {
-			c.invalid.Add(1)
-			c.log.Debug("refusing a gossip record", "network", r.Endpoint.Network, "id", r.Endpoint.ID, "writer", r.Version.Writer, "err", err)
+			c.refuse(r, err)
 			continue
 		}
 		out = append(out, *r)
 	}
+	if len(wait) > 0 {
+		c.invalid.Add(uint64(c.sig.park(wait, time.Now())))
+	}
 	return out
+}
+
+func (c *Cluster) refuse(r *wireRecord, err error) {
+	c.invalid.Add(1)
+	c.log.Debug("refusing a gossip record", "network", r.Endpoint.Network, "id", r.Endpoint.ID, "writer", r.Version.Writer, "err", err)
+}
+
+// retryPending admits again, each time a certificate arrives and every
+// second, the records that waited for their writers' certificates;
+// those that waited pendingTTL are refused (push/pull brings them again).
+func (c *Cluster) retryPending() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.sig.kick:
+		case <-tick.C:
+		}
+		waiting, expired := c.sig.unpark(time.Now()) // those refused once are counted
+		c.invalid.Add(uint64(expired))
+		for _, rebroadcast := range []bool{false, true} {
+			var recs []wireRecord
+			for _, p := range waiting {
+				if p.rebroadcast == rebroadcast {
+					recs = append(recs, p.rec)
+				}
+			}
+			if len(recs) > 0 {
+				c.queueBroadcasts(c.table.applyAll(c.admit(recs, rebroadcast), rebroadcast))
+			}
+		}
+	}
 }
 
 // Refusals counts what this node refused to take.

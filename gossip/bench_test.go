@@ -2,7 +2,9 @@ package gossip
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,12 +13,19 @@ import (
 )
 
 // benchCluster starts n nodes with the package's LAN timing (memberlist LAN
-// settings, 50ms gossip interval) on the in-memory network.
-func benchCluster(b *testing.B, n int) []*testNode {
+// settings, 50ms gossip interval) on the in-memory network; signed: with
+// identities (records signed and checked, sign.go). In-process, every
+// node's signature checks share this machine's cores.
+func benchCluster(b *testing.B, n int, signed bool) []*testNode {
 	h := newHarness(b)
 	nodes := make([]*testNode, n)
 	for i := range nodes {
-		nodes[i] = h.start(fmt.Sprintf("n%02d", i), func(c *Config) { c.Timing = LANTiming() })
+		nodes[i] = h.start(fmt.Sprintf("n%02d", i), func(c *Config) {
+			c.Timing = LANTiming()
+			if !signed {
+				c.Identity = nil
+			}
+		})
 		if i > 0 {
 			h.join(nodes[i], nodes[0])
 		}
@@ -57,9 +66,15 @@ func watch(b *testing.B, nodes []*testNode, network string) *arrivals {
 // node's subscription has delivered it (p50, p99 over all puts), and the
 // gossip traffic a node sends for a table of 1,000 endpoints.
 func BenchmarkConvergence(b *testing.B) {
+	for _, signed := range []bool{true, false} {
+		b.Run(map[bool]string{true: "signed", false: "unsigned"}[signed], func(b *testing.B) { benchConvergence(b, signed) })
+	}
+}
+
+func benchConvergence(b *testing.B, signed bool) {
 	for _, size := range []int{3, 20, 100} {
 		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
-			nodes := benchCluster(b, size)
+			nodes := benchCluster(b, size, signed)
 			arr := watch(b, nodes, "bench")
 			const perIter = 50 // puts per b.N iteration, for stable percentiles
 			var lat []time.Duration
@@ -95,19 +110,19 @@ func BenchmarkConvergence(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
-	b.Run("traffic/nodes=20/endpoints=1000", benchTraffic)
-	b.Run("burst/nodes=20/endpoints=1000", benchBurst)
+	b.Run("traffic/nodes=20/endpoints=1000", func(b *testing.B) { benchTraffic(b, signed) })
+	b.Run("burst/nodes=20/endpoints=1000", func(b *testing.B) { benchBurst(b, signed) })
 }
 
 // benchBurst puts 1,000 endpoints at once on one node of 20 (a rollout of
 // a thousand containers on one host) and measures until every node holds
 // all of them.
-func benchBurst(b *testing.B) {
+func benchBurst(b *testing.B, signed bool) {
 	const size, total = 20, 1000
 	var took []time.Duration
 	for range b.N {
 		b.StopTimer()
-		nodes := benchCluster(b, size)
+		nodes := benchCluster(b, size, signed)
 		b.StartTimer()
 		took = append(took, putAll(b, nodes, total, func(int) *testNode { return nodes[0] }))
 	}
@@ -121,11 +136,11 @@ func benchBurst(b *testing.B) {
 // every node holds all of them, and reports what an average node sent: all
 // memberlist traffic (probes, gossip, push/pull) during convergence, the
 // push/pull snapshot size, and the resulting steady-state repair traffic.
-func benchTraffic(b *testing.B) {
+func benchTraffic(b *testing.B, signed bool) {
 	const size, total = 20, 1000
 	for range b.N {
 		b.StopTimer()
-		nodes := benchCluster(b, size)
+		nodes := benchCluster(b, size, signed)
 		var before int64
 		var pktBefore int64
 		for _, n := range nodes {
@@ -172,4 +187,29 @@ func putAll(b *testing.B, nodes []*testNode, total int, writer func(i int) *test
 		return nil
 	})
 	return time.Since(start)
+}
+
+// BenchmarkRecordSignature: what signing costs a writer per record, and
+// a receiver per record it takes (sign.go).
+func BenchmarkRecordSignature(b *testing.B) {
+	ca := newTestCA(b)
+	id := ca.identity(b, "n1")
+	s := newSigning()
+	s.published("n1", id.Cert.Raw)
+	e := ep("net", strings.Repeat("e", 64), 1)
+	e.Network, e.Node, e.VTEP = strings.Repeat("n", 64), "n1", netip.MustParseAddr("192.0.2.1")
+	r := wireRecord{Version: version{LTime: 1, Writer: "n1"}, Endpoint: e}
+	b.Run("sign", func(b *testing.B) {
+		for b.Loop() {
+			r.Sig = id.seal(&r)
+		}
+	})
+	b.Run("verify", func(b *testing.B) {
+		r.Sig = id.seal(&r)
+		for b.Loop() {
+			if _, err := s.verify(id, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -54,7 +54,8 @@ var ErrNotOwner = errors.New("the endpoint is another node's")
 type Cluster struct {
 	cfg          Config
 	log          *slog.Logger
-	meta         []byte // encoded node metadata, immutable
+	meta         atomic.Pointer[[]byte] // encoded node metadata
+	sig          *signing               // sign.go
 	table        *table
 	bcast        *broadcastQueue
 	ml           *memberlist.Memberlist // set once in New, before any goroutine of ours
@@ -116,13 +117,17 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "gossip", "node", cfg.NodeName),
-		meta:    encodeMeta(cfg.VTEP, cfg.Version),
+		sig:     newSigning(),
 		table:   newTable(cfg.NodeName, cfg.TombstoneTTL),
 		done:    make(chan struct{}),
 		members: make(map[string]memberlist.Node),
 		subs:    make(map[*Subscription]struct{}),
 		failed:  make(map[string]failedNode),
 	}
+	meta, _ := encodeMeta(cfg.meta()) // checked by withDefaults
+	c.meta.Store(&meta)
+	c.sig.id = cfg.Identity
+	c.table.seal = func(r *wireRecord) []byte { return c.sig.identity().seal(r) }
 	c.memberEvents, c.fanout = newFIFO[memberEvent](&c.dropped), newFIFO[wireRecord](&c.dropped)
 	c.bcast = newBroadcastQueue(cfg.Timing.RetransmitMult,
 		func() int { return max(1, int(c.numMembers.Load())) }, c.log)
@@ -142,6 +147,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.goRun(c.fanoutLoop)
 	c.goRun(c.maintainLoop)
 	c.goRun(c.reconnectLoop)
+	c.goRun(c.retryPending)
 	return c, nil
 }
 
@@ -249,7 +255,8 @@ func (c *Cluster) Members() []Member {
 		if ip, ok := netip.AddrFromSlice(n.Addr); ok {
 			m.Addr = netip.AddrPortFrom(ip.Unmap(), n.Port)
 		}
-		m.VTEP, m.Version = decodeMeta(n.Meta)
+		meta := decodeMeta(n.Meta)
+		m.VTEP, m.Version = meta.VTEP, meta.Version
 		out = append(out, m)
 	}
 	c.memMu.Unlock()
@@ -459,6 +466,7 @@ func (c *Cluster) trackMember(n *memberlist.Node, present bool) {
 	defer c.memMu.Unlock()
 	if present {
 		c.members[n.Name] = *n
+		c.sig.published(n.Name, decodeMeta(n.Meta).Cert)
 	} else {
 		delete(c.members, n.Name)
 	}

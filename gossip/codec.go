@@ -22,6 +22,7 @@ package gossip
 //	             | str(name) addr(ip) addr(ipv6) bytes(mac)
 //	               addr(vtep) str(node) str(sandbox)
 //	               uvarint(n) str(alias)*n )                 otherwise
+//	             [ bytes(signature) ]                        if flags&flagSigned
 //	str, bytes, addr := uvarint(len) raw
 
 import (
@@ -31,6 +32,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 const (
@@ -46,6 +49,7 @@ const (
 	stateVersion byte = 1
 
 	flagDeleted byte = 1 << 0
+	flagSigned  byte = 1 << 1 // sign.go
 
 	// maxFieldLen bounds any single length prefix so a corrupt or hostile
 	// payload cannot make the decoder allocate unbounded memory.
@@ -61,6 +65,7 @@ type wireRecord struct {
 	Deleted  bool
 	Residual time.Duration // tombstones only
 	Endpoint Endpoint      // Network and ID always set; the rest for live records
+	Sig      []byte        // the writer's signature (sign.go), if any
 }
 
 func appendString(b []byte, s string) []byte {
@@ -85,6 +90,9 @@ func appendRecord(b []byte, r *wireRecord) []byte {
 	if r.Deleted {
 		flags |= flagDeleted
 	}
+	if len(r.Sig) > 0 {
+		flags |= flagSigned
+	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, r.Version.LTime)
 	b = appendString(b, r.Version.Writer)
@@ -95,7 +103,7 @@ func appendRecord(b []byte, r *wireRecord) []byte {
 		if ms < 0 {
 			ms = 0
 		}
-		return binary.AppendUvarint(b, uint64(ms))
+		return appendSig(binary.AppendUvarint(b, uint64(ms)), r.Sig)
 	}
 	ep := &r.Endpoint
 	b = appendString(b, ep.Name)
@@ -109,7 +117,14 @@ func appendRecord(b []byte, r *wireRecord) []byte {
 	for _, a := range ep.Aliases {
 		b = appendString(b, a)
 	}
-	return b
+	return appendSig(b, r.Sig)
+}
+
+func appendSig(b, sig []byte) []byte {
+	if len(sig) == 0 {
+		return b
+	}
+	return appendBytes(b, sig)
 }
 
 // decoder reads the primitives above from a buffer, remembering the first
@@ -189,6 +204,7 @@ func (d *decoder) record() wireRecord {
 	r.Endpoint.ID = d.string()
 	if r.Deleted {
 		r.Residual = time.Duration(d.uvarint()) * time.Millisecond
+		d.sig(&r, flags)
 		return r
 	}
 	ep := &r.Endpoint
@@ -209,7 +225,20 @@ func (d *decoder) record() wireRecord {
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		ep.Aliases = append(ep.Aliases, d.string())
 	}
+	d.sig(&r, flags)
 	return r
+}
+
+// sig reads a record's signature if flags say it has one.
+func (d *decoder) sig(r *wireRecord, flags byte) {
+	if flags&flagSigned == 0 {
+		return
+	}
+	if sig := d.raw(); len(sig) == 0 || len(sig) > maxSigLen {
+		d.fail(fmt.Errorf("a signature of %d bytes", len(sig)))
+	} else {
+		r.Sig = append([]byte(nil), sig...)
+	}
 }
 
 // encodeRecord returns one record as queued for broadcast.
@@ -304,25 +333,41 @@ func decodeState(buf []byte) (clock uint64, recs []wireRecord, err error) {
 	return clock, recs, nil
 }
 
-// Node metadata: metaVersion addr(vtep) str(version). memberlist limits it to
-// 512 bytes.
-const metaVersion byte = 1
+// Node metadata: metaVersion addr(vtep) bytes(certificate) str(version).
+// memberlist limits it to 512 bytes: the version, only informative, is
+// cut to what the certificate leaves.
+const metaVersion byte = 2
 
-func encodeMeta(vtep netip.Addr, ver string) []byte {
-	b := []byte{metaVersion}
-	b = appendAddr(b, vtep)
-	return appendString(b, ver)
+// nodeMeta is what a node publishes about itself.
+type nodeMeta struct {
+	VTEP    netip.Addr
+	Cert    []byte // DER, with an Identity (sign.go)
+	Version string
 }
 
-func decodeMeta(buf []byte) (vtep netip.Addr, ver string) {
+func encodeMeta(m nodeMeta) ([]byte, error) {
+	b := []byte{metaVersion}
+	b = appendAddr(b, m.VTEP)
+	b = appendBytes(b, m.Cert)
+	room := memberlist.MetaMaxSize - len(b) - binary.MaxVarintLen16
+	if room < 0 {
+		return nil, fmt.Errorf("node metadata (VTEP and a certificate of %d bytes) is %d bytes, limit %d: use a shorter node name",
+			len(m.Cert), len(b), memberlist.MetaMaxSize)
+	}
+	return appendString(b, m.Version[:min(len(m.Version), room)]), nil
+}
+
+func decodeMeta(buf []byte) nodeMeta {
 	d := decoder{buf: buf}
 	if d.byte() != metaVersion {
-		return netip.Addr{}, ""
+		return nodeMeta{}
 	}
-	vtep = d.addr()
-	ver = d.string()
+	var m nodeMeta
+	m.VTEP = d.addr()
+	m.Cert = d.raw()
+	m.Version = d.string()
 	if d.err != nil {
-		return netip.Addr{}, ""
+		return nodeMeta{}
 	}
-	return vtep, ver
+	return m
 }

@@ -47,6 +47,11 @@ type Config struct {
 	// partition; see Cluster.SetKeys).
 	Keys [][]byte
 
+	// Identity, if set, signs this node's records, and every record
+	// received must be signed by its writer's certificate (sign.go).
+	// Cluster.SetIdentity sets it later.
+	Identity *Identity
+
 	// Timing holds the failure detector and dissemination knobs.
 	Timing Timing
 
@@ -150,6 +155,15 @@ func (t Timing) withDefaults() Timing {
 // only drop deletes and records still in flight.
 const minReapPeriod = 100 * time.Millisecond
 
+// meta is the node metadata c publishes.
+func (c Config) meta() nodeMeta {
+	m := nodeMeta{VTEP: c.VTEP, Version: c.Version}
+	if c.Identity != nil {
+		m.Cert = c.Identity.Cert.Raw
+	}
+	return m
+}
+
 func (c Config) withDefaults() (Config, error) {
 	if c.NodeName == "" {
 		return c, errors.New("node name is required")
@@ -160,9 +174,13 @@ func (c Config) withDefaults() (Config, error) {
 	if err := checkVTEP(c.VTEP); err != nil {
 		return c, fmt.Errorf("checking this node's VTEP: %w", err)
 	}
-	if n := len(encodeMeta(c.VTEP, c.Version)); n > memberlist.MetaMaxSize {
-		return c, fmt.Errorf("node metadata (VTEP and version %.20q…) is %d bytes, limit %d",
-			c.Version, n, memberlist.MetaMaxSize)
+	if c.Identity != nil {
+		if err := c.Identity.check(c.NodeName); err != nil {
+			return c, fmt.Errorf("checking this node's identity: %w", err)
+		}
+	}
+	if _, err := encodeMeta(c.meta()); err != nil {
+		return c, err
 	}
 	if len(c.SecretKey) > 0 {
 		if len(c.Keys) > 0 {

@@ -27,10 +27,11 @@ var (
 // Config.withDefaults refuses metadata over memberlist's limit, so it is
 // never dropped in practice.
 func (d *delegate) NodeMeta(limit int) []byte {
-	if len(d.c.meta) > limit {
+	meta := *d.c.meta.Load()
+	if len(meta) > limit {
 		return nil
 	}
-	return d.c.meta
+	return meta
 }
 
 // NotifyMsg handles a message from a peer: merge its records and, for a
@@ -43,7 +44,7 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		d.c.log.Debug("dropping gossip message", "err", err)
 		return
 	}
-	d.c.queueBroadcasts(d.c.table.applyAll(d.c.admit(recs), kind == msgRecords))
+	d.c.queueBroadcasts(d.c.table.applyAll(d.c.admit(recs, kind == msgRecords), kind == msgRecords))
 }
 
 // GetBroadcasts hands memberlist the records waiting to piggyback on its
@@ -70,7 +71,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		return
 	}
 	d.c.table.witness(clock)
-	d.c.queueBroadcasts(d.c.table.applyAll(d.c.admit(recs), false))
+	d.c.queueBroadcasts(d.c.table.applyAll(d.c.admit(recs, false), false))
 }
 
 // NotifyJoin, NotifyLeave and NotifyUpdate are called in order, one at a

@@ -29,6 +29,9 @@ type Endpoint struct {
 // with memberlist's own framing (its default UDPBufferSize is 1400).
 const maxRecordSize = 1100
 
+// sigRoom stands for the largest signature in a record's size.
+var sigRoom = make([]byte, maxSigLen)
+
 // maxNodeNameLen bounds Config.NodeName. A record carries its writer's name
 // and usually the same name again as Endpoint.Node, so a long name eats into
 // maxRecordSize twice.
@@ -87,7 +90,7 @@ func (e *Endpoint) validate(writer string) error {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
-		r := wireRecord{Endpoint: *e, Version: version{LTime: 1 << 62, Writer: writer}}
+		r := wireRecord{Endpoint: *e, Version: version{LTime: 1 << 62, Writer: writer}, Sig: sigRoom}
 		if size := len(appendRecord(nil, &r)); size > maxRecordSize {
 			errs = append(errs, fmt.Errorf("record is %d bytes, limit %d", size, maxRecordSize))
 		}
@@ -119,7 +122,7 @@ func checkVTEP(a netip.Addr) error {
 func checkTombstoneSize(network, id, writer string) error {
 	r := wireRecord{Deleted: true, Residual: 1 << 62,
 		Version:  version{LTime: 1 << 62, Writer: writer},
-		Endpoint: Endpoint{Network: network, ID: id}}
+		Endpoint: Endpoint{Network: network, ID: id}, Sig: sigRoom}
 	if size := len(appendRecord(nil, &r)); size > maxRecordSize {
 		return fmt.Errorf("delete record is %d bytes, limit %d", size, maxRecordSize)
 	}

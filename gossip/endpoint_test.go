@@ -54,12 +54,12 @@ func TestPutRefusesRecordsHostsCannotUse(t *testing.T) {
 func TestPutCountsWriterInRecordSize(t *testing.T) {
 	name := strings.Repeat("n", 200)
 	h := newHarness(t)
-	n := h.start(name)
+	n := h.start(name, withIdentity(nil)) // no certificate of such a name fits the metadata
 	e := ep("net", "big", 1)
 	e.Node = name
 	e.VTEP = h.config(name).VTEP // as Put fills it in
 	withoutWriter := func() int {
-		return len(appendRecord(nil, &wireRecord{Endpoint: e, Version: version{LTime: 1 << 62}}))
+		return len(appendRecord(nil, &wireRecord{Endpoint: e, Version: version{LTime: 1 << 62}, Sig: sigRoom}))
 	}
 	// Pad to just under the limit as counted without the writer (one byte
 	// goes to the sandbox name's longer length prefix).
@@ -68,7 +68,7 @@ func TestPutCountsWriterInRecordSize(t *testing.T) {
 		t.Fatalf("padded record is %d bytes without the writer, want just under %d", n, maxRecordSize)
 	}
 	if err := n.Put(e); err == nil {
-		size := len(appendRecord(nil, &wireRecord{Endpoint: e, Version: version{LTime: 1 << 62, Writer: name}}))
+		size := len(appendRecord(nil, &wireRecord{Endpoint: e, Version: version{LTime: 1 << 62, Writer: name}, Sig: sigRoom}))
 		t.Errorf("Put accepted a record of %d bytes, limit %d", size, maxRecordSize)
 	}
 	if err := n.Delete("net", strings.Repeat("i", maxRecordSize)); err == nil {

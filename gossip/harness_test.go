@@ -42,6 +42,7 @@ func testLogger() *slog.Logger {
 type harness struct {
 	t   testing.TB
 	net *memNetwork
+	ca  *testCA // every node has an identity of it (sign.go)
 
 	mu sync.Mutex
 	// Guarded by mu:
@@ -54,7 +55,7 @@ type testNode struct {
 }
 
 func newHarness(t testing.TB) *harness {
-	h := &harness{t: t, net: newMemNetwork(), nodes: make(map[string]*testNode)}
+	h := &harness{t: t, net: newMemNetwork(), ca: newTestCA(t), nodes: make(map[string]*testNode)}
 	t.Cleanup(h.closeAll)
 	return h
 }
@@ -69,6 +70,7 @@ func (h *harness) config(name string) Config {
 		OrphanGrace:       2 * time.Second,
 		ReconnectInterval: 500 * time.Millisecond,
 		Logger:            testLogger(),
+		Identity:          h.ca.identity(h.t, name),
 	}
 }
 

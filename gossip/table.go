@@ -54,6 +54,7 @@ type entry struct {
 	state  entryState
 	ep     Endpoint  // live: the record; otherwise the last known record (for Delete events)
 	reapAt time.Time // tombstone and purged only
+	sig    []byte    // the writer's signature of the record as gossiped (sign.go)
 }
 
 // table is safe for concurrent use. Its methods never block on anything but
@@ -63,6 +64,7 @@ type table struct {
 	self         string
 	tombstoneTTL time.Duration
 	now          func() time.Time
+	seal         func(*wireRecord) []byte // signs this node's writes (sign.go); set before use
 
 	mu sync.Mutex
 	// Guarded by mu:
@@ -181,14 +183,14 @@ func (t *table) replaceLocked(k key, e *entry) {
 func (t *table) wireLocked(e *entry, now time.Time) (wireRecord, bool) {
 	switch e.state {
 	case stateLive:
-		return wireRecord{Version: e.ver, Endpoint: e.ep}, true
+		return wireRecord{Version: e.ver, Endpoint: e.ep, Sig: e.sig}, true
 	case stateTombstone:
 		left := e.reapAt.Sub(now)
 		if left <= 0 {
 			return wireRecord{}, false
 		}
 		return wireRecord{Version: e.ver, Deleted: true, Residual: left,
-			Endpoint: Endpoint{Network: e.ep.Network, ID: e.ep.ID}}, true
+			Endpoint: Endpoint{Network: e.ep.Network, ID: e.ep.ID}, Sig: e.sig}, true
 	}
 	return wireRecord{}, false
 }
@@ -202,7 +204,18 @@ func (t *table) writeLocked(ep Endpoint, deleted bool) wireRecord {
 		e.reapAt = t.now().Add(t.tombstoneTTL)
 	}
 	t.replaceLocked(ep.key(), e)
+	return t.sealLocked(e)
+}
+
+// sealLocked signs e, a write of this node's, and returns it for
+// broadcast.
+func (t *table) sealLocked(e *entry) wireRecord {
+	e.sig = nil
 	r, _ := t.wireLocked(e, t.now())
+	if t.seal != nil {
+		e.sig = t.seal(&r)
+		r.Sig = e.sig
+	}
 	return r
 }
 
@@ -255,6 +268,20 @@ func (t *table) applyAll(recs []wireRecord, rebroadcast bool) []wireRecord {
 	for i := range recs {
 		if r, ok := t.applyLocked(&recs[i], rebroadcast, now); ok {
 			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// news keeps the records that are newer than what the table holds of
+// their keys (the others would change nothing).
+func (t *table) news(recs []wireRecord) []wireRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := recs[:0]
+	for i := range recs {
+		if cur := t.getLocked(recs[i].Endpoint.key()); cur == nil || recs[i].Version.newer(cur.ver) {
+			out = append(out, recs[i])
 		}
 	}
 	return out
@@ -322,7 +349,7 @@ func (t *table) applyLocked(r *wireRecord, rebroadcast bool, now time.Time) (wir
 		}
 		// An old delete of ours: let it stand.
 	}
-	e := &entry{ver: r.Version, ep: r.Endpoint}
+	e := &entry{ver: r.Version, ep: r.Endpoint, sig: r.Sig}
 	if r.Deleted {
 		e.state = stateTombstone
 		e.reapAt = now.Add(min(r.Residual, t.tombstoneTTL))
@@ -361,8 +388,7 @@ func (t *table) reannounce() []wireRecord {
 		for _, e := range n {
 			if e.state == stateLive && e.ver.Writer == t.self {
 				e.ver.LTime = t.tickLocked()
-				r, _ := t.wireLocked(e, t.now())
-				out = append(out, r)
+				out = append(out, t.sealLocked(e))
 			}
 		}
 	}

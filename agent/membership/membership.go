@@ -44,6 +44,9 @@ type Config struct {
 	// Keys is the gossip keyring, the key gossip encrypts with first;
 	// none: gossip in clear.
 	Keys [][]byte
+	// Identity, when set, signs this host's records and checks its
+	// peers' (gossip.Identity); SetIdentity sets it later.
+	Identity *gossip.Identity
 }
 
 // Hooks are how membership tells the rest of the agent; none may block.
@@ -94,7 +97,7 @@ func (m *Membership) Start(ctx context.Context) error {
 	for {
 		c, err := gossip.New(gossip.Config{
 			NodeName: m.cfg.NodeName, BindAddr: m.cfg.VTEP.String(), BindPort: m.cfg.Port,
-			VTEP: m.cfg.VTEP, Version: m.cfg.Version, Keys: m.cfg.Keys, Logger: m.log,
+			VTEP: m.cfg.VTEP, Version: m.cfg.Version, Keys: m.cfg.Keys, Identity: m.cfg.Identity, Logger: m.log,
 		})
 		if err == nil {
 			m.cluster = c
@@ -112,6 +115,9 @@ func (m *Membership) Start(ctx context.Context) error {
 		}
 	}
 }
+
+// SetIdentity sets this host's identity (see gossip.Cluster.SetIdentity).
+func (m *Membership) SetIdentity(id *gossip.Identity) error { return m.cluster.SetIdentity(id) }
 
 // SetKeys replaces the gossip keyring (see gossip.Cluster.SetKeys).
 func (m *Membership) SetKeys(keys [][]byte) error { return m.cluster.SetKeys(keys) }

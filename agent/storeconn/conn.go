@@ -63,6 +63,10 @@ type Config struct {
 	// Keys, when set, keeps gossip's keyring equal to the store's; it
 	// is read before gossip first joins the registered nodes.
 	Keys *trust.KeySync
+	// Trusted hears, once connected, that the store is the embedded one
+	// of the cluster's CA and this host has its certificate (agent/trust):
+	// the moment a first start has joined. It may block briefly.
+	Trusted func()
 	// LeasesChanged hears that a network's address leases were listed
 	// (Holds may answer otherwise now). It must not block.
 	LeasesChanged func(networkID string)
@@ -141,6 +145,9 @@ func (c *Conn) Run(ctx context.Context, mirror Mirror, holder Holder, present fu
 		c.answeredLocked()
 	}
 	c.mu.Unlock()
+	if c.cfg.Trusted != nil && UsesClusterTrust(c.cfg.Store) && trust.Joined(c.cfg.Trust, nil) {
+		c.cfg.Trusted()
+	}
 	if c.cfg.Keys != nil {
 		if err := c.cfg.Keys.Sync(ctx, store); err != nil {
 			c.log.Warn("reading the gossip keyring from the cluster store", "err", err)
@@ -292,7 +299,7 @@ func (c *Conn) open(ctx context.Context) (kvstore.Store, error) {
 		if cfg, err = c.serveEmbedded(ctx, cfg); err != nil {
 			return nil, err
 		}
-	case cfg.Backend == kvstore.BackendEtcd && cfg.CAFile == "" && cfg.CertFile == "":
+	case UsesClusterTrust(cfg):
 		// Another agent's embedded store: join it with the token once;
 		// the certificate then serves every start.
 		dir := c.cfg.Trust
@@ -326,6 +333,13 @@ func (c *Conn) open(ctx context.Context) (kvstore.Store, error) {
 		c.mu.Unlock()
 	}
 	return s, nil
+}
+
+// UsesClusterTrust reports whether the store is an agent's embedded one
+// (this host's, or another's given as etcd:// without certificate
+// options), whose CA is the cluster's (agent/trust).
+func UsesClusterTrust(cfg kvstore.Config) bool {
+	return cfg.Backend == kvstore.BackendEmbedded || cfg.Backend == kvstore.BackendEtcd && cfg.CAFile == "" && cfg.CertFile == ""
 }
 
 // serveEmbedded starts the embedded store, TLS with client certificates

@@ -96,7 +96,7 @@ func OpenAuthority(dir Dir, node string, vtep netip.Addr) (*Authority, error) {
 	if err := a.issueServer(node, vtep); err != nil {
 		return nil, err
 	}
-	if !a.validHere(dir.Path(CertFile), dir.Path(KeyFile)) {
+	if cert, err := readCert(dir.Path(CertFile)); err != nil || cert.Subject.CommonName != node || !a.validHere(dir.Path(CertFile), dir.Path(KeyFile)) {
 		key, err := newKey()
 		if err != nil {
 			return nil, err

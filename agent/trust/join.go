@@ -246,3 +246,28 @@ func pinned(tok Token) *tls.Config {
 		},
 	}
 }
+
+// NodeIdentity is this host's certificate, its key and the cluster's CA,
+// from dir: what signs this host's gossip records (gossip.Identity). It
+// fails if the host has not joined, and says so if the certificate names
+// another node than node.
+func NodeIdentity(dir Dir, node string) (*x509.Certificate, *ecdsa.PrivateKey, *x509.CertPool, error) {
+	if !Joined(dir, nil) {
+		return nil, nil, nil, fmt.Errorf("no valid certificate of the cluster's CA in %s", dir)
+	}
+	ca, err := readCert(dir.Path(CAFile))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, key, err := loadPair(dir.Path(CertFile), dir.Path(KeyFile))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if cert.Subject.CommonName != node {
+		return nil, nil, nil, fmt.Errorf("this host's certificate %s names node %q, not %q: remove %s and %s and join again with a token",
+			dir.Path(CertFile), cert.Subject.CommonName, node, dir.Path(CertFile), dir.Path(KeyFile))
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	return cert, key, roots, nil
+}
